@@ -1,0 +1,209 @@
+"""Host facts as the probe reports them, and the pure parser from probe output to facts.
+
+The remote probe prints one JSON document (schema ``fleetctl.probe/v1``). ``parse_probe_output`` turns it
+into typed facts or raises ``ProbeOutputError``; it never invents a value: what the probe could not read is None.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROBE_SCHEMA = "fleetctl.probe/v1"
+
+#: error kinds the probe itself reports (the SSH layer adds unreachable, timeout, auth, host_key_*, no_python)
+PROBE_ERROR_KINDS = frozenset({"nvml_library_missing", "nvml_driver_not_loaded", "probe_failed"})
+
+
+class ProbeOutputError(ValueError):
+    """The probe's output is not a probe document we understand."""
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    compute_capability: str | None = None
+    temperature_c: int | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    utilization_pct: int | None = None
+    ecc_mode: bool | None = None
+    ecc_uncorrected_volatile: int | None = None
+    remapped_rows_pending: bool | None = None
+    remapped_rows_failed: bool | None = None
+    throttle_reasons: list[str] | None = None
+    persistence_mode: bool | None = None
+    mig_mode: bool | None = None
+    lost: bool = False
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str | None = None
+    os: str | None = None
+    kernel: str | None = None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    nvml_version: str | None = None
+    docker_version: str | None = None
+    nvidia_container_toolkit_version: str | None = None
+    fabric_manager_version: str | None = None
+    gpus: tuple[GpuFacts, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gpus"] = [asdict(g) for g in self.gpus]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HostFacts:
+        if not isinstance(d, dict):
+            raise ProbeOutputError("facts must be an object")
+        known = {k: _typed(d, k, _HOST_TYPES[k]) for k in _HOST_TYPES}
+        gpus = d.get("gpus") or []
+        if not isinstance(gpus, list):
+            raise ProbeOutputError("facts.gpus must be a list")
+        return cls(**known, gpus=tuple(gpu_from_dict(g) for g in gpus))
+
+
+_HOST_TYPES: dict[str, tuple[type, ...]] = {
+    k: (str,) for k in HostFacts.__dataclass_fields__ if k != "gpus"
+}
+_GPU_TYPES: dict[str, tuple[type, ...]] = {
+    "index": (int,), "name": (str,), "uuid": (str,), "pci_bus_id": (str,), "memory_total_mib": (int,),
+    "memory_used_mib": (int,), "compute_capability": (str,), "temperature_c": (int,),
+    "power_draw_w": (int, float), "power_limit_w": (int, float), "utilization_pct": (int,), "ecc_mode": (bool,),
+    "ecc_uncorrected_volatile": (int,), "remapped_rows_pending": (bool,), "remapped_rows_failed": (bool,),
+    "throttle_reasons": (list,), "persistence_mode": (bool,), "mig_mode": (bool,), "lost": (bool,),
+}
+
+
+def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
+    """The value of ``key`` if it is None or of one of ``types`` (bool is never taken for int)."""
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in types:
+        raise ProbeOutputError(f"{key}: expected {types[0].__name__}, got a boolean")
+    if not isinstance(value, types):
+        raise ProbeOutputError(f"{key}: expected {types[0].__name__}, got {type(value).__name__}")
+    return value
+
+
+def gpu_from_dict(d: dict[str, Any]) -> GpuFacts:
+    if not isinstance(d, dict) or not isinstance(d.get("index"), int):
+        raise ProbeOutputError(f"GPU entry without an integer index: {str(d)[:80]}")
+    known = {k: _typed(d, k, t) for k, t in _GPU_TYPES.items()}
+    known["lost"] = bool(known["lost"])
+    reasons = known["throttle_reasons"]
+    if reasons is not None and not all(isinstance(r, str) for r in reasons):
+        raise ProbeOutputError("throttle_reasons: expected a list of names")
+    return GpuFacts(**known)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one host's probe said: facts (possibly partial) and, if it failed, an error kind and reason."""
+
+    facts: HostFacts | None
+    error_kind: str | None = None
+    error_message: str | None = None
+
+
+def cuda_version_string(encoded: int | None) -> str | None:
+    """NVML's CUDA driver version integer (12080) as ``"12.8"``."""
+    if encoded is None:
+        return None
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"
+
+
+def parse_probe_output(text: str) -> ProbeResult:
+    """Parse the probe's stdout. The document is the last line that starts with ``{`` (tolerates banners)."""
+    doc = _last_json_line(text)
+    if doc.get("schema") != PROBE_SCHEMA:
+        raise ProbeOutputError(f"unknown probe schema {doc.get('schema')!r}")
+    facts_doc = doc.get("facts")
+    if not isinstance(facts_doc, dict):
+        raise ProbeOutputError("probe document has no facts object")
+    tools = {} if doc.get("tools") is None else doc["tools"]
+    if not isinstance(tools, dict):
+        raise ProbeOutputError("probe document: tools must be an object")
+    facts = HostFacts.from_dict({**facts_doc, **tool_versions(tools)})
+    error = doc.get("error")
+    if error is None:
+        return ProbeResult(facts=facts)
+    kind = error.get("kind") if isinstance(error, dict) else None
+    if kind not in PROBE_ERROR_KINDS:
+        raise ProbeOutputError(f"unknown probe error kind {kind!r}")
+    return ProbeResult(facts=facts, error_kind=kind, error_message=str(error.get("message") or kind))
+
+
+def tool_versions(tools: dict[str, Any]) -> dict[str, str | None]:
+    """Versions of Docker, the container toolkit and Fabric Manager from the raw tool outputs."""
+    return {
+        "docker_version": parse_docker_version(_tool_out(tools, "docker")),
+        "nvidia_container_toolkit_version": (parse_ctk_version(_tool_out(tools, "nvidia_ctk"))
+                                             or parse_container_cli_version(_tool_out(tools, "nvidia_container_cli"))),
+        "fabric_manager_version": parse_fabric_manager_version(_tool_out(tools, "fabric_manager")),
+    }
+
+
+def _tool_out(tools: dict[str, Any], name: str) -> str | None:
+    """The tool's stdout if it ran and succeeded, else None (not installed, failed, timed out)."""
+    run = tools.get(name)
+    if not isinstance(run, dict) or run.get("rc") != 0 or not isinstance(run.get("out"), str):
+        return None
+    return run["out"]
+
+
+_VERSION = re.compile(r"\d+(?:\.\d+)+(?:[-+~][0-9A-Za-z.\-+~]*)?")
+
+
+def parse_docker_version(out: str | None) -> str | None:
+    """``docker version --format {{.Server.Version}}`` prints the bare server version, e.g. ``20.10.24+dfsg1``."""
+    if not out:
+        return None
+    match = _VERSION.fullmatch(out.strip())
+    return match.group(0) if match else None
+
+
+def parse_ctk_version(out: str | None) -> str | None:
+    """``nvidia-ctk --version``: ``NVIDIA Container Toolkit CLI version 1.17.8`` then ``commit: ...``."""
+    return _after(out, r"NVIDIA Container Toolkit CLI version\s+")
+
+
+def parse_container_cli_version(out: str | None) -> str | None:
+    """``nvidia-container-cli --version``: ``cli-version: 1.17.8`` (older releases: ``version: 1.3.0``)."""
+    return _after(out, r"(?:cli-)?version:\s*")
+
+
+def parse_fabric_manager_version(out: str | None) -> str | None:
+    """``nv-fabricmanager --version``: ``Fabric Manager version is : 570.133.20``."""
+    return _after(out, r"Fabric Manager version is\s*:\s*")
+
+
+def _after(out: str | None, prefix: str) -> str | None:
+    if not out:
+        return None
+    match = re.search(r"^\s*" + prefix + r"(\d+(?:\.\d+)+)", out, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ProbeOutputError(f"probe output is not valid JSON: {e.msg} at column {e.colno}") from e
+            if isinstance(doc, dict):
+                return doc
+    raise ProbeOutputError("probe printed no JSON document")

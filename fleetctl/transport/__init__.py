@@ -1,0 +1,1 @@
+"""Transports: SSH, Docker, HTTP. They wrap library errors into fleetctl errors."""

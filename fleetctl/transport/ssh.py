@@ -1,0 +1,260 @@
+"""SSH over paramiko: verified host keys, ProxyJump chains, one connection per host reused within a command.
+
+Library exceptions become ``HostError`` with a stable kind: unreachable, timeout, auth, host_key_unknown,
+host_key_changed. Jump hosts are shared: twenty targets behind one bastion open one bastion connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from fleetctl.core.fleet import Host, SshSettings
+from fleetctl.core.sshtarget import Endpoint, Target, resolve_target
+from fleetctl.errors import HostError
+
+if TYPE_CHECKING:
+    from paramiko import SSHClient
+
+# paramiko logs transport errors itself; fleetctl reports them as host errors (logging is for --debug).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True)
+class RunResult:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+def load_ssh_config(path: str = "~/.ssh/config") -> Callable[[str], dict[str, Any]]:
+    """A lookup over the user's ssh_config (empty when there is none)."""
+    full = os.path.expanduser(path)
+    if not os.path.exists(full):
+        return lambda alias: {}
+    config = paramiko.SSHConfig.from_path(full)
+    return lambda alias: dict(config.lookup(alias))
+
+
+class KnownHosts:
+    """One known_hosts file for every connection of a command; accept-new appends are serialized."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.expanduser(path)
+        self._lock = threading.Lock()
+
+    def load_into(self, client: SSHClient) -> None:
+        if os.path.exists(self.path):
+            client.load_host_keys(self.path)
+
+    def record(self, name: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+class _UnknownKey(Exception):
+    def __init__(self, name: str, key: paramiko.PKey) -> None:
+        super().__init__(name)
+        self.name, self.key = name, key
+
+
+class _NoBanner(Exception):
+    pass
+
+
+class _Policy(paramiko.MissingHostKeyPolicy):
+    """Unknown key: refuse (strict) or record it (accept-new). Changed keys never reach here: paramiko refuses."""
+
+    def __init__(self, known: KnownHosts, accept_new: bool) -> None:
+        self.known, self.accept_new = known, accept_new
+
+    def missing_host_key(self, client: SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if not self.accept_new:
+            raise _UnknownKey(hostname, key)
+        self.known.record(hostname, key)
+
+
+def connect_endpoint(endpoint: Endpoint, target: Target, known: KnownHosts, sock: Any = None,
+                     host: str | None = None) -> SSHClient:
+    """An authenticated client for one hop, or HostError naming what went wrong."""
+    name = host or endpoint.alias
+    client = paramiko.SSHClient()
+    known.load_into(client)                 # paramiko checks these (changed key: refused) before the policy
+    client.set_missing_host_key_policy(_Policy(known, target.accept_new))
+    if sock is None and endpoint.proxy_command:
+        sock = paramiko.ProxyCommand(endpoint.proxy_command)
+    try:
+        client.connect(endpoint.hostname, port=endpoint.port, username=endpoint.user, sock=sock,
+                       key_filename=[os.path.expanduser(p) for p in endpoint.identity_files] or None,
+                       timeout=target.timeout_s, banner_timeout=target.timeout_s, auth_timeout=target.timeout_s)
+    except Exception as e:
+        transport = client.get_transport()
+        client.close()
+        if transport is not None and not transport.remote_version and isinstance(e, paramiko.SSHException):
+            e = _NoBanner(str(e))     # paramiko reports a banner timeout as "No existing session"
+        raise translate_error(name, endpoint, e) from e
+    return client
+
+
+def translate_error(name: str, endpoint: Endpoint, e: Exception) -> HostError:
+    where = f"{endpoint.user + '@' if endpoint.user else ''}{endpoint.hostname}:{endpoint.port}"
+    if isinstance(e, _UnknownKey):
+        return HostError(name, "host_key_unknown", f"host key for {e.name} is not in known_hosts "
+                         f"({e.key.get_name()} {fingerprint(e.key)})",
+                         hint="verify the key, then add it to known_hosts or use --accept-new-host-keys")
+    if isinstance(e, paramiko.BadHostKeyException):
+        return HostError(name, "host_key_changed", f"host key for {e.hostname} changed: known_hosts has "
+                         f"{e.expected_key.get_name()}, the host offered {e.key.get_name()} "
+                         f"{fingerprint(e.key)}; refusing to connect",
+                         hint="if the host was rebuilt, remove its old key from known_hosts")
+    if isinstance(e, paramiko.AuthenticationException):
+        return HostError(name, "auth", f"authentication failed for {where}: {e}")
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return HostError(name, "timeout", f"no answer from {where} within the connect timeout")
+    if isinstance(e, _NoBanner) or (isinstance(e, paramiko.SSHException) and "banner" in str(e).lower()):
+        return HostError(name, "timeout", f"{where} accepted the connection but sent no SSH banner in time")
+    if isinstance(e, paramiko.ChannelException):
+        return HostError(name, "unreachable", f"the jump host could not reach {where}: {e}")
+    if isinstance(e, NoValidConnectionsError):
+        first = next(iter(e.errors.values()), None)
+        if isinstance(first, (socket.timeout, TimeoutError)):
+            return HostError(name, "timeout", f"no answer from {where} within the connect timeout")
+        reason = first.strerror if isinstance(first, OSError) and first.strerror else _oneline(e)
+        return HostError(name, "unreachable", f"cannot reach {where}: {reason.lower()}")
+    if isinstance(e, (OSError, paramiko.SSHException, EOFError)):
+        return HostError(name, "unreachable", f"cannot reach {where}: {_oneline(e)}")
+    raise e
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The key's fingerprint as OpenSSH prints it (``SHA256:...``)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _oneline(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
+class SshPool(AbstractContextManager["SshPool"]):
+    """Connections for one command: one per host, jump hosts shared, all closed on exit."""
+
+    def __init__(self, settings: SshSettings, *, accept_new: bool = False,
+                 lookup: Callable[[str], dict[str, Any]] | None = None) -> None:
+        self.settings, self.accept_new = settings, accept_new
+        self.lookup = lookup or load_ssh_config()
+        self._known: dict[str, KnownHosts] = {}
+        self._clients: dict[str, SSHClient] = {}
+        self._jumps: dict[Endpoint, SSHClient] = {}
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+
+    def target(self, host: Host) -> Target:
+        return resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new)
+
+    def client(self, host: Host) -> SSHClient:
+        with self._lock:
+            host_lock = self._host_locks.setdefault(host.name, threading.Lock())
+        with host_lock:
+            existing = self._clients.get(host.name)
+            if existing is not None and _alive(existing):
+                return existing
+            client = self._connect(host, self.target(host))
+            self._clients[host.name] = client
+            return client
+
+    def _connect(self, host: Host, target: Target) -> SSHClient:
+        known = self._known_hosts(target.known_hosts)
+        sock = None
+        if target.jumps:
+            jump = self._jump_client(target, known, host.name)
+            sock = _open_tunnel(jump, target.endpoint, host.name, target.timeout_s)
+        return connect_endpoint(target.endpoint, target, known, sock=sock, host=host.name)
+
+    def _jump_client(self, target: Target, known: KnownHosts, name: str) -> SSHClient:
+        """The client for the last hop of the chain, connecting (and caching) each hop as needed."""
+        with self._lock:        # serializes bastion set-up; targets' own connects run in parallel
+            client = None
+            for i, hop in enumerate(target.jumps):
+                cached = self._jumps.get(hop)
+                if cached is None or not _alive(cached):
+                    sock = None if client is None else _open_tunnel(client, hop, name, target.timeout_s)
+                    try:
+                        cached = connect_endpoint(hop, target, known, sock=sock)
+                    except HostError as e:
+                        raise HostError(name, e.kind, f"via jump host {hop.alias}: {e.reason}", hint=e.hint) from e
+                    self._jumps[hop] = cached
+                client = cached
+            assert client is not None
+            return client
+
+    def _known_hosts(self, path: str) -> KnownHosts:
+        with self._lock:
+            if path not in self._known:
+                self._known[path] = KnownHosts(path)
+            return self._known[path]
+
+    def run(self, host: Host, command: str, *, stdin: bytes | None = None, timeout_s: float = 120) -> RunResult:
+        return run_command(self.client(host), host.name, command, stdin=stdin, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        for client in [*self._clients.values(), *self._jumps.values()]:
+            client.close()
+        self._clients.clear()
+        self._jumps.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _alive(client: SSHClient) -> bool:
+    transport = client.get_transport()
+    return transport is not None and transport.is_active()
+
+
+def _open_tunnel(jump: SSHClient, endpoint: Endpoint, name: str, timeout_s: float) -> paramiko.Channel:
+    transport = jump.get_transport()
+    assert transport is not None
+    try:
+        return transport.open_channel("direct-tcpip", dest_addr=(endpoint.hostname, endpoint.port),
+                                      src_addr=("127.0.0.1", 0), timeout=timeout_s)
+    except Exception as e:
+        raise translate_error(name, endpoint, e) from e
+
+
+def run_command(client: SSHClient, name: str, command: str, *, stdin: bytes | None, timeout_s: float) -> RunResult:
+    """Run ``command``, feed ``stdin``, read both streams to the end. A stall past ``timeout_s`` is ``timeout``."""
+    try:
+        chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout_s)
+        if stdin is not None:
+            chan_in.write(stdin)
+            chan_in.flush()
+        chan_in.channel.shutdown_write()
+        err_box: list[bytes] = []
+        reader = threading.Thread(target=lambda: err_box.append(chan_err.read()), daemon=True)
+        reader.start()
+        out = chan_out.read()
+        reader.join(timeout_s)
+        rc = chan_out.channel.recv_exit_status()
+    except (socket.timeout, TimeoutError) as e:
+        raise HostError(name, "timeout", f"no answer to {command.split()[0]!r} within {timeout_s:g}s") from e
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        raise HostError(name, "unreachable", f"connection lost while running {command.split()[0]!r}: "
+                                             f"{_oneline(e)}") from e
+    return RunResult(rc=rc, stdout=out, stderr=err_box[0] if err_box else b"")
