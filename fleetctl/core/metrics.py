@@ -1,0 +1,155 @@
+"""vLLM's Prometheus metrics as fleetctl reads them: gauges for drain, counter and histogram deltas for gates.
+
+Parsing uses prometheus_client's parser (imported on first use); everything else is arithmetic on plain data.
+Samples are summed over label sets (engines, models) except the labels a caller asks to keep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV_CACHE = "vllm:kv_cache_usage_perc"
+SUCCESS = "vllm:request_success_total"
+TTFT = "vllm:time_to_first_token_seconds"
+E2E = "vllm:e2e_request_latency_seconds"
+
+
+class MetricsError(ValueError):
+    """Text that is not Prometheus exposition format."""
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts by upper bound (``inf`` included), plus count and sum."""
+
+    buckets: tuple[tuple[float, float], ...]
+    count: float
+    total: float
+
+    def minus(self, earlier: Histogram) -> Histogram:
+        before = dict(earlier.buckets)
+        return Histogram(tuple((le, n - before.get(le, 0.0)) for le, n in self.buckets),
+                         self.count - earlier.count, self.total - earlier.total)
+
+    def plus(self, other: Histogram) -> Histogram:
+        theirs = dict(other.buckets)
+        bounds = sorted(set(dict(self.buckets)) | set(theirs))
+        mine = dict(self.buckets)
+        return Histogram(tuple((le, mine.get(le, 0.0) + theirs.get(le, 0.0)) for le in bounds),
+                         self.count + other.count, self.total + other.total)
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile by linear interpolation inside the bucket (as PromQL's histogram_quantile)."""
+        if self.count <= 0:
+            return None
+        rank = q * self.count
+        lower_bound, lower_count = 0.0, 0.0
+        for le, cumulative in self.buckets:
+            if cumulative >= rank:
+                if math.isinf(le):
+                    return lower_bound
+                width = cumulative - lower_count
+                fraction = 0.0 if width <= 0 else (rank - lower_count) / width
+                return lower_bound + (le - lower_bound) * fraction
+            lower_bound, lower_count = le, cumulative
+        return lower_bound
+
+
+@dataclass(frozen=True)
+class MetricsSample:
+    gauges: dict[str, float] = field(default_factory=dict)
+    counters: dict[tuple[str, str], float] = field(default_factory=dict)   # (name, finished_reason or "")
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+
+    def gauge(self, name: str) -> float | None:
+        return self.gauges.get(name)
+
+    def counter(self, name: str, reason: str = "") -> float:
+        if reason:
+            return self.counters.get((name, reason), 0.0)
+        return sum(v for (n, _), v in self.counters.items() if n == name)
+
+
+def parse_metrics(text: str) -> MetricsSample:
+    """Gauges, counters (split by ``finished_reason``) and histograms of every ``vllm:`` family."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gauges: dict[str, float] = {}
+    counters: dict[tuple[str, str], float] = {}
+    buckets: dict[str, dict[float, float]] = {}
+    totals: dict[str, dict[str, float]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            if not family.name.startswith("vllm:"):
+                continue
+            for s in family.samples:
+                _add_sample(family.type, s.name, s.labels, s.value, gauges, counters, buckets, totals)
+    except ValueError as e:
+        raise MetricsError(f"not Prometheus text: {e}") from e
+    histograms = {name: Histogram(tuple(sorted(b.items())), totals.get(name, {}).get("count", 0.0),
+                                  totals.get(name, {}).get("sum", 0.0)) for name, b in buckets.items()}
+    return MetricsSample(gauges, counters, histograms)
+
+
+def _add_sample(kind, name, labels, value, gauges, counters, buckets, totals) -> None:
+    if kind == "gauge":
+        gauges[name] = gauges.get(name, 0.0) + value
+    elif kind == "counter" and name.endswith("_total"):
+        key = (name, labels.get("finished_reason", ""))
+        counters[key] = counters.get(key, 0.0) + value
+    elif kind == "histogram":
+        base, _, part = name.rpartition("_")
+        if part == "bucket":
+            le = float(labels["le"])
+            into = buckets.setdefault(base, {})
+            into[le] = into.get(le, 0.0) + value
+        elif part in ("count", "sum"):
+            into_totals = totals.setdefault(base, {})
+            into_totals[part] = into_totals.get(part, 0.0) + value
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """What happened on some hosts between two samples: requests by outcome and latency histograms."""
+
+    finished: float = 0.0
+    errors: float = 0.0
+    ttft: Histogram | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return None if self.finished <= 0 else self.errors / self.finished
+
+    def ttft_p95(self) -> float | None:
+        return None if self.ttft is None else self.ttft.quantile(0.95)
+
+    def plus(self, other: WindowFigures) -> WindowFigures:
+        ttft = other.ttft if self.ttft is None else (self.ttft if other.ttft is None else self.ttft.plus(other.ttft))
+        return WindowFigures(self.finished + other.finished, self.errors + other.errors, ttft)
+
+
+def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:
+    """Counter and histogram deltas between two samples of one host. A restart (counter went down) counts from 0."""
+    finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS))
+    errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error"))
+    ttft_after = after.histograms.get(TTFT)
+    ttft_before = before.histograms.get(TTFT)
+    if ttft_after is None:
+        ttft = None
+    elif ttft_before is None or ttft_after.count < ttft_before.count:
+        ttft = ttft_after
+    else:
+        ttft = ttft_after.minus(ttft_before)
+    return WindowFigures(finished, errors, ttft)
+
+
+def _delta(before: float, after: float) -> float:
+    return after if after < before else after - before
+
+
+def in_flight(sample: MetricsSample) -> tuple[float, float]:
+    """(running, waiting) requests; (0, 0) when vLLM does not report them."""
+    return sample.gauge(RUNNING) or 0.0, sample.gauge(WAITING) or 0.0
