@@ -15,6 +15,7 @@ KV_CACHE = "vllm:kv_cache_usage_perc"
 SUCCESS = "vllm:request_success_total"
 TTFT = "vllm:time_to_first_token_seconds"
 E2E = "vllm:e2e_request_latency_seconds"
+HTTP = "http_requests_total"        # prometheus_fastapi_instrumentator, served by vLLM's API server
 
 
 class MetricsError(ValueError):
@@ -83,10 +84,12 @@ def parse_metrics(text: str) -> MetricsSample:
     totals: dict[str, dict[str, float]] = {}
     try:
         for family in text_string_to_metric_families(text):
-            if not family.name.startswith("vllm:"):
-                continue
-            for s in family.samples:
-                _add_sample(family.type, s.name, s.labels, s.value, gauges, counters, buckets, totals)
+            if family.name.startswith("vllm:"):
+                for s in family.samples:
+                    _add_sample(family.type, s.name, s.labels, s.value, gauges, counters, buckets, totals)
+            elif family.name == "http_requests":
+                for s in family.samples:
+                    _add_http(s.name, s.labels, s.value, counters)
     except ValueError as e:
         raise MetricsError(f"not Prometheus text: {e}") from e
     histograms = {name: Histogram(tuple(sorted(b.items())), totals.get(name, {}).get("count", 0.0),
@@ -111,6 +114,13 @@ def _add_sample(kind, name, labels, value, gauges, counters, buckets, totals) ->
             into_totals[part] = into_totals.get(part, 0.0) + value
 
 
+def _add_http(name: str, labels: dict[str, str], value: float, counters: dict[tuple[str, str], float]) -> None:
+    """Count API answers by status class, for the OpenAI endpoints only (not /metrics or /health)."""
+    if name == HTTP and labels.get("handler", "").startswith("/v1/"):
+        key = (HTTP, labels.get("status", ""))
+        counters[key] = counters.get(key, 0.0) + value
+
+
 @dataclass(frozen=True)
 class WindowFigures:
     """What happened on some hosts between two samples: requests by outcome and latency histograms."""
@@ -132,9 +142,13 @@ class WindowFigures:
 
 
 def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:
-    """Counter and histogram deltas between two samples of one host. A restart (counter went down) counts from 0."""
-    finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS))
-    errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error"))
+    """Deltas between two samples of one host. A restart (counter went down) counts from 0.
+
+    Errors are requests vLLM finished with reason ``error`` plus API answers with a 5xx status.
+    """
+    failed = _delta(before.counter(HTTP, "5xx"), after.counter(HTTP, "5xx"))   # never reached the engine's count
+    finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS)) + failed
+    errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error")) + failed
     ttft_after = after.histograms.get(TTFT)
     ttft_before = before.histograms.get(TTFT)
     if ttft_after is None:

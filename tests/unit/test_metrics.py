@@ -40,12 +40,14 @@ vllm:time_to_first_token_seconds_sum{engine="0",model_name="m"} 12.5
 # HELP http_requests_total Total number of requests by method, status and handler.
 # TYPE http_requests_total counter
 http_requests_total{handler="/metrics",method="GET",status="2xx"} 5.0
+http_requests_total{handler="/v1/completions",method="POST",status="5xx"} @http5xx@
+http_requests_total{handler="/v1/completions",method="POST",status="2xx"} 100.0
 """
 
 
 def text(**values):
     out = TEXT
-    for key, value in {"stop": 90, "error": 0, "b1": 50, "b2": 90, "b3": 100, **values}.items():
+    for key, value in {"stop": 90, "error": 0, "b1": 50, "b2": 90, "b3": 100, "http5xx": 0, **values}.items():
         out = out.replace(f"@{key}@", str(value))
     return out
 
@@ -58,7 +60,7 @@ def test_parse_gauges_counters_and_histograms():
     assert s.counter("vllm:request_success_total", "length") == 10.0
     ttft = s.histograms["vllm:time_to_first_token_seconds"]
     assert ttft.buckets == ((0.1, 50.0), (0.5, 90.0), (float("inf"), 100.0)) and ttft.count == 100.0
-    assert "http_requests" not in str(s.counters)
+    assert s.counter("http_requests_total", "2xx") == 100.0      # /v1/ handlers only, /metrics not counted
 
 
 def test_window_uses_deltas_not_lifetime_totals():
@@ -101,3 +103,10 @@ def test_no_vllm_metrics_means_nothing_in_flight():
 def test_garbage_is_an_error():
     with pytest.raises(MetricsError):
         parse_metrics("vllm:num_requests_running{engine=0 3\n")
+
+
+def test_http_5xx_answers_count_as_failed_requests():
+    before = parse_metrics(text(stop=90, http5xx=2))
+    after = parse_metrics(text(stop=120, error=3, http5xx=9))
+    w = window(before, after)
+    assert (w.finished, w.errors) == (40.0, 10.0)     # 33 finished by the engine + 7 answered 500

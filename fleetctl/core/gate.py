@@ -1,0 +1,96 @@
+"""The canary gate: judge a ring over its bake window against the hosts not yet upgraded.
+
+Pure: it takes window figures (``fleetctl.core.metrics.WindowFigures``) and returns a verdict that names each
+check's metric, value, threshold and hosts, so the report writes itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleetctl.core.metrics import WindowFigures
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    max_error_rate: float = 0.01
+    max_ttft_p95_ratio: float = 1.5
+    min_requests: int = 1          # finished requests the ring must see to be judged at all
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    metric: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    hosts: tuple[str, ...]
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "passed": self.passed, "value": self.value, "threshold": self.threshold,
+                "hosts": list(self.hosts), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: tuple[GateCheck, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[GateCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+
+def judge_ring(ring: dict[str, WindowFigures], baseline: WindowFigures | None, unhealthy: tuple[str, ...],
+               settings: GateSettings, *, baseline_source: str = "baseline hosts") -> Verdict:
+    """Health, traffic, error rate and TTFT p95 ratio of ``ring`` (host → figures over the bake window)."""
+    hosts = tuple(sorted(ring))
+    total = WindowFigures()
+    for figures in ring.values():
+        total = total.plus(figures)
+    checks = [_health(hosts, unhealthy), _traffic(hosts, total, settings)]
+    if checks[-1].passed:
+        checks.append(_error_rate(hosts, total, settings))
+        checks.append(_ttft(hosts, total, baseline, settings, baseline_source))
+    return Verdict(tuple(checks))
+
+
+def _health(hosts: tuple[str, ...], unhealthy: tuple[str, ...]) -> GateCheck:
+    if unhealthy:
+        return GateCheck("health", False, float(len(unhealthy)), 0.0, unhealthy,
+                         f"{', '.join(unhealthy)} not healthy after the bake")
+    return GateCheck("health", True, 0.0, 0.0, hosts, "every host healthy")
+
+
+def _traffic(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
+    ok = total.finished >= settings.min_requests
+    detail = (f"{total.finished:g} requests finished during the bake" if ok else
+              f"only {total.finished:g} requests finished during the bake (need {settings.min_requests}): "
+              "no evidence the new version works")
+    return GateCheck("requests", ok, total.finished, float(settings.min_requests), hosts, detail)
+
+
+def _error_rate(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
+    rate = total.error_rate or 0.0
+    ok = rate <= settings.max_error_rate
+    detail = (f"error rate {rate:.2%} ({total.errors:g} of {total.finished:g} requests) "
+              f"{'≤' if ok else '>'} max {settings.max_error_rate:.2%}")
+    return GateCheck("error_rate", ok, rate, settings.max_error_rate, hosts, detail)
+
+
+def _ttft(hosts: tuple[str, ...], total: WindowFigures, baseline: WindowFigures | None, settings: GateSettings,
+          source: str) -> GateCheck:
+    ring_p95 = total.ttft_p95()
+    base_p95 = baseline.ttft_p95() if baseline is not None else None
+    if ring_p95 is None or not base_p95:
+        return GateCheck("ttft_p95_ratio", True, None, settings.max_ttft_p95_ratio, hosts,
+                         f"not compared: no time-to-first-token figures from the {source}")
+    ratio = ring_p95 / base_p95
+    ok = ratio <= settings.max_ttft_p95_ratio
+    detail = (f"TTFT p95 {ring_p95 * 1000:.0f} ms vs {base_p95 * 1000:.0f} ms on the {source}: "
+              f"×{ratio:.2f} {'≤' if ok else '>'} max ×{settings.max_ttft_p95_ratio:g}")
+    return GateCheck("ttft_p95_ratio", ok, ratio, settings.max_ttft_p95_ratio, hosts, detail)
