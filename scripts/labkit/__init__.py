@@ -1,0 +1,1 @@
+"""Test-lab kit for fleetctl: fake GPU hosts (stdlib only)."""
