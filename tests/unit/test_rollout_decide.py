@@ -1,0 +1,93 @@
+"""The rollout decider, row by row: hand-built journals in, next action out."""
+
+from fleetctl.core.fleet import Host, RolloutSettings
+from fleetctl.core.rollout import Action, decide, replay
+from fleetctl.core.rollout_plan import plan_rollout
+
+PLAN = plan_rollout((Host("a", "a", ring="canary"), Host("b", "b", ring="main"), Host("c", "c", ring="main")),
+                    RolloutSettings(rings=("canary", "main"), max_unavailable=2), serving=3, min_serving=1)
+
+
+def begin(action):
+    return {"event": "action_begin", "key": action.key(), "kind": action.kind, "host": action.host,
+            "step": action.step, "ring": action.ring}
+
+
+def done(action, **extra):
+    return {**begin(action), "event": "action_done", **extra}
+
+
+def actions_until_finish(records=(), fail=None, limit=100):
+    """Simulate: every action succeeds except ``fail`` (a key), which fails once. Returns the action keys."""
+    records, seen = list(records), []
+    for _ in range(limit):
+        action = decide(replay(PLAN, records))
+        seen.append(action.key() if action.kind != "finish" else f"finish:{action.outcome}")
+        if action.kind == "finish":
+            return seen
+        records.append(begin(action))
+        if action.key() == fail:
+            records.append({**begin(action), "event": "action_failed", "reason": "never healthy"})
+        elif action.kind == "judge":
+            records.append(done(action, passed=True))
+        else:
+            records.append(done(action))
+    raise AssertionError("no finish")
+
+
+def test_a_clean_run_goes_ring_by_ring_batch_step_by_step():
+    assert actions_until_finish() == [
+        "pull:canary", "upgrade_step:canary:a:drain", "upgrade_step:canary:a:replace", "upgrade_step:canary:a:healthy",
+        "upgrade_step:canary:a:undrain", "bake:canary", "judge:canary",
+        "pull:main", "upgrade_step:main:b:drain", "upgrade_step:main:c:drain", "upgrade_step:main:b:replace",
+        "upgrade_step:main:c:replace", "upgrade_step:main:b:healthy", "upgrade_step:main:c:healthy",
+        "upgrade_step:main:b:undrain", "upgrade_step:main:c:undrain", "bake:main", "judge:main",
+        "finish:completed"]
+
+
+def test_a_failed_gate_rolls_back_every_touched_host_newest_first():
+    ring_a = ["pull:canary"] + [f"upgrade_step:canary:a:{s}" for s in ("drain", "replace", "healthy", "undrain")]
+    records = []
+    for key in ring_a + ["bake:canary"]:
+        action = decide(replay(PLAN, records))
+        assert action.key() == key
+        records += [begin(action), done(action)]
+    judge = decide(replay(PLAN, records))
+    records += [begin(judge), done(judge, passed=False, verdict={"metric": "error_rate"})]
+    state = replay(PLAN, records)
+    assert state.failure["verdict"] == {"metric": "error_rate"}
+    assert actions_until_finish(records) == [
+        "rollback_step:a:drain", "rollback_step:a:restore", "rollback_step:a:healthy", "rollback_step:a:undrain",
+        "finish:rolled_back"]
+
+
+def test_a_host_that_never_becomes_healthy_turns_the_run_around():
+    keys = actions_until_finish(fail="upgrade_step:main:b:healthy")
+    failed_at = keys.index("upgrade_step:main:b:healthy")
+    assert keys[failed_at + 1:] == [
+        f"rollback_step:{host}:{step}" for host in ("c", "b", "a")
+        for step in ("drain", "restore", "healthy", "undrain")] + ["finish:rolled_back"]
+
+
+def test_crash_mid_action_resumes_with_the_same_action():
+    records = []
+    for _ in range(3):
+        action = decide(replay(PLAN, records))
+        records += [begin(action), done(action)]
+    crashed = decide(replay(PLAN, records))
+    records.append(begin(crashed))                    # SIGKILL here: begun, never done
+    assert decide(replay(PLAN, records)) == crashed
+
+
+def test_abort_puts_back_a_host_that_was_only_drained():
+    records = []
+    for _ in range(2):                                # pull, drain a
+        action = decide(replay(PLAN, records))
+        records += [begin(action), done(action)]
+    records.append({"event": "abort_requested"})
+    assert actions_until_finish(records) == ["rollback_step:a:undrain", "finish:aborted"]
+
+
+def test_finished_run_stays_finished():
+    assert decide(replay(PLAN, [{"event": "run_finished", "outcome": "completed"}])) == Action(
+        "finish", outcome="completed")
