@@ -49,6 +49,10 @@ def sshd(tmp_path_factory):
         "PasswordAuthentication no\nStrictModes no\n")
     os.makedirs("/run/sshd", exist_ok=True)
     subprocess.run([SSHD, "-f", str(d / "sshd_config")], check=True)
+    deadline = time.monotonic() + 10
+    while not (d / "sshd.pid").exists():          # sshd writes its pid file once it listens
+        assert time.monotonic() < deadline, "sshd did not start"
+        time.sleep(0.02)
     host_pub = " ".join((d / "hostkey.pub").read_text().split()[:2])
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
     yield d, port

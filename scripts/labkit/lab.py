@@ -1,0 +1,243 @@
+"""The lab: fake GPU hosts, each a network namespace with its own real sshd, built from a spec.
+
+    lab = Lab(Path(".lab"), load_spec(None))
+    info = lab.up()          # idempotent: fixes what is missing, leaves what is right
+    lab.status()             # {"exists", "up", "hosts": [...], ...}
+    lab.down()               # removes every namespace, link, bridge, process and file it made
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import netns, sshd
+from .fakenvml import build_library, install_tools, render_config
+from .files import (LabPaths, ensure_symlink, fill_nopython_bin, read_state, render_fleet, render_known_hosts,
+                    render_ssh_config, session_env, write_if_changed, write_state)
+from .layout import Layout, Node, plan_layout
+from .preflight import problems
+from .spec import LabError, LabSpec, parse_spec
+
+READY_TIMEOUT_S = 20.0
+WORKERS = 8
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    address: str
+    ring: str | None
+    namespace: str
+    dir: Path
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """What `up` made and what a client needs to reach it."""
+
+    root: Path
+    fleet_file: Path
+    identity_file: Path
+    known_hosts: Path
+    ssh_config: Path             # for `ssh -F`: names, addresses, key checks and the jump host
+    hosts: tuple[LabHost, ...]
+    bastion: str | None          # the bastion's address, when hosts sit behind one
+    spec: LabSpec
+
+    @property
+    def proxy_jump(self) -> str | None:
+        return f"root@{self.bastion}" if self.bastion else None
+
+    def host(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def lab(self) -> Lab:
+        """The Lab behind this info (for status, stop_sshd, restart_sshd, down)."""
+        return Lab(self.root, self.spec)
+
+    def ssh_command(self, host: str, *command: str) -> list[str]:
+        """`ssh` argv that reaches a lab host (through the bastion if any), host keys verified."""
+        return ["ssh", "-F", str(self.ssh_config), host, *command]
+
+
+class Lab:
+    def __init__(self, root: Path, spec: LabSpec) -> None:
+        self.paths = LabPaths(Path(root).absolute())
+        self.spec = spec
+        self.layout = plan_layout(spec)
+        if any(c.isspace() or c in "\"'\\" for c in str(self.paths.root)):
+            raise LabError(f"{self.paths.root}: the lab folder's path must have no spaces or quotes (sshd_config)")
+
+    @classmethod
+    def open(cls, root: Path) -> Lab:
+        """The lab that `up` left in root; LabError if there is none."""
+        state = read_state(LabPaths(Path(root).absolute()))
+        if state is None:
+            raise LabError(f"no lab in {Path(root).absolute()} (scripts/lab up makes one)")
+        return cls(root, parse_spec(state["spec"], source=f"{root}/state.json"))
+
+    # -- up -------------------------------------------------------------------------------------------------
+
+    def up(self) -> LabInfo:
+        found = problems()
+        if found:
+            raise LabError(found[0])
+        ours = self._retire_previous()
+        netns.check_network_free(self.layout, self.spec.subnet, ours)
+        write_state(self.paths, self.spec.to_dict(), phase="building")
+        try:
+            library = build_library(self.paths.lib)
+        except RuntimeError as e:
+            raise LabError(str(e).splitlines()[0]) from e
+        sshd.keygen(self.paths.identity, "fleetctl-lab-client")
+        write_if_changed(self.paths.authorized_keys, sshd.public_key(self.paths.identity) + "\n", 0o600)
+        if any(not node.host.python3 for node in self.layout.hosts):
+            fill_nopython_bin(self.paths.nopython_bin)
+        netns.ensure_network(self.layout)
+        self._each_node(lambda node: self._ensure_node(node, library))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for node in self.layout.nodes:
+            sshd.wait_ready(self._sshd_files(node), node.namespace, deadline)
+        self._write_client_files()
+        write_state(self.paths, self.spec.to_dict(), phase="up")
+        return self.info()
+
+    def info(self) -> LabInfo:
+        hosts = tuple(LabHost(n.name, n.address, n.host.ring, n.namespace, self.paths.node_dir(n))
+                      for n in self.layout.hosts)
+        bastion = self.layout.bastion.address if self.layout.bastion else None
+        return LabInfo(root=self.paths.root, fleet_file=self.paths.fleet, identity_file=self.paths.identity,
+                       known_hosts=self.paths.known_hosts, ssh_config=self.paths.ssh_config, hosts=hosts,
+                       bastion=bastion, spec=self.spec)
+
+    def _retire_previous(self) -> bool:
+        """Take down what an earlier `up` in this folder made that this spec no longer has.
+
+        True if the network this spec wants is already this folder's own (an earlier `up` made it)."""
+        state = read_state(self.paths)
+        if state is None:
+            return False
+        old = plan_layout(parse_spec(state["spec"], source=str(self.paths.state)))
+        if (old.bridge, old.gateway_cidr, bool(old.bastion)) != (self.layout.bridge, self.layout.gateway_cidr,
+                                                                  bool(self.layout.bastion)):
+            _delete_layout(old)
+            return False
+        keep = {node.name for node in self.layout.nodes}
+        for node in old.nodes:
+            if node.name not in keep:
+                netns.delete_node(node.namespace, node.veth, node.outer_ns)
+                shutil.rmtree(self.paths.node_dir(node), ignore_errors=True)
+        return True
+
+    def _each_node(self, step) -> None:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for future in [pool.submit(step, node) for node in self.layout.nodes]:
+                future.result()
+
+    def _ensure_node(self, node: Node, library: Path) -> None:
+        base = self.paths.node_dir(node)
+        (base / "home").mkdir(parents=True, exist_ok=True)
+        if node.host is not None:
+            self._ensure_fake_gpu(node, base, library)
+        netns.ensure_namespace(node.namespace)
+        netns.ensure_node_link(node)
+        self._ensure_sshd(node)
+
+    def _ensure_fake_gpu(self, node: Node, base: Path, library: Path) -> None:
+        table = node.host.table
+        write_if_changed(base / "nvml.conf", render_config(table))
+        install_tools(base / "bin", table)
+        if node.host.nvml == "library-missing":
+            shutil.rmtree(base / "lib", ignore_errors=True)
+        else:
+            ensure_symlink(base / "lib" / library.name, library)
+
+    def _ensure_sshd(self, node: Node) -> None:
+        files = self._sshd_files(node)
+        sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
+        extra = ("AllowTcpForwarding yes",) if node.host is None else ()
+        text = sshd.render_config(files, node.address, self.paths.authorized_keys,
+                                  session_env(self.paths, node), extra)
+        changed = write_if_changed(files.config, text, 0o600)
+        if changed or sshd.running_pid(files, node.namespace) is None:
+            sshd.stop(files, node.namespace)
+            sshd.start(files, node.namespace, node.name)
+
+    def _sshd_files(self, node: Node) -> sshd.SshdFiles:
+        return sshd.SshdFiles(self.paths.node_dir(node))
+
+    def _write_client_files(self) -> None:
+        entries = [(n.address, sshd.public_key(self._sshd_files(n).host_key)) for n in self.layout.nodes]
+        write_if_changed(self.paths.known_hosts, render_known_hosts(entries))
+        write_if_changed(self.paths.ssh_config, render_ssh_config(self.paths, self.layout))
+        write_if_changed(self.paths.fleet, render_fleet(self.paths, self.layout))
+
+    # -- status ---------------------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """Every node and whether its sshd runs; `up` is True only if the lab exists and all of them do."""
+        exists = read_state(self.paths) is not None
+        nodes = [self._node_status(n) for n in self.layout.nodes]
+        hosts = [n for n in nodes if n["role"] == "host"]
+        bastion = next((n for n in nodes if n["role"] == "bastion"), None)
+        return {"root": str(self.paths.root), "exists": exists, "up": exists and all(n["sshd"] for n in nodes),
+                "prefix": self.spec.prefix, "subnet": self.spec.subnet, "bastion": bastion, "hosts": hosts,
+                "fleet_file": str(self.paths.fleet)}
+
+    def _node_status(self, node: Node) -> dict:
+        pid = sshd.running_pid(self._sshd_files(node), node.namespace)
+        return {"name": node.name, "role": "bastion" if node.host is None else "host", "address": node.address,
+                "ring": node.host.ring if node.host else None, "namespace": node.namespace,
+                "sshd": pid is not None, "pid": pid}
+
+    # -- for tests ------------------------------------------------------------------------------------------
+
+    def stop_sshd(self, host: str) -> None:
+        """Stop one node's sshd listener: the host then refuses connections, like a host whose sshd died."""
+        node = self._node(host)
+        sshd.stop(self._sshd_files(node), node.namespace)
+
+    def restart_sshd(self, host: str, new_host_key: bool = False) -> None:
+        """Restart one node's sshd; new_host_key=True gives it a fresh host key that known_hosts does not have."""
+        node = self._node(host)
+        files = self._sshd_files(node)
+        sshd.stop(files, node.namespace)
+        if new_host_key:
+            files.host_key.unlink(missing_ok=True)
+            sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
+        sshd.start(files, node.namespace, node.name)
+        sshd.wait_ready(files, node.namespace, time.monotonic() + READY_TIMEOUT_S)
+
+    def _node(self, name: str) -> Node:
+        try:
+            return self.layout.node(name)
+        except KeyError:
+            raise LabError(f"no host {name!r} in this lab") from None
+
+    # -- down -----------------------------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Remove every namespace, link, bridge, process and file this lab made; safe to run twice."""
+        state = read_state(self.paths)
+        if state is not None:
+            _delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))
+        _delete_layout(self.layout)
+        for path in self.paths.made():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        try:
+            self.paths.root.rmdir()
+        except OSError:
+            pass                     # not empty: it holds things the lab did not make
+
+
+def _delete_layout(layout: Layout) -> None:
+    for node in layout.hosts + ((layout.bastion,) if layout.bastion else ()):
+        netns.delete_node(node.namespace, node.veth, node.outer_ns)
+    netns.delete_bridge(layout.bridge)
