@@ -1,3 +1,3 @@
-from fleetctl.cli.app import main
+from fleetctl.cli import main
 
 main()

@@ -82,3 +82,17 @@ class RolledBack(FleetError):
 
 class LockHeld(FleetError):
     exit_code = ExitCode.LOCKED
+
+
+class RouterError(FleetError):
+    """The local vllm-router could not be reached, refused a change, or does not hold what it should.
+
+    The message always names the router's URL: ``router http://127.0.0.1:30000 unreachable: connection refused``.
+    """
+
+    exit_code = ExitCode.HOSTS_FAILED
+
+    def __init__(self, url: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"router {url} {message}", hint=hint)
+        self.url = url
+        self.reason = message

@@ -1,0 +1,12 @@
+"""The command list. Each module adds its commands to the app; heavy libraries load inside the commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from fleetctl.cli import hosts_cmd, inventory_cmd
+
+    hosts_cmd.register(app)
+    inventory_cmd.register(app)

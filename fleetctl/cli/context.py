@@ -1,0 +1,52 @@
+"""What every command gets: the settings from global options and the two consoles (stdout, stderr)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fleetctl.core.fleet import Fleet
+
+
+@dataclass
+class AppContext:
+    fleet_path: str | None = None
+    debug: bool = False
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def resolved_fleet_path(self) -> str:
+        """``--fleet``, else ``$FLEETCTL_FLEET``, else ``./fleet.toml``."""
+        return self.fleet_path or self.env.get("FLEETCTL_FLEET") or "fleet.toml"
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
+
+    def load_fleet(self) -> Fleet:
+        from fleetctl.services.files import load_fleet
+
+        return load_fleet(self.resolved_fleet_path)
+
+
+def get_context(ctx: typer.Context) -> AppContext:
+    """The AppContext the root callback stored; a bare one when a command is invoked on its own."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj

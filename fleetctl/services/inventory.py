@@ -1,0 +1,45 @@
+"""Inventory: run the probe on every host over SSH and collect a snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from fleetctl.core.fleet import Fleet, Host
+from fleetctl.core.inventory import HostFailure
+from fleetctl.core.inventory import HostReport, Snapshot, report_from_probe
+from fleetctl.errors import HostError
+from fleetctl.services.fanout import fan_out
+
+PROBE_TIMEOUT_S = 90
+
+
+def collect_inventory(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32, accept_new_host_keys: bool = False,
+                      on_host_done: Callable[[HostReport], None] | None = None) -> Snapshot:
+    """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason."""
+    from fleetctl.transport.ssh import SshPool
+
+    reports: dict[str, HostReport] = {}
+    with SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
+        for host, outcome in fan_out(hosts, lambda h: probe_host(pool, h), forks=forks):
+            report = outcome if isinstance(outcome, HostReport) else failed_report(host, outcome)
+            reports[host.name] = report
+            if on_host_done is not None:
+                on_host_done(report)
+    return Snapshot(taken_at=now_iso(), fleet=fleet.name, hosts=tuple(reports[h.name] for h in hosts))
+
+
+def probe_host(pool, host: Host) -> HostReport:
+    from fleetctl.probe import PROBE_COMMAND, probe_payload
+
+    run = pool.run(host, PROBE_COMMAND, stdin=probe_payload(), timeout_s=PROBE_TIMEOUT_S)
+    return report_from_probe(host, run.rc, run.stdout.decode("utf-8", "replace"), run.stderr.decode("utf-8", "replace"))
+
+
+def failed_report(host: Host, error: HostError) -> HostReport:
+    return HostReport(name=host.name, address=host.address, ring=host.ring,
+                      error=HostFailure(error.kind, error.reason))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

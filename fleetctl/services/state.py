@@ -1,0 +1,46 @@
+"""The state folder (``.fleetctl/`` beside the fleet file): saved inventory snapshots and their loading."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from fleetctl.core.fleet import Fleet
+from fleetctl.core.inventory import Snapshot, SnapshotError
+from fleetctl.errors import ConfigError
+from fleetctl.services.files import write_atomic
+
+INVENTORY_FILE = "inventory.json"
+
+
+def snapshot_path(fleet: Fleet) -> str:
+    return os.path.join(fleet.state_dir, INVENTORY_FILE)
+
+
+def save_snapshot(fleet: Fleet, snapshot: Snapshot) -> str:
+    path = snapshot_path(fleet)
+    os.makedirs(fleet.state_dir, exist_ok=True)
+    write_atomic(path, (json.dumps(snapshot.to_dict(), indent=2) + "\n").encode())
+    return path
+
+
+def load_snapshot(path: str) -> Snapshot:
+    """A saved snapshot, or ConfigError with FILE:LINE when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read snapshot: {e.strerror}", path=path) from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from e
+    try:
+        return Snapshot.from_dict(doc)
+    except SnapshotError as e:
+        raise ConfigError(str(e), path=path) from e
+
+
+def previous_snapshot(fleet: Fleet) -> Snapshot | None:
+    path = snapshot_path(fleet)
+    return load_snapshot(path) if os.path.exists(path) else None

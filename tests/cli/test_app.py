@@ -1,0 +1,66 @@
+"""The CLI boundary: documented exit codes, one line per error, tracebacks only with --debug."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import fleetctl.services.files as files
+from fleetctl import __version__
+from fleetctl.cli.app import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_version_fast_path_in_a_real_process():
+    out = subprocess.run([sys.executable, "-m", "fleetctl", "--version"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (0, f"fleetctl {__version__}\n")
+
+
+def test_unknown_option_is_a_usage_error():
+    result = invoke("hosts", "--no-such-flag")
+    assert result.exit_code == 2 and "No such option" in result.stderr
+
+
+def test_missing_fleet_file_is_one_line_exit_2(tmp_path):
+    result = invoke("--fleet", str(tmp_path / "nope.toml"), "hosts")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[0] == f"error: {tmp_path / 'nope.toml'}: no such fleet file " \
+                                                    "(use --fleet or $FLEETCTL_FLEET)"
+
+
+@pytest.fixture
+def broken_loader(monkeypatch):
+    def boom(path):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(files, "load_fleet", boom)
+
+
+def test_a_bug_is_one_line_and_exit_1(broken_loader):
+    result = invoke("hosts")
+    assert result.exit_code == 1
+    assert "internal error: RuntimeError: disk on fire" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(broken_loader):
+    result = invoke("--debug", "hosts")
+    assert result.exit_code != 0 and "disk on fire" in str(result.exception or result.stderr)
+
+
+def test_ctrl_c_exits_130(monkeypatch):
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(files, "load_fleet", interrupted)
+    result = invoke("hosts")
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+
+
+def test_every_command_has_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("hosts", "inventory"):
+        sub = invoke(command, "--help")
+        assert sub.exit_code == 0 and "Usage" in sub.stdout
