@@ -6,7 +6,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from fleetctl.cli import hosts_cmd, inventory_cmd
+    from fleetctl.cli import hosts_cmd, inventory_cmd, router_cmd
 
     hosts_cmd.register(app)
     inventory_cmd.register(app)
+    router_cmd.register(app)
