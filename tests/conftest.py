@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ def _free_network(index: int) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def lab_factory(tmp_path_factory):
+def lab_factory():
     """`make(spec, name) -> LabInfo`: spec is a spec file path or a dict as the TOML reads; each name gets its
     own folder, prefix and subnet. The same name again returns the same lab. All are taken down at the end."""
     require_lab()
@@ -69,7 +71,8 @@ def lab_factory(tmp_path_factory):
         if name in labs and labs[name][0].to_dict()["hosts"] != base.to_dict()["hosts"]:
             raise ValueError(f"lab {name!r} already exists with another spec")
         if name not in labs:
-            root = tmp_path_factory.mktemp(f"lab-{name}")
+            # Short: dockerd's sockets under <root>/hosts/<host>/docker must fit in 107 characters.
+            root = Path(tempfile.mkdtemp(prefix=f"fl-{name[:16]}-", dir="/tmp"))
             labs[name] = (base, Lab(root, base.with_network(*_free_network(len(labs)))))
         return labs[name][1].up()
 
@@ -78,6 +81,7 @@ def lab_factory(tmp_path_factory):
     for _, lab in labs.values():
         try:
             lab.down()
+            shutil.rmtree(lab.paths.root, ignore_errors=True)   # what tests left beside the lab; no mounts remain
         except Exception as e:  # noqa: BLE001 - take down the rest, then report
             failures.append(f"{lab.paths.root}: {e}")
     if failures:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import commands
 from .layout import Layout, Node
 
 STATE_SCHEMA = "fleetctl.lab/v1"
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"     # Debian's own tools (and its /usr/bin/python3), nothing else
+SYSTEM_PATH = commands.SYSTEM_PATH               # Debian's own tools (and its /usr/bin/python3), nothing else
 ROUTER_URL = "http://127.0.0.1:30000"
 CONNECT_TIMEOUT_S = 5
 
@@ -53,17 +54,25 @@ class LabPaths:
     def nopython_bin(self) -> Path:
         return self.root / "nopython-bin"
 
+    @property
+    def profiles(self) -> Path:
+        return self.root / "profiles"
+
     def node_dir(self, node: Node) -> Path:
         return self.root / "bastion" if node.host is None else self.root / "hosts" / node.name
 
+    def docker_dir(self, node: Node) -> Path:
+        return self.node_dir(node) / "docker"
+
     def made(self) -> list[Path]:
         """Everything `up` puts in the lab folder (what `down` removes)."""
-        return [self.state, self.fleet, self.root / "ssh", self.lib, self.nopython_bin, self.root / "bastion",
-                self.root / "hosts"]
+        return [self.state, self.fleet, self.root / "ssh", self.lib, self.nopython_bin, self.profiles,
+                self.root / "bastion", self.root / "hosts"]
 
 
-def session_env(paths: LabPaths, node: Node) -> dict[str, str]:
-    """What every SSH session on this node sees (sshd SetEnv): its own fake GPU, tools and home."""
+def session_env(paths: LabPaths, node: Node, docker_host: str | None = None) -> dict[str, str]:
+    """What every SSH session on this node sees (sshd SetEnv): its own fake GPU, tools, home and, with
+    docker_host, its own Docker daemon (so `docker` and docker-py's `docker system dial-stdio` reach it)."""
     base = paths.node_dir(node)
     # Each node gets its own HOME so the machine's real root dotfiles (which may put another python3 on the
     # PATH) do not leak into lab sessions.
@@ -74,7 +83,8 @@ def session_env(paths: LabPaths, node: Node) -> dict[str, str]:
     env.update(PATH=f"{base / 'bin'}:{system}", FAKE_NVML_CONFIG=str(base / "nvml.conf"))
     if node.host.nvml != "library-missing":
         env["LD_LIBRARY_PATH"] = str(base / "lib")
-    # DOCKER_HOST goes here once each host runs its own dockerd (a later issue), e.g. unix://<base>/docker.sock.
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
     return env
 
 

@@ -3,7 +3,10 @@
     lab = Lab(Path(".lab"), load_spec(None))
     info = lab.up()          # idempotent: fixes what is missing, leaves what is right
     lab.status()             # {"exists", "up", "hosts": [...], ...}
-    lab.down()               # removes every namespace, link, bridge, process and file it made
+    lab.down()               # removes every namespace, link, bridge, process, mount and file it made
+
+Each host also runs its own dockerd (unless the spec says `docker = false`), with the lab images imported and
+ready-to-use fleetctl profiles for them in <lab>/profiles.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netns, sshd
+from . import catalog, dockerd, netns, sshd
 from .fakenvml import build_library, install_tools, render_config
 from .files import (LabPaths, ensure_symlink, fill_nopython_bin, read_state, render_fleet, render_known_hosts,
                     render_ssh_config, session_env, write_if_changed, write_state)
 from .layout import Layout, Node, plan_layout
-from .preflight import problems
+from .preflight import docker_problems, problems
 from .spec import LabError, LabSpec, parse_spec
 
 READY_TIMEOUT_S = 20.0
+DOCKER_READY_TIMEOUT_S = 90.0    # ~5 s each, but they start together on a small machine
 WORKERS = 8
 
 
@@ -33,6 +37,7 @@ class LabHost:
     ring: str | None
     namespace: str
     dir: Path
+    docker_host: str | None = None   # unix://<its dockerd's socket>; None when the host has no dockerd
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class LabInfo:
     hosts: tuple[LabHost, ...]
     bastion: str | None          # the bastion's address, when hosts sit behind one
     spec: LabSpec
+    profiles: Path | None = None  # <tag>.toml fleetctl profiles for the lab images
 
     @property
     def proxy_jump(self) -> str | None:
@@ -83,9 +89,11 @@ class Lab:
     # -- up -------------------------------------------------------------------------------------------------
 
     def up(self) -> LabInfo:
-        found = problems()
+        found = problems() + (docker_problems() if self._docker_nodes() else [])
         if found:
             raise LabError(found[0])
+        for node in self._docker_nodes():
+            dockerd.check_socket_room(self._dockerd_files(node))
         ours = self._retire_previous()
         netns.check_network_free(self.layout, self.spec.subnet, ours)
         write_state(self.paths, self.spec.to_dict(), phase="building")
@@ -98,21 +106,23 @@ class Lab:
         if any(not node.host.python3 for node in self.layout.hosts):
             fill_nopython_bin(self.paths.nopython_bin)
         netns.ensure_network(self.layout)
-        self._each_node(lambda node: self._ensure_node(node, library))
+        self._each_node(lambda node: self._ensure_node(node, library))     # starts the dockerds, does not wait
         deadline = time.monotonic() + READY_TIMEOUT_S
         for node in self.layout.nodes:
             sshd.wait_ready(self._sshd_files(node), node.namespace, deadline)
+        self._ensure_docker()
+        catalog.write_profiles(self.paths.profiles)
         self._write_client_files()
         write_state(self.paths, self.spec.to_dict(), phase="up")
         return self.info()
 
     def info(self) -> LabInfo:
-        hosts = tuple(LabHost(n.name, n.address, n.host.ring, n.namespace, self.paths.node_dir(n))
-                      for n in self.layout.hosts)
+        hosts = tuple(LabHost(n.name, n.address, n.host.ring, n.namespace, self.paths.node_dir(n),
+                              self._docker_host(n)) for n in self.layout.hosts)
         bastion = self.layout.bastion.address if self.layout.bastion else None
         return LabInfo(root=self.paths.root, fleet_file=self.paths.fleet, identity_file=self.paths.identity,
                        known_hosts=self.paths.known_hosts, ssh_config=self.paths.ssh_config, hosts=hosts,
-                       bastion=bastion, spec=self.spec)
+                       bastion=bastion, spec=self.spec, profiles=self.paths.profiles)
 
     def _retire_previous(self) -> bool:
         """Take down what an earlier `up` in this folder made that this spec no longer has.
@@ -124,18 +134,23 @@ class Lab:
         old = plan_layout(parse_spec(state["spec"], source=str(self.paths.state)))
         if (old.bridge, old.gateway_cidr, bool(old.bastion)) != (self.layout.bridge, self.layout.gateway_cidr,
                                                                   bool(self.layout.bastion)):
-            _delete_layout(old)
+            self._delete_layout(old)
             return False
         keep = {node.name for node in self.layout.nodes}
         for node in old.nodes:
             if node.name not in keep:
+                self._stop_dockerd(node)
                 netns.delete_node(node.namespace, node.veth, node.outer_ns)
                 shutil.rmtree(self.paths.node_dir(node), ignore_errors=True)
         return True
 
     def _each_node(self, step) -> None:
+        self._each(self.layout.nodes, step)
+
+    @staticmethod
+    def _each(nodes, step) -> None:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for future in [pool.submit(step, node) for node in self.layout.nodes]:
+            for future in [pool.submit(step, node) for node in nodes]:
                 future.result()
 
     def _ensure_node(self, node: Node, library: Path) -> None:
@@ -146,6 +161,8 @@ class Lab:
         netns.ensure_namespace(node.namespace)
         netns.ensure_node_link(node)
         self._ensure_sshd(node)
+        if node.host is not None:
+            self._ensure_dockerd(node)
 
     def _ensure_fake_gpu(self, node: Node, base: Path, library: Path) -> None:
         table = node.host.table
@@ -160,8 +177,8 @@ class Lab:
         files = self._sshd_files(node)
         sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
         extra = ("AllowTcpForwarding yes",) if node.host is None else ()
-        text = sshd.render_config(files, node.address, self.paths.authorized_keys,
-                                  session_env(self.paths, node), extra)
+        env = session_env(self.paths, node, self._docker_host(node))
+        text = sshd.render_config(files, node.address, self.paths.authorized_keys, env, extra)
         changed = write_if_changed(files.config, text, 0o600)
         if changed or sshd.running_pid(files, node.namespace) is None:
             sshd.stop(files, node.namespace)
@@ -169,6 +186,51 @@ class Lab:
 
     def _sshd_files(self, node: Node) -> sshd.SshdFiles:
         return sshd.SshdFiles(self.paths.node_dir(node))
+
+    # -- docker ---------------------------------------------------------------------------------------------
+
+    def _docker_nodes(self) -> list[Node]:
+        return [node for node in self.layout.hosts if node.host.docker]
+
+    def _dockerd_files(self, node: Node) -> dockerd.DockerdFiles:
+        return dockerd.DockerdFiles(self.paths.docker_dir(node))
+
+    def _docker_host(self, node: Node) -> str | None:
+        return self._dockerd_files(node).host if node.host is not None and node.host.docker else None
+
+    def _ensure_dockerd(self, node: Node) -> None:
+        """Start (or restart, if how it is started changed) the host's dockerd; a host without docker has none.
+
+        The fake nvidia-container-runtime-hook is on its PATH only where the spec installs the toolkit."""
+        if not node.host.docker:
+            self._stop_dockerd(node)
+            shutil.rmtree(self.paths.docker_dir(node), ignore_errors=True)
+            return
+        toolkit = node.host.table["nvidia_container_toolkit"]
+        hook_dir = self.paths.node_dir(node) / "bin" if toolkit else None
+        dockerd.ensure(self._dockerd_files(node), node.namespace, hook_dir)
+
+    def _ensure_docker(self) -> None:
+        """Wait for every dockerd to answer and give each the lab images: the first imports them (or loads the
+        cached bundle), the others load the bundle, in parallel."""
+        nodes = self._docker_nodes()
+        if not nodes:
+            return
+        tarball, digest = catalog.rootfs()          # builds (or finds) it while the daemons start
+        bundle = catalog.bundle_path(catalog.IMAGE_CACHE, digest)
+        deadline = time.monotonic() + DOCKER_READY_TIMEOUT_S
+
+        def ready_with_images(node: Node) -> None:
+            files = self._dockerd_files(node)
+            dockerd.wait_ready(files, node.namespace, deadline)
+            catalog.ensure_images(lambda *args: dockerd.cli(files, *args), tarball, digest, bundle)
+
+        ready_with_images(nodes[0])
+        self._each(nodes[1:], ready_with_images)
+
+    def _stop_dockerd(self, node: Node) -> None:
+        if node.host is not None and self.paths.docker_dir(node).exists():
+            dockerd.stop(self._dockerd_files(node), node.namespace)
 
     def _write_client_files(self) -> None:
         entries = [(n.address, sshd.public_key(self._sshd_files(n).host_key)) for n in self.layout.nodes]
@@ -179,20 +241,28 @@ class Lab:
     # -- status ---------------------------------------------------------------------------------------------
 
     def status(self) -> dict:
-        """Every node and whether its sshd runs; `up` is True only if the lab exists and all of them do."""
+        """Every node, whether its sshd runs and whether its dockerd answers (None: it has none); `up` is True
+        only if the lab exists and all of them do."""
         exists = read_state(self.paths) is not None
         nodes = [self._node_status(n) for n in self.layout.nodes]
         hosts = [n for n in nodes if n["role"] == "host"]
         bastion = next((n for n in nodes if n["role"] == "bastion"), None)
-        return {"root": str(self.paths.root), "exists": exists, "up": exists and all(n["sshd"] for n in nodes),
+        up = exists and all(n["sshd"] and n["docker"] is not False for n in nodes)
+        return {"root": str(self.paths.root), "exists": exists, "up": up,
                 "prefix": self.spec.prefix, "subnet": self.spec.subnet, "bastion": bastion, "hosts": hosts,
                 "fleet_file": str(self.paths.fleet)}
 
     def _node_status(self, node: Node) -> dict:
         pid = sshd.running_pid(self._sshd_files(node), node.namespace)
+        docker, docker_pid = None, None
+        if self._docker_host(node):
+            files = self._dockerd_files(node)
+            docker_pid = dockerd.running_pid(files, node.namespace)
+            docker = docker_pid is not None and dockerd.ping(files)
         return {"name": node.name, "role": "bastion" if node.host is None else "host", "address": node.address,
                 "ring": node.host.ring if node.host else None, "namespace": node.namespace,
-                "sshd": pid is not None, "pid": pid}
+                "sshd": pid is not None, "pid": pid, "docker": docker, "docker_pid": docker_pid,
+                "docker_host": self._docker_host(node)}
 
     # -- for tests ------------------------------------------------------------------------------------------
 
@@ -212,6 +282,10 @@ class Lab:
         sshd.start(files, node.namespace, node.name)
         sshd.wait_ready(files, node.namespace, time.monotonic() + READY_TIMEOUT_S)
 
+    def stop_dockerd(self, host: str) -> None:
+        """Stop one host's dockerd (its containers go with it), like a host whose Docker engine is down."""
+        self._stop_dockerd(self._node(host))
+
     def _node(self, name: str) -> Node:
         try:
             return self.layout.node(name)
@@ -221,11 +295,17 @@ class Lab:
     # -- down -----------------------------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Remove every namespace, link, bridge, process and file this lab made; safe to run twice."""
+        """Remove every namespace, link, bridge, process, mount and file this lab made; safe to run twice.
+
+        The image cache (catalog.IMAGE_CACHE) is not the lab's folder and stays, so the next `up` is fast."""
         state = read_state(self.paths)
         if state is not None:
-            _delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))
-        _delete_layout(self.layout)
+            self._delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))
+        self._delete_layout(self.layout)
+        dockerd.unmount_under(self.paths.root)
+        left = dockerd.mounts_under(self.paths.root)
+        if left:                     # never delete files through a mount
+            raise LabError(f"cannot remove {self.paths.root}: still mounted: {', '.join(left)}")
         for path in self.paths.made():
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -236,8 +316,9 @@ class Lab:
         except OSError:
             pass                     # not empty: it holds things the lab did not make
 
-
-def _delete_layout(layout: Layout) -> None:
-    for node in layout.hosts + ((layout.bastion,) if layout.bastion else ()):
-        netns.delete_node(node.namespace, node.veth, node.outer_ns)
-    netns.delete_bridge(layout.bridge)
+    def _delete_layout(self, layout: Layout) -> None:
+        """Stop the hosts' dockerds (together: each may wait for its containers), then remove the network."""
+        self._each(layout.hosts, self._stop_dockerd)
+        for node in layout.hosts + ((layout.bastion,) if layout.bastion else ()):
+            netns.delete_node(node.namespace, node.veth, node.outer_ns)
+        netns.delete_bridge(layout.bridge)

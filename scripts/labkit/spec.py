@@ -13,8 +13,8 @@ from .fakenvml import host_values
 from .fakenvml.config import DEFAULTS as HARDWARE_DEFAULTS
 
 DEFAULT_SPEC = Path(__file__).with_name("default-spec.toml")
-LAB_KEYS = {"bastion": False, "prefix": "fl", "subnet": "10.250.0.0/24"}
-HOST_KEYS = {"name", "ring", "python3", *HARDWARE_DEFAULTS}
+LAB_KEYS = {"bastion": False, "prefix": "fl", "subnet": "10.250.0.0/24", "docker": True}
+HOST_KEYS = {"name", "ring", "python3", "docker", *HARDWARE_DEFAULTS}
 RESERVED_NAMES = {"bastion", "br"}           # would clash with the lab's own interface names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 RING = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -37,6 +37,7 @@ class HostSpec:
     ring: str | None
     python3: bool
     raw: dict[str, Any]                      # the host's table as written
+    docker: bool = True                      # its own dockerd ([lab] docker gives the default)
 
     @property
     def table(self) -> dict[str, Any]:
@@ -55,6 +56,7 @@ class LabSpec:
     prefix: str = "fl"
     subnet: str = "10.250.0.0/24"
     source: str = "<spec>"
+    docker: bool = True                      # the default for hosts that do not say
 
     def host(self, name: str) -> HostSpec:
         for host in self.hosts:
@@ -63,7 +65,7 @@ class LabSpec:
         raise LabError(f"no host {name!r} in this lab")
 
     def to_dict(self) -> dict[str, Any]:
-        lab = {"bastion": self.bastion, "prefix": self.prefix, "subnet": self.subnet}
+        lab = {"bastion": self.bastion, "prefix": self.prefix, "subnet": self.subnet, "docker": self.docker}
         return {"lab": lab, "hosts": [dict(h.raw) for h in self.hosts]}
 
     def with_network(self, prefix: str, subnet: str) -> LabSpec:
@@ -107,14 +109,14 @@ def _parse(data: dict[str, Any], source: str) -> LabSpec:
     hosts = data.get("hosts")
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, dict) for h in hosts):
         raise _Problem("hosts: expected one or more [[hosts]] tables", None, None, "hosts")
-    parsed = tuple(_parse_host(i, h) for i, h in enumerate(hosts))
+    parsed = tuple(_parse_host(i, h, lab["docker"]) for i, h in enumerate(hosts))
     names = [h.name for h in parsed]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise _Problem(f"host {name}: name: used twice", "hosts", i, "name")
     _check_capacity(lab["subnet"], len(parsed))
     return LabSpec(hosts=parsed, bastion=lab["bastion"], prefix=lab["prefix"], subnet=lab["subnet"],
-                   source=source)
+                   source=source, docker=lab["docker"])
 
 
 def _parse_lab(lab: Any) -> dict[str, Any]:
@@ -124,8 +126,9 @@ def _parse_lab(lab: Any) -> dict[str, Any]:
         if key not in LAB_KEYS:
             raise _Problem(f"lab: {key}: unknown key (expected {', '.join(LAB_KEYS)})", "lab", 0, key)
     values = {**LAB_KEYS, **lab}
-    if not isinstance(values["bastion"], bool):
-        raise _Problem("lab: bastion: expected true or false", "lab", 0, "bastion")
+    for key in ("bastion", "docker"):
+        if not isinstance(values[key], bool):
+            raise _Problem(f"lab: {key}: expected true or false", "lab", 0, key)
     if not isinstance(values["prefix"], str) or not PREFIX.fullmatch(values["prefix"]):
         raise _Problem("lab: prefix: expected 1-8 lowercase letters or digits, starting with a letter",
                        "lab", 0, "prefix")
@@ -145,7 +148,7 @@ def _parse_subnet(value: Any) -> str:
     return str(net)
 
 
-def _parse_host(index: int, raw: dict[str, Any]) -> HostSpec:
+def _parse_host(index: int, raw: dict[str, Any], docker_default: bool) -> HostSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise _Problem(f"hosts[{index}]: name: expected letters, digits, '.', '_' or '-' (not bastion or br), "
@@ -156,15 +159,16 @@ def _parse_host(index: int, raw: dict[str, Any]) -> HostSpec:
     ring = raw.get("ring")
     if ring is not None and (not isinstance(ring, str) or not RING.fullmatch(ring)):
         raise _Problem(f"host {name}: ring: expected a short word", "hosts", index, "ring")
-    python3 = raw.get("python3", True)
-    if not isinstance(python3, bool):
-        raise _Problem(f"host {name}: python3: expected true or false", "hosts", index, "python3")
+    flags = {key: raw.get(key, default) for key, default in (("python3", True), ("docker", docker_default))}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise _Problem(f"host {name}: {key}: expected true or false", "hosts", index, key)
     try:
         host_values(raw)
     except ValueError as e:
         key = re.match(r"host [^:]+: (\w+):", str(e))
         raise _Problem(str(e), "hosts", index, key.group(1) if key else None) from None
-    return HostSpec(name=name, ring=ring, python3=python3, raw=dict(raw))
+    return HostSpec(name=name, ring=ring, python3=flags["python3"], raw=dict(raw), docker=flags["docker"])
 
 
 def _check_capacity(subnet: str, count: int) -> None:

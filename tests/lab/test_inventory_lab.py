@@ -12,7 +12,7 @@ from fleetctl.cli.app import app
 HEALTHY = {"name": "gpu-ok", "ring": "canary", "gpu": "NVIDIA H100 80GB HBM3", "gpu_count": 2,
            "compute_capability": "9.0", "memory_mib": 81559, "driver": "570.133.20", "cuda": "12.8",
            "nvidia_container_toolkit": "1.17.8", "fabric_manager": "570.133.20"}
-MIXED = {"hosts": [
+MIXED = {"lab": {"docker": False}, "hosts": [
     HEALTHY,
     {"name": "gpu-nodrv", "nvml": "driver-not-loaded"},
     {"name": "gpu-nolib", "nvml": "library-missing"},
@@ -21,7 +21,7 @@ MIXED = {"hosts": [
     {"name": "gpu-rekeyed"},
     {"name": "gpu-down"},
 ]}
-BEHIND_BASTION = {"lab": {"bastion": True}, "hosts": [{"name": "gpu-b1", "gpu": "NVIDIA A100-SXM4-80GB",
+BEHIND_BASTION = {"lab": {"bastion": True, "docker": False}, "hosts": [{"name": "gpu-b1", "gpu": "NVIDIA A100-SXM4-80GB",
                                                         "compute_capability": "8.0"}, {"name": "gpu-b2"}]}
 
 

@@ -23,13 +23,14 @@ from labkit.spec import SpecError, load_spec, parse_spec  # noqa: E402
 LAB = ROOT / "scripts" / "lab"
 HOST_PYTHON = "/usr/bin/python3"
 PYNVML_DIR = str(Path(pynvml.__file__).parent)
-BASIC = {"hosts": [
+# These labs test namespaces and sshd; test_lab_docker.py tests the hosts' dockerds (slower to start).
+BASIC = {"lab": {"docker": False}, "hosts": [
     {"name": "ok-1", "ring": "canary", "gpu": "NVIDIA A100-SXM4-80GB", "gpu_count": 2,
      "nvidia_container_toolkit": "1.17.8"},
     {"name": "nopy-1", "ring": "main", "python3": False},
     {"name": "nodrv-1", "ring": "main", "nvml": "driver-not-loaded"},
 ]}
-BASTION = {"lab": {"bastion": True}, "hosts": [{"name": "far-1"}, {"name": "far-2"}]}
+BASTION = {"lab": {"bastion": True, "docker": False}, "hosts": [{"name": "far-1"}, {"name": "far-2"}]}
 NAME_PROBE = ("import pynvml as n\ntry:\n    n.nvmlInit()\nexcept n.NVMLError as e:\n    print(type(e).__name__)\n"
               "else:\n    print(n.nvmlDeviceGetCount(), n.nvmlDeviceGetName(n.nvmlDeviceGetHandleByIndex(0)))\n")
 
@@ -165,7 +166,7 @@ def test_bastion_hosts_are_reachable_only_through_the_jump_host(lab_factory):
 
 
 def test_down_leaves_nothing_behind(lab_factory):
-    info = lab_factory({"hosts": [{"name": "gone-1"}, {"name": "gone-2"}]}, "down")
+    info = lab_factory({"lab": {"docker": False}, "hosts": [{"name": "gone-1"}, {"name": "gone-2"}]}, "down")
     lab = info.lab()
     prefix = f"{info.spec.prefix}-"
     assert ssh(info, info.hosts[0].address, "true").returncode == 0
