@@ -67,17 +67,18 @@ def _health(hosts: tuple[str, ...], unhealthy: tuple[str, ...]) -> GateCheck:
 
 
 def _traffic(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
-    ok = total.finished >= settings.min_requests
-    detail = (f"{total.finished:g} requests finished during the bake" if ok else
-              f"only {total.finished:g} requests finished during the bake (need {settings.min_requests}): "
+    ok = total.requests >= settings.min_requests
+    detail = (f"{total.requests:g} requests during the bake" if ok else
+              f"only {total.requests:g} requests during the bake (need {settings.min_requests}): "
               "no evidence the new version works")
-    return GateCheck("requests", ok, total.finished, float(settings.min_requests), hosts, detail)
+    return GateCheck("requests", ok, total.requests, float(settings.min_requests), hosts, detail)
 
 
 def _error_rate(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
     rate = total.error_rate or 0.0
     ok = rate <= settings.max_error_rate
-    detail = (f"error rate {rate:.2%} ({total.errors:g} of {total.finished:g} requests) "
+    detail = (f"error rate {rate:.2%} (engine: {total.errors:g} of {total.finished:g} finished with an error; "
+              f"API: {total.answers_5xx:g} of {total.answers:g} answers 5xx) "
               f"{'≤' if ok else '>'} max {settings.max_error_rate:.2%}")
     return GateCheck("error_rate", ok, rate, settings.max_error_rate, hosts, detail)
 

@@ -123,32 +123,45 @@ def _add_http(name: str, labels: dict[str, str], value: float, counters: dict[tu
 
 @dataclass(frozen=True)
 class WindowFigures:
-    """What happened on some hosts between two samples: requests by outcome and latency histograms."""
+    """What happened on some hosts between two samples.
+
+    Two views of failure, both vLLM's own: the engine's finished requests and how many ended with reason
+    ``error``, and the API's answers and how many were 5xx (a request rejected before the engine shows only
+    there; a non-streamed engine error shows in both, so they are rates side by side, never summed).
+    """
 
     finished: float = 0.0
     errors: float = 0.0
     ttft: Histogram | None = None
+    answers: float = 0.0
+    answers_5xx: float = 0.0
+
+    @property
+    def requests(self) -> float:
+        return max(self.finished, self.answers)
 
     @property
     def error_rate(self) -> float | None:
-        return None if self.finished <= 0 else self.errors / self.finished
+        rates = [e / n for e, n in ((self.errors, self.finished), (self.answers_5xx, self.answers)) if n > 0]
+        return max(rates) if rates else None
 
     def ttft_p95(self) -> float | None:
         return None if self.ttft is None else self.ttft.quantile(0.95)
 
     def plus(self, other: WindowFigures) -> WindowFigures:
         ttft = other.ttft if self.ttft is None else (self.ttft if other.ttft is None else self.ttft.plus(other.ttft))
-        return WindowFigures(self.finished + other.finished, self.errors + other.errors, ttft)
+        return WindowFigures(self.finished + other.finished, self.errors + other.errors, ttft,
+                             self.answers + other.answers, self.answers_5xx + other.answers_5xx)
 
 
 def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:
     """Deltas between two samples of one host. A restart (counter went down) counts from 0.
 
-    Errors are requests vLLM finished with reason ``error`` plus API answers with a 5xx status.
     """
-    failed = _delta(before.counter(HTTP, "5xx"), after.counter(HTTP, "5xx"))   # never reached the engine's count
-    finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS)) + failed
-    errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error")) + failed
+    finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS))
+    errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error"))
+    answers = _delta(before.counter(HTTP), after.counter(HTTP))
+    answers_5xx = _delta(before.counter(HTTP, "5xx"), after.counter(HTTP, "5xx"))
     ttft_after = after.histograms.get(TTFT)
     ttft_before = before.histograms.get(TTFT)
     if ttft_after is None:
@@ -157,7 +170,7 @@ def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:
         ttft = ttft_after
     else:
         ttft = ttft_after.minus(ttft_before)
-    return WindowFigures(finished, errors, ttft)
+    return WindowFigures(finished, errors, ttft, answers, answers_5xx)
 
 
 def _delta(before: float, after: float) -> float:

@@ -56,3 +56,10 @@ def test_without_baseline_figures_ttft_is_not_compared_but_the_rest_is_judged():
     v = judge_ring({"a": figures(100, errors=50)}, None, (), SETTINGS)
     assert metrics_of(v) == {"health": True, "requests": True, "error_rate": False, "ttft_p95_ratio": True}
     assert "not compared" in [c for c in v.checks if c.metric == "ttft_p95_ratio"][0].detail
+
+
+def test_answers_rejected_before_the_engine_fail_the_gate():
+    rejected = WindowFigures(finished=70, errors=0, ttft=BASE.ttft, answers=100, answers_5xx=30)
+    v = judge_ring({"a": rejected}, BASE, (), SETTINGS)
+    assert [c.metric for c in v.failures] == ["error_rate"] and v.failures[0].value == pytest.approx(0.3)
+    assert "30 of 100 answers 5xx" in v.failures[0].detail

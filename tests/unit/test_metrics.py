@@ -105,8 +105,11 @@ def test_garbage_is_an_error():
         parse_metrics("vllm:num_requests_running{engine=0 3\n")
 
 
-def test_http_5xx_answers_count_as_failed_requests():
+def test_api_5xx_and_engine_errors_are_two_rates_never_summed():
     before = parse_metrics(text(stop=90, http5xx=2))
     after = parse_metrics(text(stop=120, error=3, http5xx=9))
     w = window(before, after)
-    assert (w.finished, w.errors) == (40.0, 10.0)     # 33 finished by the engine + 7 answered 500
+    assert (w.finished, w.errors, w.answers, w.answers_5xx) == (33.0, 3.0, 7.0, 7.0)
+    assert w.error_rate == 1.0                        # every API answer in the window was a 5xx
+    calm = window(before, parse_metrics(text(stop=120, error=3, http5xx=2)))
+    assert calm.error_rate == pytest.approx(3 / 33)   # engine errors only; no 5xx: nothing counted twice
