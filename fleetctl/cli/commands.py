@@ -6,8 +6,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from fleetctl.cli import hosts_cmd, inventory_cmd, router_cmd
+    from fleetctl.cli import check_cmd, hosts_cmd, inventory_cmd, router_cmd
 
     hosts_cmd.register(app)
     inventory_cmd.register(app)
+    check_cmd.register(app)
     router_cmd.register(app)

@@ -1,0 +1,147 @@
+"""Deployment profiles (``profiles/*.toml``): what a deployment runs and needs, parsed and checked.
+
+``[profile]`` name/description, ``[image]`` ref/cuda/vllm/cuda_compat, ``[requires]`` gpus/gpu_memory_mib/
+compute_capability/features, ``[serve]`` (the container settings; ``check`` ignores them). Unknown keys and
+tables are errors with ``FILE:LINE``. Pure: takes the text, its path and the matrix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+
+from fleetctl.core.compat.document import Document, Fields, parse_document, spec, ver
+from fleetctl.core.compat.matrix import Matrix, image_repository, minor_of
+from fleetctl.core.serve import ServeSettings
+
+_TABLES = ("profile", "image", "requires", "serve")
+_TAG = re.compile(r":v?(\d+(?:\.\d+)+(?:\.post\d+|rc\d+)?)(?:-cu(\d+)(\d))?$")
+_RESTART = ("no", "always", "unless-stopped", "on-failure")
+
+
+@dataclass(frozen=True)
+class Requirements:
+    gpus: SpecifierSet = field(default_factory=lambda: spec(">=1"))
+    gpu_memory_mib: SpecifierSet | None = None
+    compute_capability: SpecifierSet | None = None
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: str
+    image: str
+    cuda: str
+    description: str = ""
+    vllm: str | None = None
+    cuda_compat: bool = False           # the image carries cuda-compat libraries (forward compatibility)
+    requires: Requirements = Requirements()
+    serve: ServeSettings | None = None
+
+
+def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
+    doc = parse_document(text, path)
+    for name in doc.data:
+        if name not in _TABLES:
+            raise doc.error(f"unknown table [{name}] (known: {', '.join(_TABLES)})", (name,))
+    head = _table(doc, "profile", required=True)
+    name, description = head.text("name"), head.text("description", required=False, default="")
+    head.finish()
+    image = _table(doc, "image", required=True)
+    ref, vllm, cuda, compat = _image(image, matrix)
+    requires = _requires(_table(doc, "requires"), matrix)
+    serve = _serve(_table(doc, "serve")) if "serve" in doc.data else None
+    return Profile(name=name, path=path, image=ref, cuda=cuda, description=description, vllm=vllm,
+                   cuda_compat=compat, requires=requires, serve=serve)
+
+
+def _table(doc: Document, name: str, *, required: bool = False) -> Fields:
+    if required and name not in doc.data:
+        raise doc.error(f"missing table [{name}]")
+    return Fields(doc, (name,), doc.data.get(name, {}), f"[{name}]")
+
+
+def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
+    ref = f.text("ref")
+    vllm = f.version("vllm", required=False)
+    cuda = f.version("cuda", required=False)
+    compat = f.flag("cuda_compat", matrix.bundles_cuda_compat(ref))
+    f.finish()
+    tag = _TAG.search(ref.split("@", 1)[0])
+    if vllm is not None and tag and image_repository(ref) in matrix.vllm_image.repositories \
+            and ver(tag.group(1)) != ver(vllm):
+        raise f.error("vllm", f"vllm = {vllm!r} but the image tag says {tag.group(1)}")
+    expected, why = _expected_cuda(ref, vllm, matrix)
+    if cuda is None and expected is None:
+        raise f.error("cuda", f"cuda is required: {why or 'the matrix cannot tell the CUDA of ' + ref}")
+    if cuda is not None and expected is not None and minor_of(cuda) != expected:
+        raise f.error("cuda", f"cuda = {cuda!r} but {ref} is built with CUDA {expected} ({why})")
+    cuda = cuda or expected
+    if matrix.cuda_release(cuda)[0] is None:
+        known = ", ".join(dict.fromkeys(minor_of(r.cuda) for r in matrix.releases))
+        raise f.error("cuda", f"CUDA {cuda} is not in the matrix (known: {known})")
+    return ref, vllm, cuda, compat
+
+
+def _expected_cuda(ref: str, vllm: str | None, matrix: Matrix) -> tuple[str | None, str]:
+    """The CUDA an official vLLM image is built with: from a ``-cuXYZ`` tag, else from its confirmed line."""
+    if image_repository(ref) not in matrix.vllm_image.repositories:
+        return None, ""
+    tag = _TAG.search(ref.split("@", 1)[0])
+    if tag and tag.group(2):
+        return f"{tag.group(2)}.{tag.group(3)}", f"the -cu{tag.group(2)}{tag.group(3)} tag"
+    line = matrix.vllm_release(vllm or (tag.group(1) if tag else None))
+    if line is None:
+        return None, f"no vLLM release line in the matrix matches {ref}"
+    if not line.confirmed:
+        return None, f"the CUDA of the vLLM {line.vllm} image is not confirmed ({line.note or line.source})"
+    return line.cuda, f"the default image of vLLM {line.vllm}, {line.source}"
+
+
+def _requires(f: Fields, matrix: Matrix) -> Requirements:
+    gpus = f.specifier("gpus", required=False)
+    memory = f.specifier("gpu_memory_mib", required=False)
+    cc = f.specifier("compute_capability", required=False)
+    features = f.texts("features", required=False)
+    for feature in features:
+        if feature not in matrix.feature_ids:
+            raise f.error("features", f"unknown feature {feature!r} (known: {', '.join(matrix.feature_ids)})")
+    f.finish()
+    return Requirements(gpus=gpus if gpus is not None else spec(">=1"), gpu_memory_mib=memory,
+                        compute_capability=cc, features=features)
+
+
+def _serve(f: Fields) -> ServeSettings:
+    values: dict[str, Any] = {"model": f.text("model")}
+    optional = {
+        "port": ((int,), "an integer"), "args": ((list,), "a list of strings"),
+        "gpus": ((str, int), '"all" or a count'),
+        "env": ((dict,), "a table of strings"), "volumes": ((dict,), "a table of strings"),
+        "shm_size": ((str,), "a string"), "ipc_host": ((bool,), "true or false"), "restart": ((str,), "a string"),
+        "health_timeout_s": ((int, float), "a number"), "shutdown_timeout_s": ((int,), "an integer"),
+    }
+    for key, (types, type_name) in optional.items():
+        value = f.value(key, types, type_name, required=False)
+        if value is not None:
+            values[key] = _checked_serve_value(f, key, value)
+    f.finish()
+    return ServeSettings(**values)
+
+
+def _checked_serve_value(f: Fields, key: str, value: Any) -> Any:
+    if key in ("args",) and not all(isinstance(v, str) for v in value):
+        raise f.error(key, f"{key} must be a list of strings")
+    if key in ("env", "volumes") and not all(isinstance(v, str) for v in value.values()):
+        raise f.error(key, f"{key} must be a table of strings")
+    if key == "port" and not 0 < value < 65536 or key == "gpus" and value != "all" and not (
+            isinstance(value, int) and value >= 0):
+        raise f.error(key, f"{key}: {value!r} is out of range")
+    if key == "restart" and value not in _RESTART:
+        raise f.error(key, f"restart must be one of {', '.join(_RESTART)}, not {value!r}")
+    if key in ("health_timeout_s", "shutdown_timeout_s") and value < 0:
+        raise f.error(key, f"{key} must not be negative")
+    return tuple(value) if key == "args" else value
