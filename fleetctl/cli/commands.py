@@ -6,9 +6,11 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from fleetctl.cli import check_cmd, hosts_cmd, inventory_cmd, router_cmd
+    from fleetctl.cli import check_cmd, hosts_cmd, inventory_cmd, router_cmd, serve_cmd, upgrade_cmd
 
     hosts_cmd.register(app)
     inventory_cmd.register(app)
     check_cmd.register(app)
+    serve_cmd.register(app)
+    upgrade_cmd.register(app)
     router_cmd.register(app)

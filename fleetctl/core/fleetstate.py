@@ -34,10 +34,11 @@ class ServingRecord:
     image: str
     revision: str
     since: str
+    model: str = ""             # the model it serves, as /v1/models names it
 
     def to_dict(self) -> dict[str, str]:
         return {"url": self.url, "profile": self.profile, "image": self.image, "revision": self.revision,
-                "since": self.since}
+                "since": self.since, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ def _strings(section: str, host: str, fields: Any, names: tuple[str, ...]) -> di
 
 def _serving_record(host: str, fields: Any) -> ServingRecord:
     values = _strings("serving", host, fields, ("url", "profile", "image", "revision", "since"))
+    model = fields.get("model", "")
+    if not isinstance(model, str):
+        raise StateError(f"serving.{host}: model must be a string")
+    values["model"] = model
     if not values["url"].startswith(("http://", "https://")):
         raise StateError(f"serving.{host}: url must start with http:// or https://, not {values['url']!r}")
     return ServingRecord(host=host, **values)

@@ -121,3 +121,32 @@ def in_flight_host(state: RunState, records: list[dict[str, Any]]) -> str | None
     if begun and begun[-1]["key"] not in state.done:
         return begun[-1].get("host")
     return None
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per ring: hosts, start and end times, duration, and the gate's figures, from a run's journal."""
+    rings: dict[str, dict[str, Any]] = {}
+    for r in records:
+        ring = r.get("ring")
+        if not ring or r.get("event") not in ("action_begin", "action_done"):
+            continue
+        row = rings.setdefault(ring, {"ring": ring, "hosts": [], "started": r.get("at"), "ended": r.get("at"),
+                                      "gate": None, "passed": None})
+        row["ended"] = r.get("at")
+        if r.get("host") and r["host"] not in row["hosts"]:
+            row["hosts"].append(r["host"])
+        if r.get("event") == "action_done" and r.get("kind") == "judge":
+            row["passed"] = r.get("passed")
+            row["gate"] = (r.get("verdict") or {}).get("checks")
+    for row in rings.values():
+        row["duration_s"] = _seconds_between(row["started"], row["ended"])
+    return list(rings.values())
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    from datetime import datetime
+
+    if not start or not end:
+        return None
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return round((parse(end) - parse(start)).total_seconds(), 1)

@@ -36,6 +36,11 @@ class RolloutPlan:
     def hosts(self) -> tuple[str, ...]:
         return tuple(h for ring in self.rings for h in ring.hosts)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> RolloutPlan:
+        rings = tuple(Ring(r["name"], tuple(tuple(b) for b in r["batches"])) for r in d["rings"])
+        return cls(rings=rings, batch_size=int(d["batch_size"]))
+
     def to_dict(self) -> dict:
         return {"batch_size": self.batch_size,
                 "rings": [{"name": r.name, "hosts": list(r.hosts), "batches": [list(b) for b in r.batches]}

@@ -102,7 +102,7 @@ def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "image": spec.image, "command": list(spec.command), "name": spec.name, "detach": True,
         "environment": dict(spec.environment), "labels": dict(spec.labels), "network_mode": "host",
         "restart_policy": {"Name": spec.restart}, "volumes": volumes, "shm_size": spec.shm_size,
-        "stop_signal": "SIGTERM", "stop_timeout": spec.stop_timeout_s,
+        "stop_signal": "SIGTERM",
     }
     if spec.gpus != 0:
         kwargs["device_requests"] = [gpus]

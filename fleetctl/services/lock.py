@@ -70,6 +70,13 @@ def fleet_lock(state_dir: str, command: str, *, force: bool = False, run_id: str
         os.close(fd)          # closing the descriptor releases the flock
 
 
+def tag_run(state_dir: str, run_id: str) -> None:
+    """Name the run in the holder record (the caller holds the lock), so ``--resume`` knows the lock is its own."""
+    holder = read_holder(state_dir)
+    if holder is not None and holder.get("pid") == os.getpid():
+        write_atomic(os.path.join(state_dir, "lock.json"), json.dumps({**holder, "run_id": run_id}).encode())
+
+
 def _remove(path: str) -> None:
     try:
         os.unlink(path)

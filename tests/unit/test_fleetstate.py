@@ -152,3 +152,17 @@ def test_update_returns_the_new_state_and_writes_nothing_when_unchanged(fleet):
     assert not os.path.exists(state_path(fleet))
     after = update_state(fleet, lambda s: s.with_serving(serving("gpu-a01", "http://10.0.0.1:8000")))
     assert set(after.serving) == {"gpu-a01"} and os.path.exists(state_path(fleet))
+
+
+def test_serving_record_keeps_the_model_and_older_records_without_one_still_load():
+    from fleetctl.core.fleetstate import FleetState, ServingRecord
+
+    record = ServingRecord("h", "http://10.0.0.1:8000", "p", "img", "r1", "t", model="lab/tiny-llama")
+    state = FleetState().with_serving(record)
+    assert FleetState.from_dict(state.to_dict()).serving["h"].model == "lab/tiny-llama"
+    old = state.to_dict()
+    del old["serving"]["h"]["model"]
+    assert FleetState.from_dict(old).serving["h"].model == ""
+    old["serving"]["h"]["model"] = 7
+    with pytest.raises(Exception, match="model must be a string"):
+        FleetState.from_dict(old)

@@ -70,3 +70,11 @@ def test_released_cleanly_after_use(tmp_path):
     with fleet_lock(str(tmp_path), "b"):
         pass
     assert time.monotonic() - start < 1
+
+
+def test_a_run_tags_its_lock_so_resume_can_take_it_over(tmp_path):
+    from fleetctl.services.lock import read_holder, tag_run
+
+    with fleet_lock(str(tmp_path), "fleetctl upgrade --profile next"):
+        tag_run(str(tmp_path), "run-7")
+        assert read_holder(str(tmp_path))["run_id"] == "run-7"

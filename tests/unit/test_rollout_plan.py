@@ -54,3 +54,9 @@ def test_plan_as_data():
     plan = plan_rollout(FLEET[:2], RolloutSettings(rings=("canary",)), serving=2, min_serving=1)
     assert plan.to_dict() == {"batch_size": 1, "rings": [
         {"name": "canary", "hosts": ["b"], "batches": [["b"]]}, {"name": "main", "hosts": ["a"], "batches": [["a"]]}]}
+
+
+def test_plan_round_trips_through_the_journal():
+    plan = plan_rollout(FLEET, RolloutSettings(rings=("canary", "main"), max_unavailable=2), serving=6, min_serving=1)
+    from fleetctl.core.rollout_plan import RolloutPlan
+    assert RolloutPlan.from_dict(plan.to_dict()) == plan

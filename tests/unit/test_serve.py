@@ -34,7 +34,7 @@ def test_container_spec_and_run_arguments():
     assert kw["volumes"] == {"/data/hf": {"bind": "/root/.cache/huggingface", "mode": "rw"},
                              "/etc/certs": {"bind": "/certs", "mode": "ro"}}
     assert kw["environment"]["HF_TOKEN"] == "hf_s3cret"       # the container gets the value...
-    assert kw["stop_timeout"] == 55 and kw["restart_policy"] == {"Name": "unless-stopped"}
+    assert spec().stop_timeout_s == 55 and "stop_timeout" not in kw and kw["restart_policy"] == {"Name": "unless-stopped"}
 
 
 def test_secrets_never_reach_the_display():

@@ -1,0 +1,90 @@
+"""Rendering and argument helpers for the serving commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fleetctl.errors import HostsFailed, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fleetctl.cli.context import AppContext
+    from fleetctl.core.compat.profile import Profile
+    from fleetctl.core.fleet import Fleet, Host
+    from fleetctl.services.serving import HostOutcome
+
+
+def load_profile(app_ctx: AppContext, fleet: Fleet, ref: str) -> Profile:
+    from fleetctl.services.profiles import load_matrix, load_profile as load, profile_dirs
+
+    dirs = profile_dirs(app_ctx.env, fleet.path)
+    return load(ref, dirs, load_matrix(dirs))
+
+
+def named_hosts(fleet: Fleet, names: list[str]) -> tuple[Host, ...]:
+    unknown = [n for n in names if fleet.host(n) is None]
+    if unknown:
+        raise UsageError(f"no host named {', '.join(unknown)} in fleet {fleet.name}")
+    return tuple(fleet.host(n) for n in dict.fromkeys(names))
+
+
+def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
+    def show(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        host = event.get("host")
+        details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "host") and v not in ([], None))
+        console.print(f"[dim]{host + ': ' if host else ''}{kind}{' ' + details if details else ''}[/dim]")
+    return show
+
+
+def outcomes(console: Console, verb: str, results: list[HostOutcome]) -> None:
+    for r in results:
+        mark = "[green]✓[/green]" if r.ok else "[red]✗[/red]"
+        console.print(f"{mark} {r.host}: {r.detail}")
+
+
+def drain_plan(console: Console, fleet: Fleet, hosts: tuple[Host, ...], timeout: float, stop: bool,
+               force: bool) -> None:
+    from fleetctl.core.fleetstate import intended_upstreams
+    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.serving import check_min_serving
+
+    state = load_state(fleet)
+    left = check_min_serving(fleet, state, [h.name for h in hosts], force)
+    console.print(f"would drain {', '.join(h.name for h in hosts)} (dry run, nothing changed):")
+    console.print(f"  1. record the hosts as drained; remove them from the router at {fleet.router.url}; verify")
+    console.print(f"  2. wait up to {timeout:g}s until vLLM reports no running and no waiting requests")
+    if stop:
+        console.print("  3. stop the container gracefully")
+    console.print(f"  serving now: {len(intended_upstreams(state))}, after: {left} "
+                  f"(min_serving {fleet.router.min_serving})")
+
+
+def status_table(console: Console, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    router = doc["router"]
+    state = "reachable" if router["reachable"] else f"[red]unreachable[/red]: {router['error']}"
+    console.print(f"router {router['url']}: {state}; {len(router['upstreams'])} upstream(s)")
+    table = Table("host", "ring", "drained", "image", "profile", "health", "router", "running", "waiting", "KV")
+    for h in doc["hosts"]:
+        health = ("[red]unreachable[/red]" if not h["reachable"] else
+                  f"[yellow]{h['container']}[/yellow]" if h["container"] not in (None, "running") else
+                  "-" if h["healthy"] is None else "[green]ok[/green]" if h["healthy"] else "[red]unhealthy[/red]")
+        table.add_row(h["name"], h["ring"] or "-", f"yes: {h['drain_reason']}" if h["drained"] else "no",
+                      h["image"] or "-", h["profile"] or "-", health, "in" if h["in_router"] else "out",
+                      _n(h["requests_running"]), _n(h["requests_waiting"]),
+                      "-" if h["kv_cache_usage"] is None else f"{h['kv_cache_usage']:.0%}")
+    console.print(table)
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def raise_if_unreachable(doc: dict[str, Any]) -> None:
+    bad = [h["name"] for h in doc["hosts"] if not h["reachable"]]
+    if bad:
+        raise HostsFailed(f"{len(bad)} host(s) could not be reached: {', '.join(bad)}")

@@ -1,0 +1,224 @@
+"""The rollout executor: ask ``decide`` for the next action, journal it, carry it out, journal the outcome.
+
+Every rule lives in ``fleetctl.core.rollout`` (what comes next) and ``fleetctl.core.gate`` (is the ring good);
+this module only acts and observes. Each action is idempotent, so ``--resume`` after a crash replays the journal
+and does the unfinished action again.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleetctl.core.fleet import Fleet, Host
+from fleetctl.core.fleetstate import DrainRecord, ServingRecord
+from fleetctl.core.gate import GateSettings, judge_ring
+from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics, window
+from fleetctl.core.rollout import Action, RunState, apply, decide, replay
+from fleetctl.core.rollout_plan import RolloutPlan
+from fleetctl.core.serve import ContainerSpec
+from fleetctl.errors import HostError
+from fleetctl.services.fanout import fan_out
+from fleetctl.services.fleetstate import load_state, update_state
+from fleetctl.services.journal import Journal
+from fleetctl.services.router import sync_router
+from fleetctl.services.serving import HostOps, now, quiesce
+
+Event = Callable[[dict[str, Any]], None]
+DRAIN_TIMEOUT_S = 300
+RESTORE_STOP_S = 40
+
+
+@dataclass
+class RunContext:
+    """Everything a run needs that is not in the journal's state machine."""
+
+    fleet: Fleet
+    plan: RolloutPlan
+    spec: ContainerSpec
+    model: str
+    port: int
+    health_timeout_s: float
+    bake_s: float
+    gate: GateSettings
+    previous: dict[str, dict[str, Any]]          # host → {"record": serving record before the run, "model": ...}
+    reference: WindowFigures | None = None       # the old version's figures, taken before the run started
+
+    def model_before(self, host: str) -> str:
+        return self.previous.get(host, {}).get("model") or self.model
+
+
+class Interrupt:
+    """Ctrl-C asks the run to stop after the current action; a second Ctrl-C is ignored until then."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def install(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = signal.signal(signal.SIGINT, lambda *_: self.requested.set())
+        return lambda: signal.signal(signal.SIGINT, old)
+
+
+class Executor:
+    def __init__(self, ctx: RunContext, journal: Journal, pool, on_event: Event, interrupt: Interrupt) -> None:
+        self.ctx, self.journal, self.pool, self.on_event, self.interrupt = ctx, journal, pool, on_event, interrupt
+        self.samples: dict[str, dict[str, MetricsSample]] = {}    # ring → host → sample at bake start
+
+    def run(self, records: list[dict[str, Any]]) -> RunState:
+        state = replay(self.ctx.plan, records)
+        while True:
+            action = decide(state)
+            if action.kind == "finish":
+                if not state.finished:
+                    state = apply(state, self.journal.append("run_finished", outcome=action.outcome))
+                    self.on_event({"event": "finished", "outcome": action.outcome})
+                return state
+            if self.interrupt.requested.is_set():
+                raise KeyboardInterrupt
+            state = self._do(state, action)
+
+    def _do(self, state: RunState, action: Action) -> RunState:
+        fields = {"key": action.key(), "kind": action.kind, "ring": action.ring, "host": action.host,
+                  "step": action.step}
+        state = apply(state, self.journal.append("action_begin", **fields))
+        self.on_event({"event": action.kind, **{k: v for k, v in fields.items() if k != "key" and v}})
+        try:
+            extra = self._act(state, action) or {}
+        except HostError as e:
+            self.on_event({"event": "failed", "host": e.host, "reason": f"{e.kind}: {e.reason}"})
+            if action.kind == "rollback_step":
+                raise                                        # a failed rollback needs a person
+            return apply(state, self.journal.append("action_failed", **fields, reason=f"{e.kind}: {e.reason}"))
+        return apply(state, self.journal.append("action_done", **fields, **extra))
+
+    def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
+        handlers = {"pull": self._pull, "upgrade_step": self._upgrade_step, "bake": self._bake,
+                    "judge": self._judge, "rollback_step": self._rollback_step}
+        return handlers[action.kind](state, action)
+
+    # -- actions -------------------------------------------------------------------------------------------------
+
+    def _ops(self, name: str) -> HostOps:
+        host = self.ctx.fleet.host(name)
+        assert host is not None
+        return HostOps(self.pool, host)
+
+    def _pull(self, state: RunState, action: Action) -> None:
+        failures = [r for _, r in fan_out(self._hosts(action.hosts),
+                                          lambda h: HostOps(self.pool, h).runtime.ensure_image(self.ctx.spec.image))
+                    if isinstance(r, HostError)]
+        if failures:
+            raise failures[0]
+
+    def _upgrade_step(self, state: RunState, action: Action) -> None:
+        ops = self._ops(action.host)
+        if action.step == "drain":
+            self._drain(ops)
+        elif action.step == "replace":
+            ops.runtime.replace(self.ctx.spec)
+        elif action.step == "healthy":
+            seconds = ops.wait_healthy(self.ctx.model, self.ctx.port, self.ctx.health_timeout_s)
+            self.on_event({"event": "healthy", "host": action.host, "seconds": round(seconds, 2)})
+        elif action.step == "undrain":
+            record = ServingRecord(action.host, self._url(ops.host), self.ctx.spec.labels["fleetctl.profile"],
+                                   self.ctx.spec.image, self.ctx.spec.labels["fleetctl.revision"], now())
+            self._undrain(action.host, record)
+
+    def _rollback_step(self, state: RunState, action: Action) -> None:
+        ops = self._ops(action.host)
+        if action.step == "drain":
+            self._drain(ops)
+        elif action.step == "restore":
+            ops.runtime.restore(RESTORE_STOP_S)
+        elif action.step == "healthy":
+            ops.wait_healthy(self.ctx.model_before(action.host), self.ctx.port, self.ctx.health_timeout_s)
+        elif action.step == "undrain":
+            self._undrain(action.host, self._previous_record(action.host))
+
+    def _drain(self, ops: HostOps) -> None:
+        name = ops.host.name
+        reason = f"upgrade {self.journal.run_id}"
+        update_state(self.ctx.fleet, lambda s: s if s.is_drained(name) else s.with_drained(
+            DrainRecord(name, reason, "fleetctl", now())))
+        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
+        if ops.runtime.current() is not None and ops.runtime.current().running:
+            quiesce(ops, self.ctx.port, DRAIN_TIMEOUT_S, False, self.on_event)
+
+    def _undrain(self, name: str, record: ServingRecord | None) -> None:
+        def change(s):
+            s = s.without_drained(name)
+            return s.with_serving(record) if record is not None else s
+        update_state(self.ctx.fleet, change)
+        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
+
+    def _bake(self, state: RunState, action: Action) -> None:
+        self.samples[action.ring] = self._sample_all()
+        deadline = time.monotonic() + self.ctx.bake_s
+        while time.monotonic() < deadline:
+            if self.interrupt.requested.is_set():
+                raise KeyboardInterrupt              # the bake is begun, not done: resume bakes again
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def _judge(self, state: RunState, action: Action) -> dict[str, Any]:
+        before = self.samples.get(action.ring)
+        if before is None:                           # resumed between bake and judge: bake again, briefly
+            before = self._sample_all()
+            time.sleep(min(self.ctx.bake_s, 10))
+        after = self._sample_all()
+        upgraded = set(state.touched)
+        ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
+        baseline_hosts = [h for h in before if h in after and h not in upgraded and h in self._serving()]
+        baseline = _sum(window(before[h], after[h]) for h in baseline_hosts) if baseline_hosts else None
+        source = "baseline hosts" if baseline is not None else "old version before the rollout"
+        unhealthy = tuple(h for h in action.hosts if h not in after)
+        verdict = judge_ring(ring, baseline or self.ctx.reference, unhealthy, self.ctx.gate, baseline_source=source)
+        report = {"ring": action.ring, "checks": [c.to_dict() for c in verdict.checks]}
+        self.on_event({"event": "gate", "ring": action.ring, "passed": verdict.passed, "checks": report["checks"]})
+        return {"passed": verdict.passed, "verdict": report}
+
+    # -- observation ---------------------------------------------------------------------------------------------
+
+    def _serving(self) -> set[str]:
+        state = load_state(self.ctx.fleet)
+        return {h for h in state.serving if not state.is_drained(h)}
+
+    def _sample_all(self) -> dict[str, MetricsSample]:
+        """Metrics of every serving host; a host that does not answer is left out (and so judged unhealthy)."""
+        names = [h for h in self._serving() if self.ctx.fleet.host(h) is not None]
+        samples = {}
+        for host, text in fan_out(self._hosts(names), lambda h: self._metrics(h)):
+            if isinstance(text, str):
+                samples[host.name] = parse_metrics(text)
+        return samples
+
+    def _metrics(self, host: Host) -> str:
+        client = HostOps(self.pool, host).vllm(self.ctx.port)
+        try:
+            return client.metrics_text()
+        finally:
+            client.close()
+
+    def _hosts(self, names) -> list[Host]:
+        return [self.ctx.fleet.host(n) for n in names if self.ctx.fleet.host(n) is not None]
+
+    def _url(self, host: Host) -> str:
+        from fleetctl.core.fleetstate import worker_url
+
+        return worker_url(host.address, self.ctx.port)
+
+    def _previous_record(self, name: str) -> ServingRecord | None:
+        doc = self.ctx.previous.get(name, {}).get("record")
+        return None if doc is None else ServingRecord(host=name, **doc)
+
+
+def _sum(figures) -> WindowFigures:
+    total = WindowFigures()
+    for f in figures:
+        total = total.plus(f)
+    return total

@@ -1,0 +1,248 @@
+"""Serving: deploy a profile on idle hosts, drain and undrain hosts, under the fleet lock.
+
+Order of work, so that nothing is left half-done by accident:
+- drain records the intent first (state: drained), then makes the router match it and verifies, then waits for
+  in-flight requests; a crash in between leaves a host recorded drained, which ``router sync`` and rollouts honour.
+- undrain brings the container up and healthy first, then clears the record and syncs the router.
+- deploy adds a host to the router only once it is healthy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from fleetctl.core.compat.profile import Profile
+from fleetctl.core.fleet import Fleet, Host
+from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, intended_upstreams, worker_url
+from fleetctl.core.metrics import in_flight, parse_metrics
+from fleetctl.core.serve import ContainerSpec, EnvMissing, container_spec
+from fleetctl.errors import HostError, HostsFailed, UsageError
+from fleetctl.services.fanout import fan_out
+from fleetctl.services.fleetstate import load_state, update_state
+from fleetctl.services.router import sync_router
+
+Event = Callable[[dict[str, Any]], None]
+DRAIN_POLL_S = 0.5
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_revision() -> str:
+    return datetime.now(timezone.utc).strftime("r%Y%m%d%H%M%S")
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    ok: bool
+    detail: str
+
+
+def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image: str | None = None) -> ContainerSpec:
+    if profile.serve is None:
+        raise UsageError(f"profile {profile.name} has no [serve] table: nothing to run", hint=profile.path)
+    try:
+        return container_spec(profile.name, image or profile.image, profile.serve, revision, environ)
+    except EnvMissing as e:
+        raise UsageError(str(e)) from e
+
+
+class HostOps:
+    """What serving does on one host: its runtime over the command's SSH pool, and its vLLM over HTTP."""
+
+    def __init__(self, pool, host: Host) -> None:
+        self.pool, self.host = pool, host
+        self._runtime = None
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            from fleetctl.services.runtime import HostRuntime
+            from fleetctl.transport.docker import docker_client
+
+            self._runtime = HostRuntime(self.host.name, docker_client(self.pool.client(self.host), self.host.name))
+        return self._runtime
+
+    def vllm(self, port: int):
+        from fleetctl.transport.vllm import VllmClient
+
+        return VllmClient(self.host.name, worker_url(self.host.address, port))
+
+    def wait_healthy(self, model: str, port: int, timeout_s: float) -> float:
+        from fleetctl.services.health import wait_healthy
+
+        def running() -> bool:
+            current = self.runtime.current()
+            return current is not None and current.running
+
+        client = self.vllm(port)
+        try:
+            return wait_healthy(client, model, timeout_s, still_running=running)
+        finally:
+            client.close()
+
+    def in_flight(self, port: int) -> tuple[float, float]:
+        client = self.vllm(port)
+        try:
+            return in_flight(parse_metrics(client.metrics_text()))
+        finally:
+            client.close()
+
+
+def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: Event) -> ServingRecord:
+    """Pull, start and wait healthy on a host that runs nothing of ours yet."""
+    serve = profile.serve
+    existing = ops.runtime.current()
+    if existing is not None:
+        raise HostError(ops.host.name, "already_serving", f"already runs {existing.image} "
+                        f"(profile {existing.profile or '?'})", hint="use fleetctl upgrade to change it")
+    on_event({"event": "pull", "host": ops.host.name, "image": spec.image})
+    ops.runtime.ensure_image(spec.image)
+    on_event({"event": "start", "host": ops.host.name, "image": spec.image})
+    ops.runtime.create(spec)
+    try:
+        seconds = ops.wait_healthy(serve.model, serve.port, serve.health_timeout_s)
+    except HostError:
+        ops.runtime.stop(timeout_s=10)          # never healthy: stopped, kept for its logs, not in the router
+        raise
+    on_event({"event": "healthy", "host": ops.host.name, "seconds": round(seconds, 2)})
+    return ServingRecord(host=ops.host.name, url=worker_url(ops.host.address, serve.port), profile=profile.name,
+                         image=spec.image, revision=spec.labels["fleetctl.revision"], since=now(), model=serve.model)
+
+
+def deploy(fleet: Fleet, profile: Profile, hosts: tuple[Host, ...], *, environ: Mapping[str, str],
+           forks: int, on_event: Event) -> list[HostOutcome]:
+    from fleetctl.transport.ssh import SshPool
+
+    spec = spec_for(profile, environ, new_revision())
+    outcomes: list[HostOutcome] = []
+    with SshPool(fleet.ssh) as pool:
+        for host, result in fan_out(hosts, lambda h: deploy_host(HostOps(pool, h), spec, profile, on_event),
+                                    forks=forks):
+            if isinstance(result, HostError):
+                outcomes.append(HostOutcome(host.name, False, f"{result.kind}: {result.reason}"))
+                continue
+            update_state(fleet, lambda s, r=result: s.with_serving(r))
+            outcomes.append(HostOutcome(host.name, True, f"{spec.image} healthy"))
+    if any(o.ok for o in outcomes):
+        diff = sync_router(fleet, load_state(fleet))
+        on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+    return outcomes
+
+
+def check_min_serving(fleet: Fleet, state: FleetState, names: list[str], force: bool) -> int:
+    """How many hosts would still serve after draining ``names``; UsageError below ``min_serving``."""
+    after = state
+    for name in names:
+        after = after.with_drained(DrainRecord(name, "check", "check", "check"))
+    left = len(intended_upstreams(after))
+    if left < fleet.router.min_serving and not force:
+        raise UsageError(f"draining {', '.join(names)} would leave {left} host(s) serving, below [router] "
+                         f"min_serving = {fleet.router.min_serving}", hint="use --force if you mean it")
+    return left
+
+
+def drain(fleet: Fleet, hosts: tuple[Host, ...], *, reason: str, by: str, timeout_s: float, stop: bool,
+          force: bool, on_event: Event) -> list[HostOutcome]:
+    """Out of the router (verified), then wait until vLLM has nothing running or waiting; optionally stop."""
+    from fleetctl.transport.ssh import SshPool
+
+    names = [h.name for h in hosts]
+    state = load_state(fleet)
+    unknown = [n for n in names if n not in state.serving]
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)}: not serving anything fleetctl deployed (see fleetctl status)")
+    check_min_serving(fleet, state, names, force)
+    stamp = now()
+    update_state(fleet, lambda s: _with_drained(s, names, reason, by, stamp))
+    diff = sync_router(fleet, load_state(fleet))
+    on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
+    ports = {n: _port(state.serving[n].url) for n in names}
+    with SshPool(fleet.ssh) as pool:
+        work = lambda h: quiesce(HostOps(pool, h), ports[h.name], timeout_s, stop, on_event)  # noqa: E731
+        return [HostOutcome(h.name, not isinstance(r, HostError), r.reason if isinstance(r, HostError) else r)
+                for h, r in fan_out(hosts, work, forks=len(hosts))]
+
+
+def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at: str) -> FleetState:
+    for name in names:
+        state = state.with_drained(DrainRecord(name, reason, by, at))
+    return state
+
+
+def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
+    deadline = time.monotonic() + timeout_s
+    running, waiting = ops.in_flight(port)
+    while running or waiting:
+        if time.monotonic() >= deadline:
+            raise HostError(ops.host.name, "drain_timeout", f"still {running:g} running and {waiting:g} waiting "
+                            f"requests after {timeout_s:g}s; the host stays out of the router")
+        time.sleep(DRAIN_POLL_S)
+        running, waiting = ops.in_flight(port)
+    on_event({"event": "drained", "host": ops.host.name})
+    if stop:
+        ops.runtime.stop(timeout_s=40)
+        on_event({"event": "stopped", "host": ops.host.name})
+        return "drained and stopped"
+    return "drained"
+
+
+def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event: Event) -> list[HostOutcome]:
+    """Start the container if stopped, wait healthy, clear the drain record, put the host back in the router."""
+    from fleetctl.transport.ssh import SshPool
+
+    state = load_state(fleet)
+    unknown = [h.name for h in hosts if h.name not in state.serving]
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)}: not serving anything fleetctl deployed (see fleetctl status)")
+    outcomes = []
+    with SshPool(fleet.ssh) as pool:
+        def back(host: Host) -> str:
+            ops, record = HostOps(pool, host), state.serving[host.name]
+            ops.runtime.start()
+            model = record.model or _model_of(ops, record, timeout_s)
+            ops.wait_healthy(model, _port(record.url), timeout_s)
+            update_state(fleet, lambda s: s.without_drained(host.name))
+            return "healthy"
+        for host, result in fan_out(hosts, back, forks=len(hosts)):
+            failed = isinstance(result, HostError)
+            outcomes.append(HostOutcome(host.name, not failed, result.reason if failed else result))
+    diff = sync_router(fleet, load_state(fleet))
+    on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+    return outcomes
+
+
+def _model_of(ops: HostOps, record: ServingRecord, timeout_s: float) -> str:
+    """The model the host serves, as its /v1/models lists it (the container may be just starting: retried)."""
+    client = ops.vllm(_port(record.url))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                models = client.models()
+                if models:
+                    return models[0]
+            except HostError:
+                pass
+            if time.monotonic() >= deadline:
+                raise HostError(ops.host.name, "unhealthy", f"not healthy after {timeout_s:g}s: no model listed")
+            time.sleep(DRAIN_POLL_S)
+    finally:
+        client.close()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def raise_if_failed(outcomes: list[HostOutcome], verb: str) -> None:
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise HostsFailed(f"{verb} failed on {len(failed)} of {len(outcomes)} host(s): "
+                          + "; ".join(f"{o.host}: {o.detail}" for o in failed))
