@@ -88,8 +88,8 @@ _GPU_TYPES: dict[str, tuple[type, ...]] = {
 def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
     """The value of ``key`` if it is None or of one of ``types`` (bool is never taken for int)."""
     value = d.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) in types:       # the common case, decided without isinstance chains
+        return value
     if isinstance(value, bool) and bool not in types:
         raise ProbeOutputError(f"{key}: expected {types[0].__name__}, got a boolean")
     if not isinstance(value, types):
