@@ -11,7 +11,10 @@ ready-to-use fleetctl profiles for them in <lab>/profiles.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -299,6 +302,7 @@ class Lab:
 
         The image cache (catalog.IMAGE_CACHE) is not the lab's folder and stays, so the next `up` is fast."""
         state = read_state(self.paths)
+        stop_fleetctl_router(self.paths.root / ".fleetctl")
         if state is not None:
             self._delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))
         self._delete_layout(self.layout)
@@ -306,7 +310,7 @@ class Lab:
         left = dockerd.mounts_under(self.paths.root)
         if left:                     # never delete files through a mount
             raise LabError(f"cannot remove {self.paths.root}: still mounted: {', '.join(left)}")
-        for path in self.paths.made():
+        for path in (*self.paths.made(), self.paths.root / ".fleetctl"):    # fleetctl's state of this lab too
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
@@ -322,3 +326,20 @@ class Lab:
         for node in layout.hosts + ((layout.bastion,) if layout.bastion else ()):
             netns.delete_node(node.namespace, node.veth, node.outer_ns)
         netns.delete_bridge(layout.bridge)
+
+
+def stop_fleetctl_router(state_dir: Path) -> None:
+    """Stop the vllm-router that fleetctl started for this lab (its pid and start time are in router.json)."""
+    try:
+        record = json.loads((state_dir / "router.json").read_text())
+        pid, ticks = int(record["pid"]), int(record["start_ticks"])
+        if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) != ticks:
+            return                     # that pid is another process now
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
