@@ -339,7 +339,16 @@ def stop_fleetctl_router(state_dir: Path) -> None:
         return
     os.kill(pid, signal.SIGTERM)
     for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
+        if not _running(pid):
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
