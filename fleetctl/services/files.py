@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetfile import parse_fleet
 from fleetctl.errors import ConfigError
+
+T = TypeVar("T")
 
 NO_FLEET_HINT = "use --fleet or $FLEETCTL_FLEET"
 
@@ -29,6 +35,25 @@ def load_fleet(path: str) -> Fleet:
         line = data[:e.start].count(b"\n") + 1
         raise ConfigError("not UTF-8 text", path=path, line=line) from e
     return parse_fleet(text, path)
+
+
+def read_json_document(path: str, what: str, parse: Callable[[Any], T], errors: type[Exception]) -> T:
+    """A versioned JSON file parsed by ``parse``; every problem is ConfigError with the path (and line)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {what}: {getattr(e, 'strerror', None) or e}", path=path) from e
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from e
+    try:
+        return parse(doc)
+    except errors as e:
+        raise ConfigError(str(e), path=path) from e
 
 
 def write_atomic(path: str, data: bytes, *, mode: int = 0o644) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState, StateError
-from fleetctl.errors import ConfigError
-from fleetctl.services.files import write_atomic
+from fleetctl.services.files import read_json_document, write_atomic
 
 STATE_FILE = "state.json"
 STATE_LOCK = "state.lock"
@@ -26,22 +25,10 @@ def state_path(fleet: Fleet) -> str:
 
 def load_state(fleet: Fleet) -> FleetState:
     """The recorded state; an empty one when there is no file yet; ConfigError naming the file when it is bad."""
-    path = state_path(fleet)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        return read_json_document(state_path(fleet), "the state file", FleetState.from_dict, StateError)
     except FileNotFoundError:
         return FleetState()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the state file: {getattr(e, 'strerror', None) or e}", path=path) from e
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from e
-    try:
-        return FleetState.from_dict(doc)
-    except StateError as e:
-        raise ConfigError(str(e), path=path) from e
 
 
 def save_state(fleet: Fleet, state: FleetState) -> str:

@@ -8,7 +8,7 @@ import os
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.inventory import Snapshot, SnapshotError
 from fleetctl.errors import ConfigError
-from fleetctl.services.files import write_atomic
+from fleetctl.services.files import read_json_document, write_atomic
 
 INVENTORY_FILE = "inventory.json"
 
@@ -27,18 +27,9 @@ def save_snapshot(fleet: Fleet, snapshot: Snapshot) -> str:
 def load_snapshot(path: str) -> Snapshot:
     """A saved snapshot, or ConfigError with FILE:LINE when it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
+        return read_json_document(path, "snapshot", Snapshot.from_dict, SnapshotError)
+    except FileNotFoundError as e:
         raise ConfigError(f"cannot read snapshot: {e.strerror}", path=path) from e
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from e
-    try:
-        return Snapshot.from_dict(doc)
-    except SnapshotError as e:
-        raise ConfigError(str(e), path=path) from e
 
 
 def previous_snapshot(fleet: Fleet) -> Snapshot | None:
