@@ -32,10 +32,12 @@ def named_hosts(fleet: Fleet, names: list[str]) -> tuple[Host, ...]:
 
 def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
     def show(event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        host = event.get("host")
-        details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "host") and v not in ([], None))
-        console.print(f"[dim]{host + ': ' if host else ''}{kind}{' ' + details if details else ''}[/dim]")
+        kind = event.get("step") or event.get("event")
+        host, ring = event.get("host"), event.get("ring")
+        skip = ("event", "host", "kind", "step", "ring")
+        details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip and v not in ([], None))
+        where = f"[{ring}] " if ring else ""
+        console.print(f"[dim]{where}{host + ': ' if host else ''}{kind}{' ' + details if details else ''}[/dim]")
     return show
 
 
