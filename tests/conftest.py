@@ -31,12 +31,10 @@ def lab_unavailable() -> str | None:
 
 def require_lab() -> None:
     """Skip the calling test when the lab cannot run here; under CI=true fail it instead, with the reason."""
+    from tests.support.env import require
+
     reason = lab_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the lab tier cannot run here: {reason}", pytrace=False)
-    pytest.skip(f"the lab tier cannot run here: {reason}")
+    require(reason is None, f"the lab tier cannot run here: {reason}")
 
 
 def _free_network(index: int) -> tuple[str, str]:

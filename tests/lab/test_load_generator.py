@@ -5,9 +5,7 @@ The processes run on free loopback ports and need no root; without vllm-router t
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetctl.errors import UsageError
 from tests.support.load import KINDS, LoadGenerator, check_lab_url, judge_body, judge_stream, plan_request
+from tests.support.env import free_port as _free_port, require
 
 SERVER = Path(__file__).resolve().parents[2] / "scripts" / "labkit" / "standin" / "server.py"
 MODEL = "lab-model"
@@ -32,16 +31,8 @@ def _require_router() -> str:
     try:
         return find_executable()
     except UsageError:
-        reason = "vllm-router is not installed (pip install 'fleetctl[router]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        require(False, "vllm-router is not installed (pip install 'fleetctl[router]')")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until(check, timeout_s: float, what: str) -> None:

@@ -25,6 +25,7 @@ from fleetctl.services.files import load_fleet
 from fleetctl.services.fleetstate import save_state
 from fleetctl.services.router import _read_record, find_executable
 from fleetctl.transport.router import RouterClient
+from tests.support.env import free_port as _free_port, require
 
 
 def _require_router() -> None:
@@ -32,16 +33,8 @@ def _require_router() -> None:
     try:
         find_executable()
     except UsageError:
-        reason = "vllm-router is not installed (pip install 'fleetctl[router]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        require(False, "vllm-router is not installed (pip install 'fleetctl[router]')")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Worker:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -13,6 +12,7 @@ import requests
 from typer.testing import CliRunner
 
 from fleetctl.cli.app import app
+from tests.support.env import free_port
 from tests.support.load import LoadGenerator
 
 TOOLKIT = {"nvidia_container_toolkit": "1.17.8"}
@@ -24,11 +24,6 @@ SPEC = {"hosts": [
 FOUR = "gpu-01,gpu-02,gpu-03,gpu-04"
 MODEL = "lab/tiny-llama"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Fleet:

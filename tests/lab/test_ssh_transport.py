@@ -16,23 +16,14 @@ from fleetctl.core.fleet import Host, SshSettings
 from fleetctl.errors import HostError
 from fleetctl.services.fanout import fan_out
 from fleetctl.transport.ssh import SshPool
+from tests.support.env import free_port as _free_port, require
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _require_sshd():
-    if os.path.exists(SSHD) and os.geteuid() == 0:
-        return
-    reason = "needs root and OpenSSH's sshd (apt-get install openssh-server)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    require(os.path.exists(SSHD) and os.geteuid() == 0, "needs root and OpenSSH's sshd (apt-get install openssh-server)")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

