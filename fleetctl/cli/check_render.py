@@ -42,11 +42,13 @@ def table_lines(report: CheckReport) -> list[Segments]:
     lines: list[Segments] = [[(title, "bold")],
                              [("host".ljust(host_width) + "  result    " + "  ".join(headings), "bold")]]
     blank = {rule: (" " * len(heading)) for rule, heading in zip(report.rules, headings)}
+    shared: dict[int, Segments] = {}        # hosts with the same configuration share one results tuple
     for host in report.hosts:
-        text, style = _RESULT[host.status]
-        line: Segments = [(host.name.ljust(host_width) + "  ", None), (text.ljust(8), style)]
-        line += _marks(host, report.rules, blank)
-        lines.append(line)
+        key = id(host.results) if host.probed else 0
+        if key not in shared:
+            text, style = _RESULT[host.status]
+            shared[key] = [(text.ljust(8), style), *_marks(host, report.rules, blank)]
+        lines.append([(host.name.ljust(host_width) + "  ", None), *shared[key]])
     legend = ", ".join(f"{heading} = {rule}" for rule, heading in zip(report.rules, headings) if heading != rule)
     lines.append([(legend, "dim")])
     return lines
