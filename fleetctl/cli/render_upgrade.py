@@ -23,12 +23,12 @@ def prepare(app_ctx: AppContext, fleet: Fleet, profile_ref: str, image: str | No
             quiet: bool) -> tuple[UpgradeRequest, RolloutPlan]:
     from fleetctl.cli.render_serve import load_profile
     from fleetctl.core.selector import select_hosts
-    from fleetctl.services.upgrade import make_plan
+    from fleetctl.services.upgrade import make_plan, rollout_settings
 
     profile = load_profile(app_ctx, fleet, profile_ref)
     targets = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
     targets = preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept_new, quiet)
-    plan, skipped = make_plan(fleet, targets)
+    plan, skipped = make_plan(fleet, targets, rollout_settings(fleet, profile))
     if skipped:
         app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(skipped)}[/yellow]")
     return _request(app_ctx, fleet, profile, image, plan, bake_s), plan
@@ -36,13 +36,13 @@ def prepare(app_ctx: AppContext, fleet: Fleet, profile_ref: str, image: str | No
 
 def _request(app_ctx, fleet, profile, image, plan, bake_s):
     from fleetctl.core.gate import GateSettings
-    from fleetctl.services.upgrade import UpgradeRequest
+    from fleetctl.services.upgrade import UpgradeRequest, rollout_settings
 
-    gate = GateSettings(max_error_rate=fleet.rollout.max_error_rate,
-                        max_ttft_p95_ratio=fleet.rollout.max_ttft_p95_ratio)
+    settings = rollout_settings(fleet, profile)
+    gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
     targets = tuple(fleet.host(h) for h in plan.hosts)
     return UpgradeRequest(profile=profile, image=image, targets=targets, environ=app_ctx.env, gate=gate,
-                          bake_s=fleet.rollout.bake_s if bake_s is None else bake_s)
+                          bake_s=settings.bake_s if bake_s is None else bake_s)
 
 
 def preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept_new, quiet):
@@ -73,7 +73,7 @@ def preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept
 def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
     from fleetctl.cli.render_serve import load_profile
     from fleetctl.core.rollout_plan import RolloutPlan
-    from fleetctl.services.upgrade import last_completed, make_plan
+    from fleetctl.services.upgrade import last_completed, make_plan, rollout_settings
 
     head = last_completed(fleet)
     hosts = RolloutPlan.from_dict(head["plan"]).hosts
@@ -84,7 +84,8 @@ def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
                          "fleetctl upgrade --profile ... --limit ...")
     profile_name, image = targets.pop()
     profile = load_profile(app_ctx, fleet, profile_name)
-    plan, _ = make_plan(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None))
+    plan, _ = make_plan(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None),
+                        rollout_settings(fleet, profile))
     return _request(app_ctx, fleet, profile, image, plan, None), plan
 
 

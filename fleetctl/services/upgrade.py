@@ -7,13 +7,14 @@ version's reference figures. Secrets are not in it: ``env:NAME`` values are read
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fleetctl.core.compat.profile import Profile
-from fleetctl.core.fleet import Fleet, Host
+from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.metrics import WindowFigures, parse_metrics, window
 from fleetctl.core.rollout import RunState
@@ -38,14 +39,19 @@ class UpgradeRequest:
     bake_s: float
 
 
-def make_plan(fleet: Fleet, targets: tuple[Host, ...]) -> tuple[RolloutPlan, list[str]]:
+def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
+    """The fleet's [rollout] with the profile's [rollout] overrides on top."""
+    return dataclasses.replace(fleet.rollout, **profile.rollout)
+
+
+def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings) -> tuple[RolloutPlan, list[str]]:
     """The plan over the targets that serve now; drained hosts are left alone (named in the second value)."""
     state = load_state(fleet)
     serving = [h for h in state.serving if not state.is_drained(h)]
     skipped = [h.name for h in targets if h.name not in serving]
     chosen = tuple(h for h in targets if h.name in serving)
     try:
-        return plan_rollout(chosen, fleet.rollout, serving=len(serving), min_serving=fleet.router.min_serving), skipped
+        return plan_rollout(chosen, settings, serving=len(serving), min_serving=fleet.router.min_serving), skipped
     except PlanError as e:
         raise UsageError(f"cannot plan the upgrade: {e}") from e
 

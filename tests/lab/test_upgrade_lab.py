@@ -142,3 +142,35 @@ def test_plan_changes_nothing(fleet):
     assert doc["rings"][2]["batches"] == [["gpu-03"], ["gpu-04"]]
     assert images(fleet) == before
     assert Path(fleet.info.fleet_file.parent / ".fleetctl" / "lock.json").exists() is False
+
+
+def test_ctrl_c_finishes_the_step_exits_130_and_abort_rolls_the_run_back(fleet):
+    before = images(fleet)
+    with LoadGenerator(fleet.router, MODEL, clients=8) as load:
+        load.wait_for_progress(16)
+        run = subprocess.Popen([sys.executable, "-m", "fleetctl", "--fleet", str(fleet.info.fleet_file),
+                                "upgrade", "--profile", "next", "--yes"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(r.get("event") == "action_begin" and r.get("kind") == "bake" and
+                             not any(x.get("event") == "run_finished" for x in journal_records(fleet))
+                             for r in journal_records(fleet)[-3:]))
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 130, err
+        assert not any(r["event"] == "run_finished" for r in journal_records(fleet))     # resumable
+        fleet.cli("upgrade", "--abort")
+        load.wait_for_progress(16)
+    load.stop().assert_no_failures()
+    assert journal_records(fleet)[-1]["outcome"] == "aborted"
+    assert images(fleet) == before and fleet.workers() == everyone(fleet)
+
+
+def test_rollback_reverts_the_last_completed_run(fleet):
+    doc = json.loads(fleet.cli("history", "--json").stdout)
+    last = next(r for r in doc["runs"] if r["outcome"] == "completed")
+    now = set(images(fleet).values())
+    assert now == {last["image"]}
+    fleet.cli("rollback", "--yes")
+    after = set(images(fleet).values())
+    assert after != now and len(after) == 1
+    assert fleet.workers() == everyone(fleet)

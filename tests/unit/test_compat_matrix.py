@@ -262,3 +262,24 @@ def test_profile_lookup_order_and_unknown_profile(tmp_path, monkeypatch, matrix)
         find_profile("nope", dirs)
     with pytest.raises(ConfigError, match="profile file not found"):
         find_profile(str(tmp_path / "missing.toml"), dirs)
+
+
+def test_a_profile_overrides_rollout_thresholds_and_bad_values_are_caught(tmp_path):
+    import dataclasses
+
+    from fleetctl.core.compat.profile import parse_profile
+    from fleetctl.core.fleet import RolloutSettings
+    from fleetctl.errors import ConfigError
+    from fleetctl.services.profiles import load_matrix, profile_dirs
+
+    matrix = load_matrix(profile_dirs({}, str(tmp_path / "fleet.toml")))
+    base = ('[profile]\nname = "p"\n[image]\nref = "vllm/vllm-openai:v0.11.0"\ncuda = "12.8"\n'
+            '[rollout]\nbake_s = 120\nmax_error_rate = 0.001\n')
+    profile = parse_profile(base, "p.toml", matrix)
+    assert profile.rollout == {"bake_s": 120, "max_error_rate": 0.001}
+    merged = dataclasses.replace(RolloutSettings(max_unavailable=2), **profile.rollout)
+    assert (merged.bake_s, merged.max_error_rate, merged.max_unavailable) == (120, 0.001, 2)
+    with pytest.raises(ConfigError, match=r"p.toml:8: \[rollout\]: max_error_rate: 2 is out of range"):
+        parse_profile(base.replace("0.001", "2"), "p.toml", matrix)
+    with pytest.raises(ConfigError, match="p.toml:9"):
+        parse_profile(base + "rings = []\n", "p.toml", matrix)

@@ -17,7 +17,7 @@ from fleetctl.core.compat.document import Document, Fields, parse_document, spec
 from fleetctl.core.compat.matrix import Matrix, image_repository, minor_of
 from fleetctl.core.serve import ServeSettings
 
-_TABLES = ("profile", "image", "requires", "serve")
+_TABLES = ("profile", "image", "requires", "serve", "rollout")
 _TAG = re.compile(r":v?(\d+(?:\.\d+)+(?:\.post\d+|rc\d+)?)(?:-cu(\d+)(\d))?$")
 _RESTART = ("no", "always", "unless-stopped", "on-failure")
 
@@ -41,6 +41,7 @@ class Profile:
     cuda_compat: bool = False           # the image carries cuda-compat libraries (forward compatibility)
     requires: Requirements = Requirements()
     serve: ServeSettings | None = None
+    rollout: dict[str, Any] = field(default_factory=dict)   # overrides of the fleet file's [rollout] thresholds
 
 
 def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
@@ -55,8 +56,9 @@ def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
     ref, vllm, cuda, compat = _image(image, matrix)
     requires = _requires(_table(doc, "requires"), matrix)
     serve = _serve(_table(doc, "serve")) if "serve" in doc.data else None
+    rollout = _rollout(_table(doc, "rollout"))
     return Profile(name=name, path=path, image=ref, cuda=cuda, description=description, vllm=vllm,
-                   cuda_compat=compat, requires=requires, serve=serve)
+                   cuda_compat=compat, requires=requires, serve=serve, rollout=rollout)
 
 
 def _table(doc: Document, name: str, *, required: bool = False) -> Fields:
@@ -113,6 +115,26 @@ def _requires(f: Fields, matrix: Matrix) -> Requirements:
     f.finish()
     return Requirements(gpus=gpus if gpus is not None else spec(">=1"), gpu_memory_mib=memory,
                         compute_capability=cc, features=features)
+
+
+_ROLLOUT = {  # key: (types, type name, lowest allowed, highest allowed)
+    "bake_s": ((int, float), "a number", 0, None), "max_error_rate": ((int, float), "a number", 0, 1),
+    "max_ttft_p95_ratio": ((int, float), "a number", 0, None), "max_unavailable": ((int,), "an integer", 1, None),
+}
+
+
+def _rollout(f: Fields) -> dict[str, Any]:
+    """Per-profile overrides of the fleet's [rollout] thresholds (rings stay the fleet's business)."""
+    out: dict[str, Any] = {}
+    for key, (types, type_name, low, high) in _ROLLOUT.items():
+        value = f.value(key, types, type_name, required=False)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high) or (key == "max_ttft_p95_ratio" and value == 0):
+            raise f.error(key, f"{key}: {value!r} is out of range")
+        out[key] = value
+    f.finish()
+    return out
 
 
 def _serve(f: Fields) -> ServeSettings:
