@@ -177,20 +177,32 @@ def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at:
 
 
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
+    """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
     deadline = time.monotonic() + timeout_s
-    running, waiting = ops.in_flight(port)
+    running, waiting = _in_flight_or_none(ops, port, on_event)
     while running or waiting:
         if time.monotonic() >= deadline:
             raise HostError(ops.host.name, "drain_timeout", f"still {running:g} running and {waiting:g} waiting "
                             f"requests after {timeout_s:g}s; the host stays out of the router")
         time.sleep(DRAIN_POLL_S)
-        running, waiting = ops.in_flight(port)
+        running, waiting = _in_flight_or_none(ops, port, on_event)
     on_event({"event": "drained", "host": ops.host.name})
     if stop:
         ops.runtime.stop(timeout_s=40)
         on_event({"event": "stopped", "host": ops.host.name})
         return "drained and stopped"
     return "drained"
+
+
+def _in_flight_or_none(ops: HostOps, port: int, on_event: Event) -> tuple[float, float]:
+    """In-flight requests; a vLLM that does not answer at all has none left to wait for."""
+    try:
+        return ops.in_flight(port)
+    except HostError as e:
+        if e.kind != "vllm_unreachable":
+            raise
+        on_event({"event": "not_answering", "host": ops.host.name, "detail": e.reason})
+        return 0.0, 0.0
 
 
 def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event: Event) -> list[HostOutcome]:

@@ -44,7 +44,13 @@ def everyone(fleet) -> set[str]:
 
 def upgrade(fleet, profile, load, ok=True):
     load.wait_for_progress(16)
-    return fleet.cli("upgrade", "--profile", profile, "--yes", ok=ok)
+    return fleet.cli("upgrade", "--profile", profile, "--yes", "--json", ok=ok)
+
+
+def replaced(result) -> list[str]:
+    """The hosts whose container the run replaced, in order, from its JSON event stream."""
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [e["host"] for e in events if e.get("event") == "upgrade_step" and e.get("step") == "replace"]
 
 
 def test_a_healthy_upgrade_completes_ring_by_ring_with_no_failed_request(fleet):
@@ -54,8 +60,7 @@ def test_a_healthy_upgrade_completes_ring_by_ring_with_no_failed_request(fleet):
     load.stop().assert_no_failures()
     assert set(images(fleet).values()) == {"lab/vllm:next"}
     assert fleet.workers() == everyone(fleet)
-    order = [line.split(":")[0] for line in result.stderr.splitlines() if "step=replace" in line]
-    assert order == ["gpu-01", "gpu-02", "gpu-03", "gpu-04"]          # canary, early, main
+    assert replaced(result) == ["gpu-01", "gpu-02", "gpu-03", "gpu-04"]     # canary, early, main
 
 
 def only_the_canarys_own_failures(report) -> None:
@@ -77,8 +82,7 @@ def test_a_bad_version_halts_at_the_canary_and_rolls_back_by_itself(fleet, profi
     assert "rolled back" in result.stderr and metric in result.stderr
     assert images(fleet) == before                                      # back on the old image everywhere
     assert fleet.workers() == everyone(fleet)                           # router set as before
-    replaced = [line.split(":")[0] for line in result.stderr.splitlines() if "step=replace" in line]
-    assert replaced == ["gpu-01"]                                       # it never left the canary ring
+    assert replaced(result) == ["gpu-01"]                               # it never left the canary ring
     if profile == "failing":
         only_the_canarys_own_failures(load.stop())
     else:
@@ -170,7 +174,10 @@ def test_rollback_reverts_the_last_completed_run(fleet):
     last = next(r for r in doc["runs"] if r["outcome"] == "completed")
     now = set(images(fleet).values())
     assert now == {last["image"]}
-    fleet.cli("rollback", "--yes")
+    with LoadGenerator(fleet.router, MODEL, clients=8) as load:      # the gate wants evidence: traffic
+        load.wait_for_progress(16)
+        fleet.cli("rollback", "--yes")
+    load.stop().assert_no_failures()
     after = set(images(fleet).values())
     assert after != now and len(after) == 1
     assert fleet.workers() == everyone(fleet)
