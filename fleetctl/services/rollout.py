@@ -51,6 +51,10 @@ class RunContext:
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
 
+    def port_before(self, host: str) -> int:
+        url = self.previous.get(host, {}).get("record", {}).get("url")
+        return int(url.rsplit(":", 1)[1]) if url else self.port
+
 
 class Interrupt:
     """Ctrl-C asks the run to stop after the current action; a second Ctrl-C is ignored until then."""
@@ -127,7 +131,8 @@ class Executor:
             self.on_event({"event": "healthy", "host": action.host, "seconds": round(seconds, 2)})
         elif action.step == "undrain":
             record = ServingRecord(action.host, self._url(ops.host), self.ctx.spec.labels["fleetctl.profile"],
-                                   self.ctx.spec.image, self.ctx.spec.labels["fleetctl.revision"], now())
+                                   self.ctx.spec.image, self.ctx.spec.labels["fleetctl.revision"], now(),
+                                   model=self.ctx.model)
             self._undrain(action.host, record)
 
     def _rollback_step(self, state: RunState, action: Action) -> None:
@@ -137,7 +142,8 @@ class Executor:
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":
-            ops.wait_healthy(self.ctx.model_before(action.host), self.ctx.port, self.ctx.health_timeout_s)
+            ops.wait_healthy(self.ctx.model_before(action.host), self.ctx.port_before(action.host),
+                             self.ctx.health_timeout_s)
         elif action.step == "undrain":
             self._undrain(action.host, self._previous_record(action.host))
 
