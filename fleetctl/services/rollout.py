@@ -123,7 +123,7 @@ class Executor:
     def _upgrade_step(self, state: RunState, action: Action) -> None:
         ops = self._ops(action.host)
         if action.step == "drain":
-            self._drain(ops)
+            self._drain(ops, self.ctx.port_before(action.host))        # it still runs the old version
         elif action.step == "replace":
             ops.runtime.replace(self.ctx.spec)
         elif action.step == "healthy":
@@ -138,7 +138,7 @@ class Executor:
     def _rollback_step(self, state: RunState, action: Action) -> None:
         ops = self._ops(action.host)
         if action.step == "drain":
-            self._drain(ops)
+            self._drain(ops, self.ctx.port)                              # it runs the new version
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":
@@ -147,14 +147,14 @@ class Executor:
         elif action.step == "undrain":
             self._undrain(action.host, self._previous_record(action.host))
 
-    def _drain(self, ops: HostOps) -> None:
+    def _drain(self, ops: HostOps, port: int) -> None:
         name = ops.host.name
         reason = f"upgrade {self.journal.run_id}"
         update_state(self.ctx.fleet, lambda s: s if s.is_drained(name) else s.with_drained(
             DrainRecord(name, reason, "fleetctl", now())))
         sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
         if ops.runtime.current() is not None and ops.runtime.current().running:
-            quiesce(ops, self.ctx.port, DRAIN_TIMEOUT_S, False, self.on_event)
+            quiesce(ops, port, DRAIN_TIMEOUT_S, False, self.on_event)
 
     def _undrain(self, name: str, record: ServingRecord | None) -> None:
         def change(s):
