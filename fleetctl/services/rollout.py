@@ -190,21 +190,24 @@ class Executor:
 
     # -- observation ---------------------------------------------------------------------------------------------
 
-    def _serving(self) -> set[str]:
+    def _serving(self) -> dict[str, str]:
+        """Host → URL of every host serving now (not drained), whichever version it runs."""
         state = load_state(self.ctx.fleet)
-        return {h for h in state.serving if not state.is_drained(h)}
+        return {h: r.url for h, r in state.serving.items() if not state.is_drained(h)}
 
     def _sample_all(self) -> dict[str, MetricsSample]:
         """Metrics of every serving host; a host that does not answer is left out (and so judged unhealthy)."""
-        names = [h for h in self._serving() if self.ctx.fleet.host(h) is not None]
+        urls = self._serving()
         samples = {}
-        for host, text in fan_out(self._hosts(names), lambda h: self._metrics(h)):
+        for host, text in fan_out(self._hosts(urls), lambda h: self._metrics(h, urls[h.name])):
             if isinstance(text, str):
                 samples[host.name] = parse_metrics(text)
         return samples
 
-    def _metrics(self, host: Host) -> str:
-        client = HostOps(self.pool, host).vllm(self.ctx.port)
+    def _metrics(self, host: Host, url: str) -> str:
+        from fleetctl.transport.vllm import VllmClient
+
+        client = VllmClient(host.name, url)
         try:
             return client.metrics_text()
         finally:
