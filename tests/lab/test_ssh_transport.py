@@ -126,7 +126,7 @@ def test_a_silent_host_times_out_without_holding_up_the_others(sshd):
         Host(f"ok{i}", "127.0.0.1", port=port) for i in range(3)]
     done_at: dict[str, float] = {}
     start = time.monotonic()
-    with SshPool(_settings(d, connect_timeout_s=2), lookup=lambda alias: {}) as pool:
+    with SshPool(_settings(d, connect_timeout_s=5), lookup=lambda alias: {}) as pool:
         outcomes = {}
         for host, outcome in fan_out(hosts, lambda h: pool.run(h, "echo ok"), forks=8):
             outcomes[host.name] = outcome
