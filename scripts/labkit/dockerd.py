@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from .commands import SYSTEM_PATH, system_tool, tool
 from .files import write_if_changed
-from .netns import process_alive
+from .netns import process_alive, terminate
 from .spec import LabError
 
 SOCKET_PATH_MAX = 107                # sun_path, less its closing NUL
@@ -180,8 +179,8 @@ def stop(files: DockerdFiles, namespace: str, grace_s: float = STOP_GRACE_S) -> 
     shims, container processes, mounts under its folder."""
     pid = running_pid(files, namespace)
     if pid is not None:
-        _signal_and_wait([pid], grace_s)
-    _signal_and_wait(leftover_pids(files), LEFTOVER_GRACE_S)
+        terminate([pid], grace_s)
+    terminate(leftover_pids(files), LEFTOVER_GRACE_S)
     remove_shim_sockets(files)
     unmount_under(files.dir)
     if not mounts_under(files.exec_root):
@@ -222,21 +221,6 @@ def remove_shim_sockets(files: DockerdFiles) -> None:
     for container in (files.data_root / "containers").glob("*"):
         name = hashlib.sha256(str(address / CONTAINERD_NAMESPACE / container.name).encode()).hexdigest()
         (SHIM_SOCKETS / name).unlink(missing_ok=True)
-
-
-def _signal_and_wait(pids: list[int], grace_s: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-            pids = [p for p in pids if process_alive(p)]
-        if not pids:
-            return
 
 
 def mounts_under(path: Path) -> list[str]:

@@ -116,7 +116,11 @@ def kill_namespace_processes(ns: str, grace_s: float = 3.0) -> None:
     """TERM every process inside the namespace (sshd and its sessions), KILL what is left after grace_s."""
     if ns not in namespaces():
         return
-    pids = _pids(ns)
+    terminate(_pids(ns), grace_s)
+
+
+def terminate(pids: list[int], grace_s: float) -> None:
+    """TERM the processes, wait up to grace_s for them to go, then KILL what is left (and wait again)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
