@@ -158,9 +158,16 @@ def test_stream_chunks_have_the_same_shapes(servers, path, body, include_usage):
         ask["stream_options"] = {"include_usage": True}
     a, b = sse(real.post(path, ask, stream=True)), sse(standin.post(path, ask, stream=True))
     assert a[-1] == b[-1] == "[DONE]"
-    assert [shape(e) for e in b[:-1]] == [shape(e) for e in a[:-1]]
+    # Real vLLM coalesces tokens into fewer chunks when the CPU is busy: compare the sequence of chunk shapes
+    # with repeats folded (which kinds of chunk, in which order), not how many token chunks a run produced.
+    assert _runs([shape(e) for e in b[:-1]]) == _runs([shape(e) for e in a[:-1]])
     reasons = lambda events: [e["choices"][0]["finish_reason"] for e in events[:-1] if e["choices"]]  # noqa: E731
     assert reasons(b) == reasons(a)
+
+
+def _runs(shapes: list) -> list:
+    """The shapes with consecutive repeats folded into one."""
+    return [s for i, s in enumerate(shapes) if i == 0 or s != shapes[i - 1]]
 
 
 def _families(server: Server) -> dict[str, tuple]:
