@@ -278,6 +278,8 @@ def test_a_stale_record_is_cleaned_and_a_foreign_port_holder_is_refused(fleet, w
     assert cli(fleet, "router", "down").exit_code == 0
 
     with socket.socket() as holder:
+        # the router just stopped: its side of closed connections may sit in TIME_WAIT on the port
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", int(fleet.router.url.rsplit(":", 1)[1])))
         holder.listen()
         refused = cli(fleet, "router", "up")
