@@ -5,7 +5,6 @@
 # (set by the payload builder in front of this text). It prints one JSON line. Host tool outputs are returned
 # raw: fleetctl parses them on its side, with tested pure parsers.
 import json
-import os
 import platform
 import socket
 import subprocess
