@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fleetctl.errors import CheckFailed, HostsFailed, UsageError
@@ -18,23 +19,36 @@ if TYPE_CHECKING:
     from fleetctl.services.upgrade import UpgradeRequest
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """How ``prepare`` probes and checks the targets: over ``pool`` (the run's own SSH pool) when given."""
+
+    skip_incompatible: bool = False
+    forks: int = 32
+    accept_new: bool = False
+    quiet: bool = False
+    pool: Any = None
+
+
 def prepare(app_ctx: AppContext, fleet: Fleet, profile_ref: str, image: str | None, limit: str | None,
-            bake_s: float | None, skip_incompatible: bool, *, forks: int, accept_new: bool,
-            quiet: bool) -> tuple[UpgradeRequest, RolloutPlan]:
+            bake_s: float | None, options: Preflight) -> tuple[UpgradeRequest, RolloutPlan]:
+    """Profile, targets, preflight and plan. For a run (a pool given), the old version's figures are sampled
+    first, so the preflight's own time is the start of the run's reference window."""
     from fleetctl.cli.render_serve import load_profile
     from fleetctl.core.selector import select_hosts
-    from fleetctl.services.upgrade import make_plan, rollout_settings
+    from fleetctl.services.upgrade import make_plan, open_window, rollout_settings
 
     profile = load_profile(app_ctx, fleet, profile_ref)
     targets = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
-    targets = preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept_new, quiet)
+    opening = open_window(fleet, targets) if options.pool is not None else None
+    targets = preflight(app_ctx, fleet, profile, targets, options)
     plan, skipped = make_plan(fleet, targets, rollout_settings(fleet, profile))
     if skipped:
         app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(skipped)}[/yellow]")
-    return _request(app_ctx, fleet, profile, image, plan, bake_s), plan
+    return _request(app_ctx, fleet, profile, image, plan, bake_s, opening), plan
 
 
-def _request(app_ctx, fleet, profile, image, plan, bake_s):
+def _request(app_ctx, fleet, profile, image, plan, bake_s, opening=None):
     from fleetctl.core.gate import GateSettings
     from fleetctl.services.upgrade import UpgradeRequest, rollout_settings
 
@@ -42,17 +56,19 @@ def _request(app_ctx, fleet, profile, image, plan, bake_s):
     gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
     targets = tuple(fleet.host(h) for h in plan.hosts)
     return UpgradeRequest(profile=profile, image=image, targets=targets, environ=app_ctx.env, gate=gate,
-                          bake_s=settings.bake_s if bake_s is None else bake_s)
+                          bake_s=settings.bake_s if bake_s is None else bake_s, opening=opening)
 
 
-def preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept_new, quiet):
+def preflight(app_ctx, fleet, profile, targets, options: Preflight):
     """A fresh inventory and check of every target; failures stop here (exit 4) unless skipped."""
     from fleetctl.cli.check_render import check_table
     from fleetctl.core.compat.rules import check_snapshot
     from fleetctl.services.inventory import collect_inventory
     from fleetctl.services.profiles import load_matrix, profile_dirs
 
-    snapshot = collect_inventory(fleet, targets, forks=forks, accept_new_host_keys=accept_new)
+    skip_incompatible, quiet = options.skip_incompatible, options.quiet
+    snapshot = collect_inventory(fleet, targets, forks=options.forks, accept_new_host_keys=options.accept_new,
+                                 pool=options.pool)
     report = check_snapshot(snapshot, profile, load_matrix(profile_dirs(app_ctx.env, fleet.path)))
     bad = {h.name for h in report.hosts if not h.ok}
     if not bad:
@@ -73,10 +89,11 @@ def preflight(app_ctx, fleet, profile, targets, skip_incompatible, forks, accept
 def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
     from fleetctl.cli.render_serve import load_profile
     from fleetctl.core.rollout_plan import RolloutPlan
-    from fleetctl.services.upgrade import last_completed, make_plan, rollout_settings
+    from fleetctl.services.upgrade import last_completed, make_plan, open_window, rollout_settings
 
     head = last_completed(fleet)
     hosts = RolloutPlan.from_dict(head["plan"]).hosts
+    opening = open_window(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None))
     previous = [head["previous"][h]["record"] for h in hosts]
     targets = {(p["profile"], p["image"]) for p in previous}
     if len(targets) != 1:
@@ -86,7 +103,7 @@ def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
     profile = load_profile(app_ctx, fleet, profile_name)
     plan, _ = make_plan(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None),
                         rollout_settings(fleet, profile))
-    return _request(app_ctx, fleet, profile, image, plan, None), plan
+    return _request(app_ctx, fleet, profile, image, plan, None, opening), plan
 
 
 def show_plan(app_ctx: AppContext, request: UpgradeRequest, plan: RolloutPlan, as_json: bool,
@@ -119,6 +136,8 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
     printer = event_printer(app_ctx.err)
 
     def show(event: dict[str, Any]) -> None:
+        if event.get("event") == "done":            # the next step's line says the last one is done
+            return
         if event.get("event") == "gate":
             mark = "[green]passed[/green]" if event["passed"] else "[red]FAILED[/red]"
             app_ctx.err.print(f"gate {event['ring']}: {mark}")
@@ -147,12 +166,13 @@ def locked(fleet: Fleet, force_unlock: bool):
     return held()
 
 
-def run(app_ctx: AppContext, fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, *, as_json: bool) -> None:
+def run(app_ctx: AppContext, fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, *, as_json: bool,
+        pool=None) -> None:
     """Start the run (the caller holds the fleet lock); the per-ring summary is shown however it ends."""
     from fleetctl.services.upgrade import start_run
 
     try:
-        start_run(fleet, request, plan, event_sink(app_ctx, as_json))
+        start_run(fleet, request, plan, event_sink(app_ctx, as_json), pool=pool)
     finally:
         summary(app_ctx, fleet, as_json)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -44,18 +45,19 @@ def upgrade(
         return
     if profile is None:
         raise typer.BadParameter("--profile is required (or --resume / --abort)", param_hint="--profile")
-    def prepared():
-        return ui.prepare(app_ctx, fleet, profile, image, limit, bake_s, skip_incompatible, forks=forks,
-                          accept_new=accept_new_host_keys, quiet=as_json)
+    from fleetctl.services.upgrade import connections
+
+    options = ui.Preflight(skip_incompatible, forks, accept_new_host_keys, quiet=as_json)
     if plan:                                # changes nothing, so it takes no lock
-        ui.show_plan(app_ctx, *prepared(), as_json)
+        ui.show_plan(app_ctx, *ui.prepare(app_ctx, fleet, profile, image, limit, bake_s, options), as_json)
         return
-    with ui.locked(fleet, force_unlock):
-        request, run_plan = prepared()
+    with ui.locked(fleet, force_unlock), connections(fleet, accept_new=accept_new_host_keys) as pool:
+        request, run_plan = ui.prepare(app_ctx, fleet, profile, image, limit, bake_s,
+                                       dataclasses.replace(options, pool=pool))
         ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
         if not yes and not typer.confirm("Start this rollout?", err=True):
             raise typer.Exit(1)
-        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json)
+        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json, pool=pool)
 
 
 def rollback(ctx: typer.Context, yes: Annotated[bool, typer.Option("--yes", "-y")] = False, as_json: JsonOpt = False,

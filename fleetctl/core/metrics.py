@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -152,6 +153,19 @@ class WindowFigures:
         ttft = other.ttft if self.ttft is None else (self.ttft if other.ttft is None else self.ttft.plus(other.ttft))
         return WindowFigures(self.finished + other.finished, self.errors + other.errors, ttft,
                              self.answers + other.answers, self.answers_5xx + other.answers_5xx)
+
+    def to_dict(self) -> dict[str, Any]:
+        ttft = None if self.ttft is None else {"buckets": [[le, n] for le, n in self.ttft.buckets],
+                                               "count": self.ttft.count, "total": self.ttft.total}
+        return {"finished": self.finished, "errors": self.errors, "answers": self.answers,
+                "answers_5xx": self.answers_5xx, "ttft": ttft}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> WindowFigures:
+        t = doc.get("ttft")
+        ttft = None if t is None else Histogram(tuple((float(le), float(n)) for le, n in t["buckets"]),
+                                                t["count"], t["total"])
+        return cls(doc["finished"], doc["errors"], ttft, doc.get("answers", 0.0), doc.get("answers_5xx", 0.0))
 
 
 def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:

@@ -12,9 +12,10 @@ healthy → undrain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from fleetctl.core.metrics import WindowFigures
 from fleetctl.core.rollout_plan import RolloutPlan
 
 UPGRADE_STEPS = ("drain", "replace", "healthy", "undrain")
@@ -113,6 +114,20 @@ def _next_rollback(state: RunState) -> Action:
             if action.key() not in state.done:
                 return action
     return Action("finish", outcome="aborted" if state.abort else "rolled_back")
+
+
+def old_version_figures(records: list[dict[str, Any]]) -> WindowFigures | None:
+    """What the old version did in this run: the window before the first change (``run_started.reference``) plus
+    the baseline hosts' window of every ring judged so far. The last ring, with no baseline host left, is judged
+    against this."""
+    found = [r["reference"] for r in records if r.get("event") == "run_started" and r.get("reference")]
+    found += [r["baseline"] for r in records
+              if r.get("event") == "action_done" and r.get("kind") == "judge" and r.get("baseline")]
+    total = None
+    for doc in found:
+        figures = WindowFigures.from_dict(doc)
+        total = figures if total is None else total.plus(figures)
+    return total
 
 
 def in_flight_host(state: RunState, records: list[dict[str, Any]]) -> str | None:

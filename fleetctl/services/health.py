@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fleetctl.errors import HostError
 from fleetctl.transport.vllm import VllmClient
 
-POLL_S = 0.5
+POLL_S = 0.2
 
 
 def wait_healthy(client: VllmClient, model: str, timeout_s: float, *,

@@ -15,12 +15,16 @@ PROBE_TIMEOUT_S = 90
 
 
 def collect_inventory(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32, accept_new_host_keys: bool = False,
-                      on_host_done: Callable[[HostReport], None] | None = None) -> Snapshot:
-    """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason."""
+                      on_host_done: Callable[[HostReport], None] | None = None, pool=None) -> Snapshot:
+    """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason.
+
+    ``pool``: a command's SSH pool to probe over (its connections stay open for what the command does next)."""
+    from contextlib import nullcontext
+
     from fleetctl.transport.ssh import SshPool
 
     reports: dict[str, HostReport] = {}
-    with SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
+    with nullcontext(pool) if pool is not None else SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
         for host, outcome in fan_out(hosts, lambda h: probe_host(pool, h), forks=forks):
             report = outcome if isinstance(outcome, HostReport) else failed_report(host, outcome)
             reports[host.name] = report

@@ -18,7 +18,7 @@ from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import GateSettings, judge_ring
 from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics, window
-from fleetctl.core.rollout import Action, RunState, apply, decide, replay
+from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError
@@ -46,7 +46,6 @@ class RunContext:
     bake_s: float
     gate: GateSettings
     previous: dict[str, dict[str, Any]]          # host → {"record": serving record before the run, "model": ...}
-    reference: WindowFigures | None = None       # the old version's figures, taken before the run started
 
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
@@ -73,9 +72,12 @@ class Executor:
     def __init__(self, ctx: RunContext, journal: Journal, pool, on_event: Event, interrupt: Interrupt) -> None:
         self.ctx, self.journal, self.pool, self.on_event, self.interrupt = ctx, journal, pool, on_event, interrupt
         self.samples: dict[str, dict[str, MetricsSample]] = {}    # ring → host → sample at bake start
+        self.ops: dict[str, HostOps] = {}                         # host → its runtime, kept for the whole run
+        self.old: WindowFigures | None = None                      # the old version's figures recorded so far
 
     def run(self, records: list[dict[str, Any]]) -> RunState:
         state = replay(self.ctx.plan, records)
+        self.old = old_version_figures(records)
         while True:
             action = decide(state)
             if action.kind == "finish":
@@ -99,7 +101,9 @@ class Executor:
             if action.kind == "rollback_step":
                 raise                                        # a failed rollback needs a person
             return apply(state, self.journal.append("action_failed", **fields, reason=f"{e.kind}: {e.reason}"))
-        return apply(state, self.journal.append("action_done", **fields, **extra))
+        state = apply(state, self.journal.append("action_done", **fields, **extra))
+        self.on_event({"event": "done", **{k: v for k, v in fields.items() if k != "key" and v}})
+        return state
 
     def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
         handlers = {"pull": self._pull, "upgrade_step": self._upgrade_step, "bake": self._bake,
@@ -109,13 +113,16 @@ class Executor:
     # -- actions -------------------------------------------------------------------------------------------------
 
     def _ops(self, name: str) -> HostOps:
-        host = self.ctx.fleet.host(name)
-        assert host is not None
-        return HostOps(self.pool, host)
+        """One ``HostOps`` (and so one Docker client over the pool's SSH connection) per host for the run."""
+        if name not in self.ops:
+            host = self.ctx.fleet.host(name)
+            assert host is not None
+            self.ops[name] = HostOps(self.pool, host)
+        return self.ops[name]
 
     def _pull(self, state: RunState, action: Action) -> None:
         failures = [r for _, r in fan_out(self._hosts(action.hosts),
-                                          lambda h: HostOps(self.pool, h).runtime.ensure_image(self.ctx.spec.image))
+                                          lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.spec.image))
                     if isinstance(r, HostError)]
         if failures:
             raise failures[0]
@@ -153,7 +160,8 @@ class Executor:
         update_state(self.ctx.fleet, lambda s: s if s.is_drained(name) else s.with_drained(
             DrainRecord(name, reason, "fleetctl", now())))
         sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
-        if ops.runtime.current() is not None and ops.runtime.current().running:
+        current = ops.runtime.current()
+        if current is not None and current.running:
             quiesce(ops, port, DRAIN_TIMEOUT_S, False, self.on_event)
 
     def _undrain(self, name: str, record: ServingRecord | None) -> None:
@@ -181,12 +189,15 @@ class Executor:
         ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
         baseline_hosts = [h for h in before if h in after and h not in upgraded and h in self._serving()]
         baseline = _sum(window(before[h], after[h]) for h in baseline_hosts) if baseline_hosts else None
-        source = "baseline hosts" if baseline is not None else "old version before the rollout"
+        source = "baseline hosts" if baseline is not None else "old version's figures recorded in this run"
         unhealthy = tuple(h for h in action.hosts if h not in after)
-        verdict = judge_ring(ring, baseline or self.ctx.reference, unhealthy, self.ctx.gate, baseline_source=source)
+        verdict = judge_ring(ring, baseline or self.old, unhealthy, self.ctx.gate, baseline_source=source)
         report = {"ring": action.ring, "checks": [c.to_dict() for c in verdict.checks]}
         self.on_event({"event": "gate", "ring": action.ring, "passed": verdict.passed, "checks": report["checks"]})
-        return {"passed": verdict.passed, "verdict": report}
+        if baseline is None:
+            return {"passed": verdict.passed, "verdict": report}
+        self.old = baseline if self.old is None else self.old.plus(baseline)
+        return {"passed": verdict.passed, "verdict": report, "baseline": baseline.to_dict()}
 
     # -- observation ---------------------------------------------------------------------------------------------
 
@@ -196,22 +207,7 @@ class Executor:
         return {h: r.url for h, r in state.serving.items() if not state.is_drained(h)}
 
     def _sample_all(self) -> dict[str, MetricsSample]:
-        """Metrics of every serving host; a host that does not answer is left out (and so judged unhealthy)."""
-        urls = self._serving()
-        samples = {}
-        for host, text in fan_out(self._hosts(urls), lambda h: self._metrics(h, urls[h.name])):
-            if isinstance(text, str):
-                samples[host.name] = parse_metrics(text)
-        return samples
-
-    def _metrics(self, host: Host, url: str) -> str:
-        from fleetctl.transport.vllm import VllmClient
-
-        client = VllmClient(host.name, url)
-        try:
-            return client.metrics_text()
-        finally:
-            client.close()
+        return sample_serving(self.ctx.fleet)
 
     def _hosts(self, names) -> list[Host]:
         return [self.ctx.fleet.host(n) for n in names if self.ctx.fleet.host(n) is not None]
@@ -224,6 +220,28 @@ class Executor:
     def _previous_record(self, name: str) -> ServingRecord | None:
         doc = self.ctx.previous.get(name, {}).get("record")
         return None if doc is None else ServingRecord(host=name, **doc)
+
+
+def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
+    """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out."""
+    state = load_state(fleet)
+    urls = {h: r.url for h, r in state.serving.items()
+            if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None}
+    samples = {}
+    for host, text in fan_out([fleet.host(n) for n in urls], lambda h: _metrics(h, urls[h.name])):
+        if isinstance(text, str):
+            samples[host.name] = parse_metrics(text)
+    return samples
+
+
+def _metrics(host: Host, url: str) -> str:
+    from fleetctl.transport.vllm import VllmClient
+
+    client = VllmClient(host.name, url)
+    try:
+        return client.metrics_text()
+    finally:
+        client.close()
 
 
 def _sum(figures) -> WindowFigures:

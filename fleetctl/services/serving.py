@@ -26,7 +26,7 @@ from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.router import sync_router
 
 Event = Callable[[dict[str, Any]], None]
-DRAIN_POLL_S = 0.5
+DRAIN_POLL_S = 0.1
 
 
 def now() -> str:

@@ -2,7 +2,9 @@
 
 A run's first journal record (``run_started``) holds everything needed to rebuild it after a crash: the plan,
 the target profile (by path) and image, the revision, each host's serving record before the run, and the old
-version's reference figures. Secrets are not in it: ``env:NAME`` values are read again on resume.
+version's figures over the window from the command's start (before preflight) to the run's start. No time is
+spent waiting for them: the window is the preflight's own time, and each ring's baseline hosts add theirs.
+Secrets are not in it: ``env:NAME`` values are read again on resume.
 """
 
 from __future__ import annotations
@@ -16,17 +18,35 @@ from typing import Any
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
-from fleetctl.core.metrics import WindowFigures, parse_metrics, window
+from fleetctl.core.metrics import MetricsSample, WindowFigures, window
 from fleetctl.core.rollout import RunState
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
-from fleetctl.errors import FleetError, RolledBack, UsageError
+from fleetctl.errors import RolledBack, UsageError
 from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal, list_runs, new_run_id
-from fleetctl.services.rollout import Executor, Interrupt, RunContext
-from fleetctl.services.serving import HostOps, spec_for
+from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
+from fleetctl.services.serving import spec_for
 
 Event = Callable[[dict[str, Any]], None]
-REFERENCE_WINDOW_S = 10.0
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The old version's metrics when the command began: the start of the run's reference window."""
+
+    samples: dict[str, MetricsSample]
+    at: float                                    # time.monotonic()
+
+
+def open_window(fleet: Fleet, hosts: tuple[Host, ...]) -> Opening:
+    return Opening(sample_serving(fleet, tuple(h.name for h in hosts)), time.monotonic())
+
+
+def connections(fleet: Fleet, *, accept_new: bool = False):
+    """One SSH pool for a whole command (preflight and run share its connections)."""
+    from fleetctl.transport.ssh import SshPool
+
+    return SshPool(fleet.ssh, accept_new=accept_new)
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,7 @@ class UpgradeRequest:
     environ: Mapping[str, str]
     gate: GateSettings
     bake_s: float
+    opening: Opening | None = None
 
 
 def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
@@ -56,8 +77,9 @@ def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings
         raise UsageError(f"cannot plan the upgrade: {e}") from e
 
 
-def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event: Event) -> RunState:
-    from fleetctl.transport.ssh import SshPool
+def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event: Event, pool=None) -> RunState:
+    """Journal the run's head and carry it out, over ``pool`` (the command's SSH pool) or a new one."""
+    from contextlib import nullcontext
 
     from fleetctl.services.lock import tag_run
 
@@ -65,46 +87,31 @@ def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event
     spec = spec_for(request.profile, request.environ, run_id, request.image)
     tag_run(fleet.state_dir, run_id)
     state = load_state(fleet)
-    with SshPool(fleet.ssh) as pool:
-        previous = {h: {"record": {k: v for k, v in state.serving[h].to_dict().items()}, "model":
-                        state.serving[h].model} for h in plan.hosts}
-        on_event({"event": "reference", "seconds": REFERENCE_WINDOW_S})
-        reference = reference_figures(fleet, pool, plan.hosts, request.profile.serve.port)
-        journal = Journal(fleet.state_dir, run_id)
-        journal.append("run_started", plan=plan.to_dict(), profile=request.profile.name,
-                       profile_path=request.profile.path, image=spec.image, revision=run_id, previous=previous,
-                       reference=_figures_doc(reference), bake_s=request.bake_s, gate=request.gate.__dict__)
-        ctx = _context(fleet, request.profile, spec, plan, previous, reference, request.bake_s, request.gate)
-        return _execute(ctx, journal, pool, [], on_event)
+    previous = {h: {"record": state.serving[h].to_dict(), "model": state.serving[h].model} for h in plan.hosts}
+    reference = reference_window(request.opening, sample_serving(fleet, plan.hosts)) if request.opening else None
+    journal = Journal(fleet.state_dir, run_id)
+    head = journal.append("run_started", plan=plan.to_dict(), profile=request.profile.name,
+                          profile_path=request.profile.path, image=spec.image, revision=run_id, previous=previous,
+                          reference=reference, bake_s=request.bake_s, gate=request.gate.__dict__)
+    with nullcontext(pool) if pool is not None else connections(fleet) as shared:
+        ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
+        return _execute(ctx, journal, shared, [head], on_event)
 
 
-def reference_figures(fleet: Fleet, pool, hosts: tuple[str, ...], port: int) -> WindowFigures | None:
-    """The old version's figures over a short window before anything changes (the last ring's comparison)."""
-    def sample():
-        out = {}
-        for name in hosts:
-            client = HostOps(pool, fleet.host(name)).vllm(port)
-            try:
-                out[name] = parse_metrics(client.metrics_text())
-            except FleetError:
-                pass
-            finally:
-                client.close()
-        return out
-    before = sample()
-    time.sleep(REFERENCE_WINDOW_S)
-    after = sample()
+def reference_window(opening: Opening, now: dict[str, MetricsSample]) -> dict[str, Any] | None:
+    """The old version's figures from the opening samples to ``now`` (journaled), or None without traffic."""
     total = WindowFigures()
-    for name in before.keys() & after.keys():
-        total = total.plus(window(before[name], after[name]))
-    return total if total.requests > 0 else None
+    for name in opening.samples.keys() & now.keys():
+        total = total.plus(window(opening.samples[name], now[name]))
+    if total.requests <= 0:
+        return None
+    return {**total.to_dict(), "seconds": round(time.monotonic() - opening.at, 3)}
 
 
-def _context(fleet, profile, spec, plan, previous, reference, bake_s, gate) -> RunContext:
+def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
     serve = profile.serve
     return RunContext(fleet=fleet, plan=plan, spec=spec, model=serve.model, port=serve.port,
-                      health_timeout_s=serve.health_timeout_s, bake_s=bake_s, gate=gate, previous=previous,
-                      reference=reference)
+                      health_timeout_s=serve.health_timeout_s, bake_s=bake_s, gate=gate, previous=previous)
 
 
 def _execute(ctx: RunContext, journal: Journal, pool, records: list[dict[str, Any]], on_event: Event) -> RunState:
@@ -142,7 +149,6 @@ def unfinished_run(fleet: Fleet) -> tuple[str, list[dict[str, Any]]] | None:
 def resume_run(fleet: Fleet, environ: Mapping[str, str], on_event: Event, *, abort: bool = False) -> RunState:
     """Continue (or, with ``abort``, roll back) the run that did not finish."""
     from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
-    from fleetctl.transport.ssh import SshPool
 
     found = unfinished_run(fleet)
     if found is None:
@@ -157,9 +163,8 @@ def resume_run(fleet: Fleet, environ: Mapping[str, str], on_event: Event, *, abo
     if abort:
         records.append(journal.append("abort_requested"))
     on_event({"event": "resume", "run_id": run_id, "records": len(records)})
-    with SshPool(fleet.ssh) as pool:
-        ctx = _context(fleet, profile, spec, plan, head["previous"], _figures_from(head.get("reference")),
-                       head["bake_s"], GateSettings(**head["gate"]))
+    with connections(fleet) as pool:
+        ctx = _context(fleet, profile, spec, plan, head["previous"], head["bake_s"], GateSettings(**head["gate"]))
         return _execute(ctx, journal, pool, records, on_event)
 
 
@@ -183,23 +188,3 @@ def last_completed(fleet: Fleet) -> dict[str, Any]:
         if records and any(r.get("event") == "run_finished" and r.get("outcome") == "completed" for r in records):
             return records[0]
     raise UsageError("no completed upgrade to roll back")
-
-
-def _figures_doc(figures: WindowFigures | None) -> dict[str, Any] | None:
-    if figures is None:
-        return None
-    ttft = None if figures.ttft is None else {"buckets": [[le, n] for le, n in figures.ttft.buckets],
-                                              "count": figures.ttft.count, "total": figures.ttft.total}
-    return {"finished": figures.finished, "errors": figures.errors, "answers": figures.answers,
-            "answers_5xx": figures.answers_5xx, "ttft": ttft}
-
-
-def _figures_from(doc: dict[str, Any] | None) -> WindowFigures | None:
-    from fleetctl.core.metrics import Histogram
-
-    if not doc:
-        return None
-    t = doc.get("ttft")
-    ttft = None if t is None else Histogram(tuple((float(le), float(n)) for le, n in t["buckets"]),
-                                            t["count"], t["total"])
-    return WindowFigures(doc["finished"], doc["errors"], ttft, doc.get("answers", 0.0), doc.get("answers_5xx", 0.0))

@@ -181,9 +181,8 @@ def _total(spans: dict[str, tuple[float, float]], kind: str, step: str | None = 
                if key.split(":")[0] == kind and (step is None or key.split(":")[-1] == step))
 
 
-def upgrade_figures(records: list[dict], started: float, ended: float, reference_at: float | None) -> dict:
-    """Where a healthy upgrade's wall time went. ``started``/``ended``: the command's start and exit;
-    ``reference_at``: when it said it began its reference window (None if it did not say)."""
+def upgrade_figures(records: list[dict], started: float, ended: float) -> dict:
+    """Where a healthy upgrade's wall time went. ``started``/``ended``: the command's start and exit."""
     spans = action_spans(records)
     hosts = host_steps(spans)
     head = epoch(records[0]["at"])
@@ -192,9 +191,7 @@ def upgrade_figures(records: list[dict], started: float, ended: float, reference
     to_healthy = sum(h.start_to_healthy_s for h in hosts)
     bake = _total(spans, "bake")
     overhead = total - to_healthy - bake
-    phases = {"startup_and_preflight": (reference_at or head) - started,
-              "reference_window": head - reference_at if reference_at else 0.0,
-              "pull": _total(spans, "pull"), "drain": _total(spans, "upgrade_step", "drain"),
+    phases = {"startup_and_preflight": head - started, "pull": _total(spans, "pull"), "drain": _total(spans, "upgrade_step", "drain"),
               "undrain": _total(spans, "upgrade_step", "undrain"), "judge": _total(spans, "judge"),
               "exit": ended - tail}
     phases["gaps"] = overhead - sum(phases.values())      # journal writes and bookkeeping between actions

@@ -61,6 +61,18 @@ def test_a_healthy_upgrade_completes_ring_by_ring_with_no_failed_request(fleet):
     assert set(images(fleet).values()) == {"lab/vllm:next"}
     assert fleet.workers() == everyone(fleet)
     assert replaced(result) == ["gpu-01", "gpu-02", "gpu-03", "gpu-04"]     # canary, early, main
+    the_last_ring_was_judged_against_the_old_version(journal_records(fleet))
+
+
+def the_last_ring_was_judged_against_the_old_version(records) -> None:
+    """Measured without waiting: the preflight's window before the run, then each earlier ring's baseline hosts."""
+    head = records[0]
+    assert head["reference"]["finished"] > 0 and head["reference"]["seconds"] > 0, head["reference"]
+    judges = [r for r in records if r["event"] == "action_done" and r["kind"] == "judge"]
+    assert [r["ring"] for r in judges] == ["canary", "early", "main"]
+    assert all(r["baseline"]["finished"] > 0 for r in judges[:-1]) and "baseline" not in judges[-1]
+    ttft = next(c for c in judges[-1]["verdict"]["checks"] if c["metric"] == "ttft_p95_ratio")
+    assert ttft["value"] is not None and "old version's figures recorded in this run" in ttft["detail"], ttft
 
 
 def only_the_canarys_own_failures(report) -> None:

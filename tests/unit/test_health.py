@@ -3,7 +3,7 @@
 import pytest
 
 from fleetctl.errors import HostError
-from fleetctl.services.health import wait_healthy
+from fleetctl.services.health import POLL_S, wait_healthy
 
 
 class FakeVllm:
@@ -43,7 +43,7 @@ def wait(vllm, timeout=10, still_running=None):
 
 
 def test_healthy_after_loading():
-    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(1.5)
+    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(3 * POLL_S)   # 3 polls
 
 
 def test_timeout_names_the_last_problem():

@@ -91,3 +91,36 @@ def test_abort_puts_back_a_host_that_was_only_drained():
 def test_finished_run_stays_finished():
     assert decide(replay(PLAN, [{"event": "run_finished", "outcome": "completed"}])) == Action(
         "finish", outcome="completed")
+
+
+def figures(finished, ttft_fast, ttft_slow):
+    """Window figures as journaled: ``ttft_fast`` requests under 50 ms, ``ttft_slow`` between 50 and 500 ms."""
+    from fleetctl.core.metrics import Histogram, WindowFigures
+
+    n = ttft_fast + ttft_slow
+    ttft = Histogram(((0.05, ttft_fast), (0.5, n), (float("inf"), n)), n, 0.01 * n)
+    return WindowFigures(finished=finished, errors=0.0, ttft=ttft, answers=finished).to_dict()
+
+
+def test_old_version_figures_add_the_opening_window_and_every_ring_baseline():
+    from fleetctl.core.rollout import old_version_figures
+
+    judge = Action("judge", ring="canary", hosts=("a",))
+    records = [{"event": "run_started", "reference": {**figures(10, 10, 0), "seconds": 1.5}},
+               begin(judge), done(judge, passed=True, baseline=figures(30, 0, 30)),
+               done(Action("judge", ring="main", hosts=("b", "c")), passed=True)]          # no baseline: adds nothing
+    total = old_version_figures(records)
+    assert total.finished == 40 and total.ttft.count == 40
+    assert 0.05 < total.ttft_p95() <= 0.5                       # 30 of the 40 were slow
+    assert old_version_figures(records[:1]).ttft_p95() <= 0.05
+    assert old_version_figures([{"event": "run_started", "reference": None}]) is None
+
+
+def test_window_figures_survive_the_journal():
+    import json
+
+    from fleetctl.core.metrics import WindowFigures
+
+    doc = json.loads(json.dumps(figures(7, 3, 4)))                # inf bucket bound included
+    again = WindowFigures.from_dict(doc)
+    assert again.to_dict() == figures(7, 3, 4) and again.ttft.buckets[-1][0] == float("inf")
