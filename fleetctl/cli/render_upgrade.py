@@ -148,6 +148,33 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
     return show
 
 
+def event_view(app_ctx: AppContext, as_json: bool, plan: RolloutPlan, bake_s: float,
+               history: list[dict[str, Any]] | None = None):
+    """The run's event sink, as a context manager: the live view on stderr when stderr is a terminal (and, with
+    ``--json``, the JSON lines on stdout as well); otherwise the JSON lines or one line per event."""
+    from contextlib import nullcontext
+
+    if not app_ctx.err.is_terminal:
+        return nullcontext(event_sink(app_ctx, as_json))
+    from fleetctl.cli.live_upgrade import live_sink
+
+    return live_sink(app_ctx.err, plan, bake_s, history=history or (),
+                     also=event_sink(app_ctx, True) if as_json else None)
+
+
+def _resumed_view(app_ctx: AppContext, as_json: bool, pending: tuple[str, list[dict[str, Any]]] | None):
+    """``event_view`` for the unfinished run, its plan and bake time from the journal's head."""
+    from contextlib import nullcontext
+
+    from fleetctl.core.rollout_plan import RolloutPlan
+
+    if pending is None:                         # resume_run says there is nothing to resume
+        return nullcontext(event_sink(app_ctx, as_json))
+    head = pending[1][0]
+    return event_view(app_ctx, as_json, RolloutPlan.from_dict(head["plan"]), head.get("bake_s") or 0,
+                      history=pending[1])
+
+
 def locked(fleet: Fleet, force_unlock: bool):
     """The fleet lock for a new run; refused while an earlier run is unfinished (resume or abort it first)."""
     from contextlib import contextmanager
@@ -172,7 +199,8 @@ def run(app_ctx: AppContext, fleet: Fleet, request: UpgradeRequest, plan: Rollou
     from fleetctl.services.upgrade import start_run
 
     try:
-        start_run(fleet, request, plan, event_sink(app_ctx, as_json), pool=pool)
+        with event_view(app_ctx, as_json, plan, request.bake_s) as sink:
+            start_run(fleet, request, plan, sink, pool=pool)
     finally:
         summary(app_ctx, fleet, as_json)
 
@@ -185,7 +213,8 @@ def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: boo
     run_id = pending[0] if pending else None
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=run_id):
         try:
-            resume_run(fleet, app_ctx.env, event_sink(app_ctx, as_json), abort=abort)
+            with _resumed_view(app_ctx, as_json, pending) as sink:
+                resume_run(fleet, app_ctx.env, sink, abort=abort)
         finally:
             summary(app_ctx, fleet, as_json)
 
