@@ -30,13 +30,13 @@ class AppContext:
     def out(self) -> Console:
         from rich.console import Console
 
-        return Console(soft_wrap=True)
+        return _unsqueezed(Console(soft_wrap=True), self.env)
 
     @cached_property
     def err(self) -> Console:
         from rich.console import Console
 
-        return Console(stderr=True)
+        return _unsqueezed(Console(stderr=True), self.env)
 
     def load_fleet(self) -> Fleet:
         from fleetctl.services.files import load_fleet
@@ -50,3 +50,14 @@ def get_context(ctx: typer.Context) -> AppContext:
     if not isinstance(root.obj, AppContext):
         root.obj = AppContext()
     return root.obj
+
+
+PIPE_WIDTH = 250
+
+
+def _unsqueezed(console: Console, env: dict[str, str]) -> Console:
+    """Piped or redirected output is read by grep and people, not fitted to a screen: tables there get room
+    (as kubectl never cuts a name short), unless $COLUMNS says otherwise."""
+    if not console.is_terminal and "COLUMNS" not in env:
+        console.width = PIPE_WIDTH
+    return console

@@ -64,3 +64,22 @@ def test_every_command_has_help():
     for command in ("hosts", "inventory"):
         sub = invoke(command, "--help")
         assert sub.exit_code == 0 and "Usage" in sub.stdout
+
+
+def test_piped_output_does_not_cut_names_short_unless_columns_says_so():
+    from fleetctl.cli.context import PIPE_WIDTH, AppContext
+    from fleetctl.cli.render_serve import status_table
+
+    host = {"name": "gpu-rack12-node07.dc2.example", "ring": "canary", "drained": True, "reachable": True,
+            "drain_reason": "ECC errors on GPU 3, ticket OPS-4411", "image": "vllm/vllm-openai:v0.12.0-cu129",
+            "profile": "qwen25-7b-vllm012", "container": "running", "healthy": True, "in_router": False,
+            "requests_running": 0, "requests_waiting": 0, "kv_cache_usage": 0.0}
+    doc = {"router": {"url": "http://127.0.0.1:30000", "reachable": True, "upstreams": []}, "hosts": [host]}
+    ctx = AppContext(env={})
+    assert not ctx.out.is_terminal and ctx.out.width == PIPE_WIDTH      # pytest captures stdout: a pipe
+    with ctx.out.capture() as captured:
+        status_table(ctx.out, doc)
+    for value in ("gpu-rack12-node07.dc2.example", "yes: ECC errors on GPU 3, ticket OPS-4411",
+                  "vllm/vllm-openai:v0.12.0-cu129", "qwen25-7b-vllm012"):
+        assert value in captured.get()
+    assert AppContext(env={"COLUMNS": "80"}).out.width != PIPE_WIDTH
