@@ -187,7 +187,8 @@ class Executor:
         after = self._sample_all()
         upgraded = set(state.touched)
         ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
-        baseline_hosts = [h for h in before if h in after and h not in upgraded and h in self._serving()]
+        serving = self._serving()
+        baseline_hosts = [h for h in before if h in after and h not in upgraded and h in serving]
         baseline = _sum(window(before[h], after[h]) for h in baseline_hosts) if baseline_hosts else None
         source = "baseline hosts" if baseline is not None else "old version's figures recorded in this run"
         unhealthy = tuple(h for h in action.hosts if h not in after)
