@@ -103,6 +103,7 @@ def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "environment": dict(spec.environment), "labels": dict(spec.labels), "network_mode": "host",
         "restart_policy": {"Name": spec.restart}, "volumes": volumes, "shm_size": spec.shm_size,
         "stop_signal": "SIGTERM",
+        "init": True,      # docker's init as PID 1: forwards SIGTERM to vLLM and reaps its engine processes
     }
     if spec.gpus != 0:
         kwargs["device_requests"] = [gpus]

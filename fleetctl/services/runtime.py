@@ -125,9 +125,14 @@ class HostRuntime:
         return _info(container)
 
     def _stop(self, container, timeout_s: int) -> None:
+        import docker.errors
+
         container.reload()
         if container.status == "running":
-            container.stop(timeout=timeout_s)
+            try:
+                container.stop(timeout=timeout_s)
+            except docker.errors.APIError as e:
+                raise HostError(self.host, "container_failed", f"stopping {container.name}: {_explain(e)}") from e
 
     def _get(self, name: str):
         import docker.errors

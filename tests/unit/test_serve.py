@@ -27,6 +27,7 @@ def test_container_spec_and_run_arguments():
     assert kw["command"] == ["meta-llama/Llama-3.1-8B-Instruct", "--port", "8000", "--shutdown-timeout", "45",
                              "--max-model-len", "8192"]
     assert kw["network_mode"] == "host" and kw["ipc_mode"] == "host" and kw["shm_size"] == "16g"
+    assert kw["init"] is True and kw["stop_signal"] == "SIGTERM"   # an init reaps vLLM's engine processes
     assert kw["device_requests"] == [{"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]],
                                       "Options": {}}]
     assert kw["labels"] == {"fleetctl.managed": "true", "fleetctl.profile": "llama31", "fleetctl.revision": "r3",
