@@ -179,13 +179,15 @@ def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at:
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
     """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
     deadline = time.monotonic() + timeout_s
-    running, waiting = _in_flight_or_none(ops, port, on_event)
-    while running or waiting:
+    counts = _in_flight_or_none(ops, port, on_event)
+    while counts is None or any(counts):
         if time.monotonic() >= deadline:
-            raise HostError(ops.host.name, "drain_timeout", f"still {running:g} running and {waiting:g} waiting "
-                            f"requests after {timeout_s:g}s; the host stays out of the router")
+            still = ("vLLM too busy to answer /metrics" if counts is None else
+                     f"still {counts[0]:g} running and {counts[1]:g} waiting requests")
+            raise HostError(ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out "
+                            "of the router")
         time.sleep(DRAIN_POLL_S)
-        running, waiting = _in_flight_or_none(ops, port, on_event)
+        counts = _in_flight_or_none(ops, port, on_event)
     on_event({"event": "drained", "host": ops.host.name})
     if stop:
         ops.runtime.stop(timeout_s=40)
@@ -194,11 +196,15 @@ def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Eve
     return "drained"
 
 
-def _in_flight_or_none(ops: HostOps, port: int, on_event: Event) -> tuple[float, float]:
-    """In-flight requests; a vLLM that does not answer at all has none left to wait for."""
+def _in_flight_or_none(ops: HostOps, port: int, on_event: Event) -> tuple[float, float] | None:
+    """In-flight requests; a vLLM that does not answer at all has none left to wait for; one that is only slow
+    to answer (a timeout) may still be serving: None, so the caller asks again."""
     try:
         return ops.in_flight(port)
     except HostError as e:
+        if e.kind == "vllm_slow":
+            on_event({"event": "slow_metrics", "host": ops.host.name, "detail": e.reason})
+            return None
         if e.kind != "vllm_unreachable":
             raise
         on_event({"event": "not_answering", "host": ops.host.name, "detail": e.reason})

@@ -19,6 +19,8 @@ class VllmClient:
 
         try:
             return self.session.get(self.base_url + path, timeout=self.timeout_s)
+        except requests.Timeout as e:           # something listens but is too busy to answer: not gone
+            raise HostError(self.host, "vllm_slow", f"GET {self.base_url}{path}: {_reason(e)}") from e
         except requests.RequestException as e:
             raise HostError(self.host, "vllm_unreachable", f"GET {self.base_url}{path}: {_reason(e)}") from e
 

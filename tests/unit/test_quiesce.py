@@ -1,0 +1,47 @@
+"""Drain's wait for in-flight requests: a vLLM that is gone has nothing in flight; one too busy to answer
+/metrics in time may still be serving, so the wait goes on (and times out saying so)."""
+
+import pytest
+
+import fleetctl.services.serving as serving
+from fleetctl.errors import HostError
+
+
+class Ops:
+    """``HostOps`` as quiesce uses it: ``in_flight`` answers from a script (the last answer repeats)."""
+
+    def __init__(self, script):
+        self.host, self.script = type("H", (), {"name": "gpu-01"})(), list(script)
+
+    def in_flight(self, port):
+        answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(answer, str):
+            raise HostError("gpu-01", answer, f"GET /metrics: {answer}")
+        return answer
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch):
+    monkeypatch.setattr(serving.time, "sleep", lambda s: None)
+
+
+def test_a_slow_answer_is_asked_again_until_nothing_is_in_flight():
+    events = []
+    ops = Ops(["vllm_slow", (2.0, 0.0), "vllm_slow", (0.0, 0.0)])
+    assert serving.quiesce(ops, 8000, 60, False, events.append) == "drained"
+    assert [e["event"] for e in events] == ["slow_metrics", "slow_metrics", "drained"]
+    assert ops.script == [(0.0, 0.0)]                          # every scripted answer was asked for
+
+
+def test_a_vllm_that_is_gone_has_nothing_in_flight():
+    events = []
+    assert serving.quiesce(Ops(["vllm_unreachable"]), 8000, 60, False, events.append) == "drained"
+    assert [e["event"] for e in events] == ["not_answering", "drained"]
+
+
+def test_a_vllm_that_stays_too_busy_times_out_and_says_so(monkeypatch):
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(serving.time, "monotonic", lambda: next(clock))
+    with pytest.raises(HostError, match="too busy to answer /metrics after 30s; the host stays out") as e:
+        serving.quiesce(Ops(["vllm_slow"]), 8000, 30, False, lambda e: None)
+    assert e.value.kind == "drain_timeout"
