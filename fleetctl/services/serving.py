@@ -26,7 +26,8 @@ from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.router import sync_router
 
 Event = Callable[[dict[str, Any]], None]
-DRAIN_POLL_S = 0.1
+DRAIN_POLL_S = 0.1          # drain asks vLLM again after this, doubling up to DRAIN_POLL_MAX_S: a short drain
+DRAIN_POLL_MAX_S = 0.5      # is seen at once, a long one does not scrape a busy vLLM ten times a second
 
 
 def now() -> str:
@@ -178,7 +179,7 @@ def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at:
 
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
     """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
-    deadline = time.monotonic() + timeout_s
+    deadline, delay = time.monotonic() + timeout_s, DRAIN_POLL_S
     counts = _in_flight_or_none(ops, port, on_event)
     while counts is None or any(counts):
         if time.monotonic() >= deadline:
@@ -186,7 +187,8 @@ def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Eve
                      f"still {counts[0]:g} running and {counts[1]:g} waiting requests")
             raise HostError(ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out "
                             "of the router")
-        time.sleep(DRAIN_POLL_S)
+        time.sleep(delay)
+        delay = min(DRAIN_POLL_MAX_S, delay * 2)
         counts = _in_flight_or_none(ops, port, on_event)
     on_event({"event": "drained", "host": ops.host.name})
     if stop:

@@ -21,8 +21,10 @@ class Ops:
 
 
 @pytest.fixture(autouse=True)
-def no_sleep(monkeypatch):
-    monkeypatch.setattr(serving.time, "sleep", lambda s: None)
+def sleeps(monkeypatch):
+    slept = []
+    monkeypatch.setattr(serving.time, "sleep", slept.append)
+    return slept
 
 
 def test_a_slow_answer_is_asked_again_until_nothing_is_in_flight():
@@ -45,3 +47,9 @@ def test_a_vllm_that_stays_too_busy_times_out_and_says_so(monkeypatch):
     with pytest.raises(HostError, match="too busy to answer /metrics after 30s; the host stays out") as e:
         serving.quiesce(Ops(["vllm_slow"]), 8000, 30, False, lambda e: None)
     assert e.value.kind == "drain_timeout"
+
+
+def test_a_long_drain_asks_less_and_less_often(sleeps):
+    ops = Ops([(1.0, 0.0)] * 6 + [(0.0, 0.0)])
+    assert serving.quiesce(ops, 8000, 60, False, lambda e: None) == "drained"
+    assert sleeps == [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]             # seen at once when short; never more than 0.5 s late
