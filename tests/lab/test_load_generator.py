@@ -279,3 +279,17 @@ def test_it_stops_by_itself_after_max_s_and_waits_for_progress_no_more(procs):
     report = load.stop()
     report.assert_no_failures()
     assert report.duration_s <= 1.1 and report.total == settled
+
+
+def test_paced_clients_wait_between_requests_and_stop_at_once(procs):
+    w = procs.standin("paced")
+    load = LoadGenerator(w.url, MODEL, clients=1, pause_s=0.4, max_s=1.0).start()
+    load.wait_for_progress(1)
+    time.sleep(1.5)
+    report = load.stop()
+    report.assert_no_failures()
+    assert 1 <= report.total <= 3, report.summary()         # one request, then 0.4 s of quiet, within 1 s
+    slow = LoadGenerator(w.url, MODEL, clients=2, pause_s=60).start()
+    slow.wait_for_progress(2)
+    started = time.monotonic()
+    assert slow.stop().total == 2 and time.monotonic() - started < 5     # stop() does not sit out the pause

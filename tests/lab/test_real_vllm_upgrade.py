@@ -37,7 +37,13 @@ TTFT_RATIO = 100
 MODEL = realimage.MODEL_MOUNT                     # vLLM serves the model under its path
 MAX_MODEL_LEN = {"real-a": 256, "real-b": 512}
 # nobind: the default binds every engine to the same core, starving a container that starts beside a busy one.
+# OMP_NUM_THREADS=1: one core per engine. vLLM's CPU worker otherwise keeps an OpenMP thread per core, and two
+# engines spin-waiting on two cores starve each other: measured here with two real vLLMs, a lone 16-token stream
+# on one took 1.50 s median (3.2 s max) while the other served 4 clients (their worst 9.3 s), against 0.36 s (1.2 s;
+# 1.0 s) with one thread each, and twice the requests served. In CI a request on a host being drained once stalled
+# past the client's 120 s timeout, holding the drain for 178 s.
 ENV = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+       "OMP_NUM_THREADS": "1",
        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
@@ -136,12 +142,30 @@ def step_seconds(fleet) -> str:
     return ", ".join(out)
 
 
+def evidence(fleet, result) -> str:
+    """What a failed run leaves to read: the upgrade's events per host and kind (slow_metrics: a drain that found
+    vLLM too busy to answer), and each host's old and new vLLM log tails (its periodic 'Running: N reqs' stats lines)."""
+    from collections import Counter
+
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    counts = Counter((e.get("event"), e.get("host")) for e in events)
+    out = ["upgrade events: " + ", ".join(f"{k}@{h or '-'} x{n}" for (k, h), n in sorted(counts.items(), key=str))]
+    for name in (h["name"] for h in SPEC["hosts"]):
+        for container_name in ("fleetctl-vllm-prev", "fleetctl-vllm"):     # the old version, then the new
+            logs = fleet.docker(name, "logs", "--timestamps", "--tail", "60", container_name)
+            out.append(f"--- {name} {container_name}: docker logs --tail 60 ---\n{logs.stdout}{logs.stderr}")
+    return "\n".join(out)
+
+
 def test_real_vllm_upgrades_between_two_configurations_with_no_failed_request(fleet):
     started = time.monotonic()
     fleet.cli("deploy", "--profile", "real-a")
     deployed = time.monotonic()
     on_config(fleet, "real-a")
-    with LoadGenerator(fleet.router, MODEL, clients=4, max_tokens=16, timeout_s=120, max_s=1800) as load:
+    # Paced clients: back to back, four clients kept the serving engine and the router busy enough that a new
+    # container beside them took up to 310 s (of health_timeout_s 480) to become healthy on 2 cores.
+    with LoadGenerator(fleet.router, MODEL, clients=4, max_tokens=64, timeout_s=120, max_s=1800,
+                       pause_s=0.5) as load:
         load.wait_for_progress(8, timeout_s=120)
         result = fleet.cli("upgrade", "--profile", "real-b", "--yes", "--json")
         upgraded = time.monotonic()
@@ -149,6 +173,8 @@ def test_real_vllm_upgrades_between_two_configurations_with_no_failed_request(fl
     report = load.stop()
     print(f"\nreal vLLM: deploy {deployed - started:.0f}s, upgrade {upgraded - deployed:.0f}s; {report.summary()}")
     print(step_seconds(fleet))
+    if report.failed:
+        print(evidence(fleet, result))
     report.assert_no_failures()
     assert set(report.by_kind) == {"chat", "chat+stream", "completions", "completions+stream"}
     assert replaced(result) == ["cpu-01", "cpu-02"]

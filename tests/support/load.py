@@ -231,15 +231,18 @@ class LoadGenerator:
     """``clients`` threads sending requests through ``base_url`` until stop(), or ``max_s`` after start().
 
     A request taking longer than ``timeout_s`` (to connect, between two reads, or for a whole stream) fails.
+    Each client waits ``pause_s`` after each of its requests (0: back to back, the server never idles).
     """
 
     def __init__(self, base_url: str, model: str, clients: int = 8, stream_share: float = 0.5,
-                 max_tokens: int = 16, timeout_s: float = 30, max_s: float = 600) -> None:
-        if clients < 1 or max_tokens < 1 or timeout_s <= 0 or max_s <= 0 or not 0 <= stream_share <= 1:
-            raise ValueError("need clients >= 1, max_tokens >= 1, timeout_s > 0, max_s > 0, 0 <= stream_share <= 1")
+                 max_tokens: int = 16, timeout_s: float = 30, max_s: float = 600, pause_s: float = 0) -> None:
+        if clients < 1 or max_tokens < 1 or timeout_s <= 0 or max_s <= 0 or pause_s < 0 \
+                or not 0 <= stream_share <= 1:
+            raise ValueError("need clients >= 1, max_tokens >= 1, timeout_s > 0, max_s > 0, pause_s >= 0, "
+                             "0 <= stream_share <= 1")
         self.base_url, self.model = check_lab_url(base_url), model
         self.clients, self.stream_share, self.max_tokens = clients, stream_share, max_tokens
-        self.timeout_s, self.max_s = timeout_s, max_s
+        self.timeout_s, self.max_s, self.pause_s = timeout_s, max_s, pause_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tally = _Tally()
@@ -316,6 +319,8 @@ class LoadGenerator:
                     session.close()
                     session = requests.Session()
                 n += 1
+                if self.pause_s:
+                    self._stop.wait(min(self.pause_s, max(0.0, self._deadline - time.monotonic())))
         finally:
             session.close()
 
