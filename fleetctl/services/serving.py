@@ -26,8 +26,9 @@ from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.router import sync_router
 
 Event = Callable[[dict[str, Any]], None]
-DRAIN_POLL_S = 0.1          # drain asks vLLM again after this, doubling up to DRAIN_POLL_MAX_S: a short drain
-DRAIN_POLL_MAX_S = 0.5      # is seen at once, a long one does not scrape a busy vLLM ten times a second
+DRAIN_POLL_S = 0.1          # drain asks vLLM again after this for its first DRAIN_BACKOFF_AFTER_S, then
+DRAIN_BACKOFF_AFTER_S = 2   # doubles the wait up to DRAIN_POLL_MAX_S: a short drain is seen at once, a long
+DRAIN_POLL_MAX_S = 0.5      # one does not scrape a busy vLLM ten times a second
 
 
 def now() -> str:
@@ -179,7 +180,8 @@ def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at:
 
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
     """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
-    deadline, delay = time.monotonic() + timeout_s, DRAIN_POLL_S
+    started = time.monotonic()
+    deadline, delay = started + timeout_s, DRAIN_POLL_S
     counts = _in_flight_or_none(ops, port, on_event)
     while counts is None or any(counts):
         if time.monotonic() >= deadline:
@@ -188,7 +190,8 @@ def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Eve
             raise HostError(ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out "
                             "of the router")
         time.sleep(delay)
-        delay = min(DRAIN_POLL_MAX_S, delay * 2)
+        if time.monotonic() - started >= DRAIN_BACKOFF_AFTER_S:
+            delay = min(DRAIN_POLL_MAX_S, delay * 2)
         counts = _in_flight_or_none(ops, port, on_event)
     on_event({"event": "drained", "host": ops.host.name})
     if stop:

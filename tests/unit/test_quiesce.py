@@ -49,7 +49,11 @@ def test_a_vllm_that_stays_too_busy_times_out_and_says_so(monkeypatch):
     assert e.value.kind == "drain_timeout"
 
 
-def test_a_long_drain_asks_less_and_less_often(sleeps):
-    ops = Ops([(1.0, 0.0)] * 6 + [(0.0, 0.0)])
+def test_a_long_drain_asks_less_and_less_often(monkeypatch, sleeps):
+    clock = [0.0]
+    monkeypatch.setattr(serving.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(serving.time, "sleep", lambda s: (sleeps.append(s), clock.__setitem__(0, clock[0] + s)))
+    ops = Ops([(1.0, 0.0)] * 25 + [(0.0, 0.0)])
     assert serving.quiesce(ops, 8000, 60, False, lambda e: None) == "drained"
-    assert sleeps == [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]             # seen at once when short; never more than 0.5 s late
+    # every 0.1 s for the first 2 s (a short drain is seen at once), then less often, never more than 0.5 s late
+    assert sleeps == pytest.approx([0.1] * 20 + [0.2, 0.4, 0.5, 0.5, 0.5])
