@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from fleetctl.core.serve import CONTAINER_NAME, PREVIOUS_SUFFIX
 from tests.lab.test_serving_lab import Fleet
 from tests.support.env import require
 from tests.support.load import LoadGenerator
@@ -96,7 +97,7 @@ def hosts_doc(fleet) -> dict[str, dict]:
 def container(fleet, host: str) -> dict:
     """The running container's command line and restart count, as its own host's Docker reports them (over SSH)."""
     template = '{"cmd": {{json .Config.Cmd}}, "restarts": {{.RestartCount}}}'
-    run = fleet.docker(host, "inspect", "--format", shlex.quote(template), "fleetctl-vllm")    # ssh joins words
+    run = fleet.docker(host, "inspect", "--format", shlex.quote(template), CONTAINER_NAME)     # ssh joins words
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -121,9 +122,13 @@ def on_config(fleet, profile: str) -> None:
     assert fleet.workers() == {fleet.url(n) for n in names}
 
 
+def events(result) -> list[dict]:
+    """The JSON event lines ``upgrade --json`` printed."""
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
 def replaced(result) -> list[str]:
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return [e["host"] for e in events if e.get("event") == "upgrade_step" and e.get("step") == "replace"]
+    return [e["host"] for e in events(result) if e.get("event") == "upgrade_step" and e.get("step") == "replace"]
 
 
 def step_seconds(fleet) -> str:
@@ -147,11 +152,10 @@ def evidence(fleet, result) -> str:
     vLLM too busy to answer), and each host's old and new vLLM log tails (its periodic 'Running: N reqs' stats lines)."""
     from collections import Counter
 
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    counts = Counter((e.get("event"), e.get("host")) for e in events)
+    counts = Counter((e.get("event"), e.get("host")) for e in events(result))
     out = ["upgrade events: " + ", ".join(f"{k}@{h or '-'} x{n}" for (k, h), n in sorted(counts.items(), key=str))]
     for name in (h["name"] for h in SPEC["hosts"]):
-        for container_name in ("fleetctl-vllm-prev", "fleetctl-vllm"):     # the old version, then the new
+        for container_name in (CONTAINER_NAME + PREVIOUS_SUFFIX, CONTAINER_NAME):     # the old version, the new
             logs = fleet.docker(name, "logs", "--timestamps", "--tail", "60", container_name)
             out.append(f"--- {name} {container_name}: docker logs --tail 60 ---\n{logs.stdout}{logs.stderr}")
     return "\n".join(out)
@@ -178,8 +182,7 @@ def test_real_vllm_upgrades_between_two_configurations_with_no_failed_request(fl
     report.assert_no_failures()
     assert set(report.by_kind) == {"chat", "chat+stream", "completions", "completions+stream"}
     assert replaced(result) == ["cpu-01", "cpu-02"]
-    gates = [e for e in map(json.loads, filter(lambda line: line.startswith("{"), result.stdout.splitlines()))
-             if e.get("event") == "gate"]
+    gates = [e for e in events(result) if e.get("event") == "gate"]
     assert [g["passed"] for g in gates] == [True, True]
     assert all(c["threshold"] == TTFT_RATIO for g in gates for c in g["checks"] if c["metric"] == "ttft_p95_ratio")
     on_config(fleet, "real-b")
