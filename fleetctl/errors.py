@@ -39,8 +39,9 @@ class ConfigError(FleetError):
 
     exit_code = ExitCode.USAGE
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, hint: str | None = None
+    ) -> None:
         where = path if line is None or path is None else f"{path}:{line}"
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.path = path

@@ -42,8 +42,9 @@ def _free_network(index: int) -> tuple[str, str]:
     from labkit import netns
 
     token = os.getpid() % 10000
-    used = [ipaddress.IPv4Interface(cidr).network for entry in netns.links().values()
-            for cidr in netns.addresses(entry)]
+    used = [
+        ipaddress.IPv4Interface(cidr).network for entry in netns.links().values() for cidr in netns.addresses(entry)
+    ]
     spaces = netns.namespaces()
     for attempt in range(256):
         prefix = f"t{(token + attempt) % 10000:04d}{chr(ord('a') + index % 26)}"
@@ -62,7 +63,7 @@ def lab_factory():
     from labkit.lab import Lab
     from labkit.spec import load_spec, parse_spec
 
-    labs: dict[str, tuple[Any, Any]] = {}          # name → (spec as given, Lab)
+    labs: dict[str, tuple[Any, Any]] = {}  # name → (spec as given, Lab)
 
     def make(spec: str | os.PathLike | dict, name: str):
         base = parse_spec(spec, source=f"<lab {name}>") if isinstance(spec, dict) else load_spec(spec)
@@ -79,7 +80,7 @@ def lab_factory():
     for _, lab in labs.values():
         try:
             lab.down()
-            shutil.rmtree(lab.paths.root, ignore_errors=True)   # what tests left beside the lab; no mounts remain
+            shutil.rmtree(lab.paths.root, ignore_errors=True)  # what tests left beside the lab; no mounts remain
         except Exception as e:  # noqa: BLE001 - take down the rest, then report
             failures.append(f"{lab.paths.root}: {e}")
     if failures:

@@ -27,7 +27,7 @@ class FleetGroup(TyperGroup):
             _report(ctx, "interrupted", None)
             ctx.exit(int(ExitCode.INTERRUPTED))
         except (ClickException, typer.Exit, typer.Abort, SystemExit):
-            raise                       # usage errors (exit 2) and exits are click's to report
+            raise  # usage errors (exit 2) and exits are click's to report
         except Exception as e:  # noqa: BLE001 - the boundary: a bug, shown as one line unless --debug
             if _debug(ctx):
                 raise
@@ -70,9 +70,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    fleet: Annotated[str | None, typer.Option("--fleet", help="Fleet file (else $FLEETCTL_FLEET, else ./fleet.toml).")] = None,
+    fleet: Annotated[
+        str | None, typer.Option("--fleet", help="Fleet file (else $FLEETCTL_FLEET, else ./fleet.toml).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """fleetctl: inventory, compatibility checks, drain and canary rollouts for GPU hosts running vLLM.
 

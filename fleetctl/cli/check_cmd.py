@@ -27,27 +27,43 @@ class Format(str, Enum):
     junit = "junit"
 
 
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", metavar="PROFILE",
-                                         help="Deployment profile: a file stem in profiles/ or a path.")]
-InventoryOpt = Annotated[str | None, typer.Option("--inventory", "-i", metavar="FILE",
-                                                  help="Check a saved fleetctl.inventory/v1 snapshot offline "
-                                                       "(no SSH): what CI runs.")]
+ProfileOpt = Annotated[
+    str,
+    typer.Option("--profile", "-p", metavar="PROFILE", help="Deployment profile: a file stem in profiles/ or a path."),
+]
+InventoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        metavar="FILE",
+        help="Check a saved fleetctl.inventory/v1 snapshot offline (no SSH): what CI runs.",
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json (fleetctl.check/v1) or junit.")]
-OutputOpt = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
-                                               help="Write the report to FILE (the table then goes to stdout).")]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE (the table then goes to stdout)."),
+]
 
 
 def register(app: typer.Typer) -> None:
     app.command("check")(check)
-    matrix_app = typer.Typer(name="matrix", help="The compatibility matrix (profiles/matrix/).",
-                             no_args_is_help=True)
+    matrix_app = typer.Typer(name="matrix", help="The compatibility matrix (profiles/matrix/).", no_args_is_help=True)
     matrix_app.command("show")(matrix_show)
     app.add_typer(matrix_app, name="matrix")
 
 
-def check(ctx: typer.Context, profile: ProfileOpt, inventory: InventoryOpt = None, limit: LimitOpt = None,
-          fmt: FormatOpt = Format.table, output: OutputOpt = None, forks: ForksOpt = 32,
-          accept_new_host_keys: AcceptNewOpt = False) -> None:
+def check(
+    ctx: typer.Context,
+    profile: ProfileOpt,
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    forks: ForksOpt = 32,
+    accept_new_host_keys: AcceptNewOpt = False,
+) -> None:
     """Check every host against a deployment profile and the compatibility matrix.
 
     Exit codes: 0 every host passes (warnings allowed), 4 a host failed a rule,
@@ -183,8 +199,9 @@ def matrix_show(
     ctx: typer.Context,
     cuda: Annotated[str | None, typer.Option("--cuda", metavar="X.Y", help="What a CUDA release needs.")] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", metavar="NAME", help='A GPU model, e.g. "NVIDIA H200".')] = None,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", metavar="PROFILE",
-                                                help="What a deployment profile needs.")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", metavar="PROFILE", help="What a deployment profile needs.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only on stdout.")] = False,
 ) -> None:
     """Show what a CUDA release, a GPU model or a profile needs, with the sources."""
@@ -206,9 +223,15 @@ def matrix_show(
     if gpu:
         sections.append((f"GPU {gpu}", explain.explain_gpu(matrix, gpu)))
     if as_json:
-        typer.echo(json.dumps({"schema": "fleetctl.matrix-show/v1",
-                               "sections": [{"title": t, "lines": [line.to_dict() for line in lines]}
-                                            for t, lines in sections]}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "schema": "fleetctl.matrix-show/v1",
+                    "sections": [{"title": t, "lines": [line.to_dict() for line in lines]} for t, lines in sections],
+                },
+                indent=2,
+            )
+        )
         return
     for title, lines in sections:
         lines_table(app_ctx.out, title, lines)

@@ -20,13 +20,26 @@ Segments = list[tuple[str, str | None]]
 
 #: column headings of the table; the legend under it spells out the rule ids
 HEADINGS = {
-    "driver_for_cuda": "drv/cuda", "driver_for_gpu": "drv/gpu", "arch_for_cuda": "arch", "compute_capability": "cc",
-    "features": "feat", "gpu_count": "count", "gpu_memory": "mem", "gpu_health": "health", "mixed_gpus": "mixed",
-    "docker": "docker", "container_toolkit": "ctk", "fabric_manager": "fm",
+    "driver_for_cuda": "drv/cuda",
+    "driver_for_gpu": "drv/gpu",
+    "arch_for_cuda": "arch",
+    "compute_capability": "cc",
+    "features": "feat",
+    "gpu_count": "count",
+    "gpu_memory": "mem",
+    "gpu_health": "health",
+    "mixed_gpus": "mixed",
+    "docker": "docker",
+    "container_toolkit": "ctk",
+    "fabric_manager": "fm",
 }
 MARKS = {PASS: ("✓", "green"), WARN: ("!", "yellow"), FAIL: ("✗", "red")}
-_RESULT = {PASS: ("pass", "green"), WARN: ("warn", "yellow"), FAIL: ("FAIL", "bold red"),
-           "unprobed": ("unprobed", "red")}
+_RESULT = {
+    PASS: ("pass", "green"),
+    WARN: ("warn", "yellow"),
+    FAIL: ("FAIL", "bold red"),
+    "unprobed": ("unprobed", "red"),
+}
 
 
 def check_table(console: Console, report: CheckReport) -> None:
@@ -39,10 +52,12 @@ def table_lines(report: CheckReport) -> list[Segments]:
     headings = [HEADINGS.get(rule, rule) for rule in report.rules]
     host_width = max([4, *(len(h.name) for h in report.hosts)])
     title = f"profile {report.profile} · {report.image} · CUDA {report.cuda}"
-    lines: list[Segments] = [[(title, "bold")],
-                             [("host".ljust(host_width) + "  result    " + "  ".join(headings), "bold")]]
+    lines: list[Segments] = [
+        [(title, "bold")],
+        [("host".ljust(host_width) + "  result    " + "  ".join(headings), "bold")],
+    ]
     blank = {rule: (" " * len(heading)) for rule, heading in zip(report.rules, headings)}
-    shared: dict[int, Segments] = {}        # hosts with the same configuration share one results tuple
+    shared: dict[int, Segments] = {}  # hosts with the same configuration share one results tuple
     for host in report.hosts:
         key = id(host.results) if host.probed else 0
         if key not in shared:
@@ -83,8 +98,10 @@ def detail_lines(report: CheckReport) -> list[Segments]:
 
 def summary_line(report: CheckReport) -> str:
     s = summary(report)
-    return (f"{s['hosts']} hosts: {s['pass']} pass, {s['warn']} pass with warnings, {s['fail']} fail, "
-            f"{s['unprobed']} could not be probed")
+    return (
+        f"{s['hosts']} hosts: {s['pass']} pass, {s['warn']} pass with warnings, {s['fail']} fail, "
+        f"{s['unprobed']} could not be probed"
+    )
 
 
 def write_lines(console: Console, lines: list[Segments]) -> None:
@@ -113,9 +130,12 @@ def lines_table(console: Console, title: str, lines: list[Line]) -> None:
             numbers.setdefault(line.source, len(numbers) + 1)
     table = Table("topic", "requirement", "src", title=title, title_justify="left")
     for line in lines:
-        table.add_row(escape(line.topic), escape(line.requirement),
-                      f"[{numbers[line.source]}]" if line.source else "",
-                      style="yellow" if "UNCONFIRMED" in line.requirement else None)
+        table.add_row(
+            escape(line.topic),
+            escape(line.requirement),
+            f"[{numbers[line.source]}]" if line.source else "",
+            style="yellow" if "UNCONFIRMED" in line.requirement else None,
+        )
     console.print(table)
     for source, number in numbers.items():
         console.print(f"  [{number}] {source}", markup=False, highlight=False, soft_wrap=True)

@@ -37,8 +37,13 @@ def hosts(ctx: typer.Context, limit: LimitOpt = None, as_json: JsonOpt = False) 
 
 
 def host_dict(host: Host) -> dict[str, Any]:
-    return {"name": host.name, "address": host.address, "port": host.port, "ring": host.ring,
-            "labels": dict(host.labels)}
+    return {
+        "name": host.name,
+        "address": host.address,
+        "port": host.port,
+        "ring": host.ring,
+        "labels": dict(host.labels),
+    }
 
 
 def hosts_document(fleet_name: str, chosen: Sequence[Host]) -> dict[str, Any]:

@@ -35,8 +35,9 @@ def inventory(
     hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
     before = state.previous_snapshot(fleet) if diff else None
     with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
-        snapshot = collect_inventory(fleet, hosts, forks=forks, accept_new_host_keys=accept_new_host_keys,
-                                     on_host_done=advance)
+        snapshot = collect_inventory(
+            fleet, hosts, forks=forks, accept_new_host_keys=accept_new_host_keys, on_host_done=advance
+        )
     saved = state.save_snapshot(fleet, snapshot)
     if diff:
         render.inventory_diff(app_ctx.out, diff_snapshots(before, snapshot) if before else None, as_json)

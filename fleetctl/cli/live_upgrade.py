@@ -17,11 +17,18 @@ if TYPE_CHECKING:
 
     from fleetctl.core.rollout_plan import RolloutPlan
 
-UPGRADE_LABELS = {"drain": "draining", "replace": "replacing", "healthy": "waiting healthy",
-                  "undrain": "back in router"}
+UPGRADE_LABELS = {
+    "drain": "draining",
+    "replace": "replacing",
+    "healthy": "waiting healthy",
+    "undrain": "back in router",
+}
 RING_LABELS = {"pull": "pre-pull", "upgrade_step": "upgrading", "bake": "baking", "judge": "judging"}
-NOTES = {"healthy": lambda e: f"healthy after {e.get('seconds')}s", "drained": lambda e: "no requests in flight",
-         "not_answering": lambda e: f"not answering: {e.get('detail')}"}
+NOTES = {
+    "healthy": lambda e: f"healthy after {e.get('seconds')}s",
+    "drained": lambda e: "no requests in flight",
+    "not_answering": lambda e: f"not answering: {e.get('detail')}",
+}
 SETTLED = ("waiting", "done", "rolled back", "not upgraded", "pending", "skipped", "gate passed", "gate FAILED")
 
 
@@ -30,11 +37,11 @@ class HostRow:
     name: str
     ring: str
     state: str = "waiting"
-    step: str = ""                      # the step begun last: drain, replace, healthy, undrain, restore
-    since: float | None = None          # when the current step began
-    ended: float | None = None          # when it was done (the clock stops)
-    note: str = ""                      # the latest observation: healthy after, drained, not answering
-    error: str = ""                     # why an action on this host failed; kept to the end
+    step: str = ""  # the step begun last: drain, replace, healthy, undrain, restore
+    since: float | None = None  # when the current step began
+    ended: float | None = None  # when it was done (the clock stops)
+    note: str = ""  # the latest observation: healthy after, drained, not answering
+    error: str = ""  # why an action on this host failed; kept to the end
 
 
 @dataclass
@@ -65,8 +72,13 @@ class RunView:
         elif kind in NOTES:
             self._note(event)
         else:
-            handlers = {"done": self._done, "failed": self._failed, "gate": self._gate, "finished": self._finished,
-                        "resume": self._resume}
+            handlers = {
+                "done": self._done,
+                "failed": self._failed,
+                "gate": self._gate,
+                "finished": self._finished,
+                "resume": self._resume,
+            }
             if kind in handlers:
                 handlers[kind](event, at)
 
@@ -155,16 +167,31 @@ def journal_events(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]
             yield {"event": r.get("kind"), **fields}
         elif r.get("event") == "action_done":
             if r.get("kind") == "judge":
-                yield {"event": "gate", "ring": r.get("ring"), "passed": bool(r.get("passed")),
-                       "checks": (r.get("verdict") or {}).get("checks", [])}
+                yield {
+                    "event": "gate",
+                    "ring": r.get("ring"),
+                    "passed": bool(r.get("passed")),
+                    "checks": (r.get("verdict") or {}).get("checks", []),
+                }
             yield {"event": "done", **fields}
         elif r.get("event") == "action_failed":
             yield {"event": "failed", "host": r.get("host"), "reason": r.get("reason", "")}
 
 
-STYLES = {"done": "green", "gate passed": "green", "rolled back": "yellow", "gate FAILED": "bold red",
-          "failed": "bold red", "waiting": "dim", "pending": "dim", "skipped": "dim", "not upgraded": "dim",
-          "baking": "magenta", "completed": "bold green", "aborted": "bold yellow"}
+STYLES = {
+    "done": "green",
+    "gate passed": "green",
+    "rolled back": "yellow",
+    "gate FAILED": "bold red",
+    "failed": "bold red",
+    "waiting": "dim",
+    "pending": "dim",
+    "skipped": "dim",
+    "not upgraded": "dim",
+    "baking": "magenta",
+    "completed": "bold green",
+    "aborted": "bold yellow",
+}
 
 
 def render(view: RunView, now: float) -> Table:
@@ -172,20 +199,27 @@ def render(view: RunView, now: float) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    title = Text.assemble("upgrade", f" {view.run_id}" if view.run_id else "", ": ",
-                          (view.status(), _style(view.status())))
+    title = Text.assemble(
+        "upgrade", f" {view.run_id}" if view.run_id else "", ": ", (view.status(), _style(view.status()))
+    )
     table = Table("ring", "host", "state", "time", "detail", title=title, title_justify="left")
     for ring in view.rings.values():
         seconds = view.elapsed(ring, now)
         clock = "" if seconds is None else f"{seconds:.0f}s left" if ring.state == "baking" else _secs(seconds)
-        table.add_row(Text(ring.name, "bold"), "", Text(ring.state, _style(ring.state)), clock,
-                      Text(ring.detail, "red" if ring.state in ("gate FAILED", "failed") else ""))
+        table.add_row(
+            Text(ring.name, "bold"),
+            "",
+            Text(ring.state, _style(ring.state)),
+            clock,
+            Text(ring.detail, "red" if ring.state in ("gate FAILED", "failed") else ""),
+        )
         for host in (h for h in view.hosts.values() if h.ring == ring.name):
             seconds = view.elapsed(host, now)
-            shown = host.error and not host.state.startswith("failed")      # else the state says it already
+            shown = host.error and not host.state.startswith("failed")  # else the state says it already
             detail = Text(f"failed: {host.error}", "red") if shown else Text(host.note, "dim")
-            table.add_row("", host.name, Text(host.state, _style(host.state)),
-                          "" if seconds is None else _secs(seconds), detail)
+            table.add_row(
+                "", host.name, Text(host.state, _style(host.state)), "" if seconds is None else _secs(seconds), detail
+            )
         table.add_section()
     return table
 
@@ -201,8 +235,14 @@ def _secs(seconds: float) -> str:
 
 
 @contextmanager
-def live_sink(console: Console, plan: RolloutPlan, bake_s: float, *, history: Iterable[dict[str, Any]] = (),
-              also: Callable[[dict[str, Any]], None] | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
+def live_sink(
+    console: Console,
+    plan: RolloutPlan,
+    bake_s: float,
+    *,
+    history: Iterable[dict[str, Any]] = (),
+    also: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A sink for the executor's events that keeps ``render(view)`` live on ``console``; ``history`` (a resumed
     run's journal) is applied first, ``also`` gets every event too (the JSON lines of ``--json``)."""
     import threading
@@ -224,6 +264,5 @@ def live_sink(console: Console, plan: RolloutPlan, bake_s: float, *, history: It
         with lock:
             return render(view, time.monotonic())
 
-    with Live(console=console, transient=False, refresh_per_second=4, get_renderable=current,
-              redirect_stdout=False):
+    with Live(console=console, transient=False, refresh_per_second=4, get_renderable=current, redirect_stdout=False):
         yield sink

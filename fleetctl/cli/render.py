@@ -20,8 +20,14 @@ def host_progress(console: Console, total: int, verb: str) -> Iterator[Callable[
     """A progress bar on stderr, advanced once per finished host."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn(f"{verb} hosts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True)
+    progress = Progress(
+        TextColumn(f"{verb} hosts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     task = progress.add_task(verb, total=total)
     with progress:
         yield lambda report: progress.advance(task)
@@ -53,9 +59,16 @@ def inventory_table(console: Console, snapshot: Snapshot) -> None:
         table.add_column(column, overflow="fold")
     for r in snapshot.hosts:
         f = r.facts
-        table.add_row(r.name, r.ring or "-", gpu_summary(r), _v(f and f.driver_version),
-                      _v(f and f.cuda_driver_version), _v(f and f.nvidia_container_toolkit_version),
-                      _v(f and f.docker_version), host_state(r))
+        table.add_row(
+            r.name,
+            r.ring or "-",
+            gpu_summary(r),
+            _v(f and f.driver_version),
+            _v(f and f.cuda_driver_version),
+            _v(f and f.nvidia_container_toolkit_version),
+            _v(f and f.docker_version),
+            host_state(r),
+        )
     console.print(table)
 
 

@@ -38,6 +38,7 @@ def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip and v not in ([], None))
         where = f"[{ring}] " if ring else ""
         console.print(f"[dim]{where}{host + ': ' if host else ''}{kind}{' ' + details if details else ''}[/dim]")
+
     return show
 
 
@@ -47,8 +48,9 @@ def outcomes(console: Console, verb: str, results: list[HostOutcome]) -> None:
         console.print(f"{mark} {r.host}: {r.detail}")
 
 
-def drain_plan(console: Console, fleet: Fleet, hosts: tuple[Host, ...], timeout: float, stop: bool,
-               force: bool) -> None:
+def drain_plan(
+    console: Console, fleet: Fleet, hosts: tuple[Host, ...], timeout: float, stop: bool, force: bool
+) -> None:
     from fleetctl.core.fleetstate import intended_upstreams
     from fleetctl.services.fleetstate import load_state
     from fleetctl.services.serving import check_min_serving
@@ -60,8 +62,9 @@ def drain_plan(console: Console, fleet: Fleet, hosts: tuple[Host, ...], timeout:
     console.print(f"  2. wait up to {timeout:g}s until vLLM reports no running and no waiting requests")
     if stop:
         console.print("  3. stop the container gracefully")
-    console.print(f"  serving now: {len(intended_upstreams(state))}, after: {left} "
-                  f"(min_serving {fleet.router.min_serving})")
+    console.print(
+        f"  serving now: {len(intended_upstreams(state))}, after: {left} (min_serving {fleet.router.min_serving})"
+    )
 
 
 def status_table(console: Console, doc: dict[str, Any]) -> None:
@@ -72,13 +75,29 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
     console.print(f"router {router['url']}: {state}; {len(router['upstreams'])} upstream(s)")
     table = Table("host", "ring", "drained", "image", "profile", "health", "router", "running", "waiting", "KV")
     for h in doc["hosts"]:
-        health = ("[red]unreachable[/red]" if not h["reachable"] else
-                  f"[yellow]{h['container']}[/yellow]" if h["container"] not in (None, "running") else
-                  "-" if h["healthy"] is None else "[green]ok[/green]" if h["healthy"] else "[red]unhealthy[/red]")
-        table.add_row(h["name"], h["ring"] or "-", f"yes: {h['drain_reason']}" if h["drained"] else "no",
-                      h["image"] or "-", h["profile"] or "-", health, "in" if h["in_router"] else "out",
-                      _n(h["requests_running"]), _n(h["requests_waiting"]),
-                      "-" if h["kv_cache_usage"] is None else f"{h['kv_cache_usage']:.0%}")
+        health = (
+            "[red]unreachable[/red]"
+            if not h["reachable"]
+            else f"[yellow]{h['container']}[/yellow]"
+            if h["container"] not in (None, "running")
+            else "-"
+            if h["healthy"] is None
+            else "[green]ok[/green]"
+            if h["healthy"]
+            else "[red]unhealthy[/red]"
+        )
+        table.add_row(
+            h["name"],
+            h["ring"] or "-",
+            f"yes: {h['drain_reason']}" if h["drained"] else "no",
+            h["image"] or "-",
+            h["profile"] or "-",
+            health,
+            "in" if h["in_router"] else "out",
+            _n(h["requests_running"]),
+            _n(h["requests_waiting"]),
+            "-" if h["kv_cache_usage"] is None else f"{h['kv_cache_usage']:.0%}",
+        )
     console.print(table)
 
 

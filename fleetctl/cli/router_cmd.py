@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
     from fleetctl.core.router import RouterDiff
 
-router_app = typer.Typer(help="The local vllm-router: start, stop, inspect, and sync its upstreams.",
-                         no_args_is_help=True)
+router_app = typer.Typer(
+    help="The local vllm-router: start, stop, inspect, and sync its upstreams.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -66,13 +67,16 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     elif doc["reachable"]:
         status_table(app_ctx.out, doc)
     if not doc["reachable"]:
-        raise RouterError(fleet.router.url, doc["error"],
-                          hint=None if doc["process"] else "start it with: fleetctl router up")
+        raise RouterError(
+            fleet.router.url, doc["error"], hint=None if doc["process"] else "start it with: fleetctl router up"
+        )
 
 
 @router_app.command("sync")
-def sync(ctx: typer.Context,
-         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change without making it.")] = False) -> None:
+def sync(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change without making it.")] = False,
+) -> None:
     """Make the router's upstreams exactly the serving, not drained, hosts: diff, change, verify."""
     from fleetctl.services.fleetstate import load_state
     from fleetctl.services.lock import command_line, fleet_lock
@@ -106,8 +110,9 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
 
     proc = doc["process"]
     where = f"pid {proc['pid']} since {proc['since']}" if proc else "not started by fleetctl"
-    table = Table("upstream", "health", "load", "intended", title=f"router {escape(doc['url'])} · {where}",
-                  title_justify="left")
+    table = Table(
+        "upstream", "health", "load", "intended", title=f"router {escape(doc['url'])} · {where}", title_justify="left"
+    )
     for u in doc["upstreams"]:
         health = "[green]healthy[/green]" if u["healthy"] else "[red]unhealthy[/red]"
         load = "-" if u["load"] is None else str(u["load"])

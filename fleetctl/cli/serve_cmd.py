@@ -22,8 +22,13 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-def deploy(ctx: typer.Context, profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or path.")],
-           limit: LimitOpt = None, forks: ForksOpt = 32, force_unlock: ForceUnlockOpt = False) -> None:
+def deploy(
+    ctx: typer.Context,
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or path.")],
+    limit: LimitOpt = None,
+    forks: ForksOpt = 32,
+    force_unlock: ForceUnlockOpt = False,
+) -> None:
     """Bring a profile up on hosts that run nothing yet: pull, start, wait healthy, add to the router."""
     from fleetctl.cli import render_serve
     from fleetctl.core.selector import select_hosts
@@ -35,19 +40,23 @@ def deploy(ctx: typer.Context, profile: Annotated[str, typer.Option("--profile",
     chosen = render_serve.load_profile(app_ctx, fleet, profile)
     hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
-        outcomes = serving.deploy(fleet, chosen, hosts, environ=app_ctx.env, forks=forks,
-                                  on_event=render_serve.event_printer(app_ctx.err))
+        outcomes = serving.deploy(
+            fleet, chosen, hosts, environ=app_ctx.env, forks=forks, on_event=render_serve.event_printer(app_ctx.err)
+        )
     render_serve.outcomes(app_ctx.out, "deploy", outcomes)
     serving.raise_if_failed(outcomes, "deploy")
 
 
-def drain(ctx: typer.Context, hosts: HostsArg,
-          timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for in-flight requests.")] = 300,
-          stop: Annotated[bool, typer.Option("--stop", help="Stop the container once drained.")] = False,
-          reason: Annotated[str, typer.Option("--reason", help="Why; kept with the drain record.")] = "",
-          dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
-          force: Annotated[bool, typer.Option("--force", help="Drain even below [router] min_serving.")] = False,
-          force_unlock: ForceUnlockOpt = False) -> None:
+def drain(
+    ctx: typer.Context,
+    hosts: HostsArg,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for in-flight requests.")] = 300,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the container once drained.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept with the drain record.")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Drain even below [router] min_serving.")] = False,
+    force_unlock: ForceUnlockOpt = False,
+) -> None:
     """Take hosts out of service without failing a request: out of the router, then wait until idle."""
     from fleetctl.cli import render_serve
     from fleetctl.services import serving
@@ -60,16 +69,26 @@ def drain(ctx: typer.Context, hosts: HostsArg,
         render_serve.drain_plan(app_ctx.out, fleet, chosen, timeout, stop, force)
         return
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
-        outcomes = serving.drain(fleet, chosen, reason=reason or "drained by hand", by=getpass.getuser(),
-                                 timeout_s=timeout, stop=stop, force=force,
-                                 on_event=render_serve.event_printer(app_ctx.err))
+        outcomes = serving.drain(
+            fleet,
+            chosen,
+            reason=reason or "drained by hand",
+            by=getpass.getuser(),
+            timeout_s=timeout,
+            stop=stop,
+            force=force,
+            on_event=render_serve.event_printer(app_ctx.err),
+        )
     render_serve.outcomes(app_ctx.out, "drain", outcomes)
     serving.raise_if_failed(outcomes, "drain")
 
 
-def undrain(ctx: typer.Context, hosts: HostsArg,
-            timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for health.")] = 900,
-            force_unlock: ForceUnlockOpt = False) -> None:
+def undrain(
+    ctx: typer.Context,
+    hosts: HostsArg,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for health.")] = 900,
+    force_unlock: ForceUnlockOpt = False,
+) -> None:
     """Put drained hosts back: start the container if stopped, wait healthy, add to the router."""
     from fleetctl.cli import render_serve
     from fleetctl.services import serving

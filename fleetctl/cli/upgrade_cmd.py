@@ -29,10 +29,13 @@ def upgrade(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run that did not finish.")] = False,
     abort: Annotated[bool, typer.Option("--abort", help="Roll back what the unfinished run changed.")] = False,
-    skip_incompatible: Annotated[bool, typer.Option("--skip-incompatible",
-                                                    help="Leave out hosts that fail the check.")] = False,
+    skip_incompatible: Annotated[
+        bool, typer.Option("--skip-incompatible", help="Leave out hosts that fail the check.")
+    ] = False,
     bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override [rollout] bake_s.")] = None,
-    as_json: JsonOpt = False, forks: ForksOpt = 32, accept_new_host_keys: AcceptNewOpt = False,
+    as_json: JsonOpt = False,
+    forks: ForksOpt = 32,
+    accept_new_host_keys: AcceptNewOpt = False,
     force_unlock: ForceUnlockOpt = False,
 ) -> None:
     """Move vLLM to a new profile or image ring by ring, judge each ring on vLLM's metrics, roll back by itself."""
@@ -48,20 +51,25 @@ def upgrade(
     from fleetctl.services.upgrade import connections
 
     options = ui.Preflight(skip_incompatible, forks, accept_new_host_keys, quiet=as_json)
-    if plan:                                # changes nothing, so it takes no lock
+    if plan:  # changes nothing, so it takes no lock
         ui.show_plan(app_ctx, *ui.prepare(app_ctx, fleet, profile, image, limit, bake_s, options), as_json)
         return
     with ui.locked(fleet, force_unlock), connections(fleet, accept_new=accept_new_host_keys) as pool:
-        request, run_plan = ui.prepare(app_ctx, fleet, profile, image, limit, bake_s,
-                                       dataclasses.replace(options, pool=pool))
+        request, run_plan = ui.prepare(
+            app_ctx, fleet, profile, image, limit, bake_s, dataclasses.replace(options, pool=pool)
+        )
         ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
         if not yes and not typer.confirm("Start this rollout?", err=True):
             raise typer.Exit(1)
         ui.run(app_ctx, fleet, request, run_plan, as_json=as_json, pool=pool)
 
 
-def rollback(ctx: typer.Context, yes: Annotated[bool, typer.Option("--yes", "-y")] = False, as_json: JsonOpt = False,
-             force_unlock: ForceUnlockOpt = False) -> None:
+def rollback(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    as_json: JsonOpt = False,
+    force_unlock: ForceUnlockOpt = False,
+) -> None:
     """Revert the last completed upgrade: a rollout back to the profile and image the hosts ran before it."""
     from fleetctl.cli import render_upgrade as ui
 

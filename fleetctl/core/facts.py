@@ -73,22 +73,34 @@ class HostFacts:
         return cls(**known, gpus=tuple(gpu_from_dict(g) for g in gpus))
 
 
-_HOST_TYPES: dict[str, tuple[type, ...]] = {
-    k: (str,) for k in HostFacts.__dataclass_fields__ if k != "gpus"
-}
+_HOST_TYPES: dict[str, tuple[type, ...]] = {k: (str,) for k in HostFacts.__dataclass_fields__ if k != "gpus"}
 _GPU_TYPES: dict[str, tuple[type, ...]] = {
-    "index": (int,), "name": (str,), "uuid": (str,), "pci_bus_id": (str,), "memory_total_mib": (int,),
-    "memory_used_mib": (int,), "compute_capability": (str,), "temperature_c": (int,),
-    "power_draw_w": (int, float), "power_limit_w": (int, float), "utilization_pct": (int,), "ecc_mode": (bool,),
-    "ecc_uncorrected_volatile": (int,), "remapped_rows_pending": (bool,), "remapped_rows_failed": (bool,),
-    "throttle_reasons": (list,), "persistence_mode": (bool,), "mig_mode": (bool,), "lost": (bool,),
+    "index": (int,),
+    "name": (str,),
+    "uuid": (str,),
+    "pci_bus_id": (str,),
+    "memory_total_mib": (int,),
+    "memory_used_mib": (int,),
+    "compute_capability": (str,),
+    "temperature_c": (int,),
+    "power_draw_w": (int, float),
+    "power_limit_w": (int, float),
+    "utilization_pct": (int,),
+    "ecc_mode": (bool,),
+    "ecc_uncorrected_volatile": (int,),
+    "remapped_rows_pending": (bool,),
+    "remapped_rows_failed": (bool,),
+    "throttle_reasons": (list,),
+    "persistence_mode": (bool,),
+    "mig_mode": (bool,),
+    "lost": (bool,),
 }
 
 
 def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
     """The value of ``key`` if it is None or of one of ``types`` (bool is never taken for int)."""
     value = d.get(key)
-    if value is None or type(value) in types:       # the common case, decided without isinstance chains
+    if value is None or type(value) in types:  # the common case, decided without isinstance chains
         return value
     if isinstance(value, bool) and bool not in types:
         raise ProbeOutputError(f"{key}: expected {types[0].__name__}, got a boolean")
@@ -149,8 +161,10 @@ def tool_versions(tools: dict[str, Any]) -> dict[str, str | None]:
     """Versions of Docker, the container toolkit and Fabric Manager from the raw tool outputs."""
     return {
         "docker_version": parse_docker_version(_tool_out(tools, "docker")),
-        "nvidia_container_toolkit_version": (parse_ctk_version(_tool_out(tools, "nvidia_ctk"))
-                                             or parse_container_cli_version(_tool_out(tools, "nvidia_container_cli"))),
+        "nvidia_container_toolkit_version": (
+            parse_ctk_version(_tool_out(tools, "nvidia_ctk"))
+            or parse_container_cli_version(_tool_out(tools, "nvidia_container_cli"))
+        ),
         "fabric_manager_version": parse_fabric_manager_version(_tool_out(tools, "fabric_manager")),
     }
 

@@ -42,7 +42,7 @@ class Host:
     port: int | None = None
     ring: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    line: int | None = None          # where the host is declared, for error messages
+    line: int | None = None  # where the host is declared, for error messages
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings, Ss
 from fleetctl.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
-Check = Callable[[Any], str | None]          # a value → what is wrong with it, or None
+Check = Callable[[Any], str | None]  # a value → what is wrong with it, or None
 
 
 @dataclass(frozen=True)
 class Field:
-    kind: str                                # string, integer, number, strings, string-table
+    kind: str  # string, integer, number, strings, string-table
     check: Check | None = None
 
 
@@ -61,20 +61,37 @@ def _distinct(v: list[str]) -> str | None:
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "fleet": {"name": Field("string")},
-    "ssh": {"user": Field("string"), "identity_file": Field("string"), "known_hosts": Field("string"),
-            "host_key_policy": Field("string", _one_of("strict", "accept-new")), "proxy_jump": Field("string"),
-            "connect_timeout_s": Field("number", _positive)},
+    "ssh": {
+        "user": Field("string"),
+        "identity_file": Field("string"),
+        "known_hosts": Field("string"),
+        "host_key_policy": Field("string", _one_of("strict", "accept-new")),
+        "proxy_jump": Field("string"),
+        "connect_timeout_s": Field("number", _positive),
+    },
     "router": {"url": Field("string", _http_url), "min_serving": Field("integer", _at_least(0))},
-    "rollout": {"rings": Field("strings", _distinct), "max_unavailable": Field("integer", _at_least(1)),
-                "bake_s": Field("number", _at_least(0)), "max_error_rate": Field("number", _between(0, 1)),
-                "max_ttft_p95_ratio": Field("number", _positive)},
+    "rollout": {
+        "rings": Field("strings", _distinct),
+        "max_unavailable": Field("integer", _at_least(1)),
+        "bake_s": Field("number", _at_least(0)),
+        "max_error_rate": Field("number", _between(0, 1)),
+        "max_ttft_p95_ratio": Field("number", _positive),
+    },
 }
 HOST_FIELDS: dict[str, Field] = {
-    "name": Field("string", _token), "address": Field("string"), "port": Field("integer", _between(1, 65535)),
-    "ring": Field("string", _token), "labels": Field("string-table"),
+    "name": Field("string", _token),
+    "address": Field("string"),
+    "port": Field("integer", _between(1, 65535)),
+    "ring": Field("string", _token),
+    "labels": Field("string-table"),
 }
-EXPECTED = {"string": "a string", "integer": "an integer", "number": "a number", "strings": "an array of strings",
-            "string-table": "a table of strings"}
+EXPECTED = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "strings": "an array of strings",
+    "string-table": "a table of strings",
+}
 
 
 def parse_fleet(text: str, path: str) -> Fleet:
@@ -90,8 +107,14 @@ def parse_fleet(text: str, path: str) -> Fleet:
     problem = Problems(path, lines)
     check_document(doc, problem)
     hosts = build_hosts(doc.get("hosts", []), problem)
-    return Fleet(name=doc["fleet"]["name"], path=path, hosts=hosts, ssh=_settings(SshSettings, doc, "ssh"),
-                 router=_settings(RouterSettings, doc, "router"), rollout=_settings(RolloutSettings, doc, "rollout"))
+    return Fleet(
+        name=doc["fleet"]["name"],
+        path=path,
+        hosts=hosts,
+        ssh=_settings(SshSettings, doc, "ssh"),
+        router=_settings(RouterSettings, doc, "router"),
+        rollout=_settings(RolloutSettings, doc, "rollout"),
+    )
 
 
 class Problems:
@@ -185,8 +208,17 @@ def has_kind(value: Any, kind: str) -> bool:
 def toml_type(value: Any) -> str:
     import datetime as dt
 
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (list, "array"),
-                       (dict, "table"), (dt.datetime, "datetime"), (dt.date, "date"), (dt.time, "time")):
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "float"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "table"),
+        (dt.datetime, "datetime"),
+        (dt.date, "date"),
+        (dt.time, "time"),
+    ):
         if isinstance(value, kind):
             return name
     return type(value).__name__
@@ -205,11 +237,20 @@ def build_hosts(entries: Any, problem: Problems) -> tuple[Host, ...]:
         first = next((j for j, h in enumerate(hosts) if h.name == entry["name"]), None)
         if first is not None:
             where = problem.lines.line_of(("hosts", first, "name"))
-            raise problem(("hosts", i, "name"), f"duplicate host name {entry['name']}"
-                          + (f" (first at line {where})" if where else ""))
-        hosts.append(Host(name=entry["name"], address=entry.get("address", entry["name"]), port=entry.get("port"),
-                          ring=entry.get("ring"), labels=dict(entry.get("labels", {})),
-                          line=problem.lines.line_of(("hosts", i))))
+            raise problem(
+                ("hosts", i, "name"),
+                f"duplicate host name {entry['name']}" + (f" (first at line {where})" if where else ""),
+            )
+        hosts.append(
+            Host(
+                name=entry["name"],
+                address=entry.get("address", entry["name"]),
+                port=entry.get("port"),
+                ring=entry.get("ring"),
+                labels=dict(entry.get("labels", {})),
+                line=problem.lines.line_of(("hosts", i)),
+            )
+        )
     return tuple(hosts)
 
 
@@ -234,7 +275,7 @@ class KeyLines:
     def __init__(self, text: str) -> None:
         self.text, self.i, self.line = text, 0, 1
         self.lines: dict[KeyPath, int] = {}
-        self.kinds: dict[KeyPath, str] = {}                 # table, implicit, aot, key, dotted
+        self.kinds: dict[KeyPath, str] = {}  # table, implicit, aot, key, dotted
         self.aot_sizes: dict[KeyPath, int] = {}
         self.duplicates: list[tuple[KeyPath, int, int]] = []  # (path, line, first line)
         self.table: KeyPath = ()
@@ -330,8 +371,8 @@ class KeyLines:
                 self.string()
             else:
                 self.i += 1
-        raw = self.text[start:self.i].strip()
-        if "\"" not in raw and "'" not in raw:
+        raw = self.text[start : self.i].strip()
+        if '"' not in raw and "'" not in raw:
             return [k.strip() for k in raw.split(".")]
         node, keys = tomllib.loads(f"{raw} = 0"), []
         while isinstance(node, dict):
@@ -362,11 +403,11 @@ class KeyLines:
         triple = self.text.startswith(quote * 3, self.i)
         self.i += 3 if triple else 1
         while not self.text.startswith(quote * 3 if triple else quote, self.i):
-            step = 2 if quote == '"' and self.text[self.i] == "\\" else 1     # an escape: skip what it escapes
+            step = 2 if quote == '"' and self.text[self.i] == "\\" else 1  # an escape: skip what it escapes
             self.line += self.text.count("\n", self.i, self.i + step)
             self.i += step
             if self.i >= len(self.text):
                 raise ValueError("unterminated string")
         self.i += 3 if triple else 1
-        while triple and self.text.startswith(quote, self.i):    # """a"""" ends with up to two quotes of content
+        while triple and self.text.startswith(quote, self.i):  # """a"""" ends with up to two quotes of content
             self.i += 1

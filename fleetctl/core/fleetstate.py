@@ -34,11 +34,17 @@ class ServingRecord:
     image: str
     revision: str
     since: str
-    model: str = ""             # the model it serves, as /v1/models names it
+    model: str = ""  # the model it serves, as /v1/models names it
 
     def to_dict(self) -> dict[str, str]:
-        return {"url": self.url, "profile": self.profile, "image": self.image, "revision": self.revision,
-                "since": self.since, "model": self.model}
+        return {
+            "url": self.url,
+            "profile": self.profile,
+            "image": self.image,
+            "revision": self.revision,
+            "since": self.since,
+            "model": self.model,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,11 @@ class FleetState:
         return replace(self, drained={h: r for h, r in self.drained.items() if h != host})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": STATE_SCHEMA,
-                "serving": {h: r.to_dict() for h, r in self.serving.items()},
-                "drained": {h: r.to_dict() for h, r in self.drained.items()}}
+        return {
+            "schema": STATE_SCHEMA,
+            "serving": {h: r.to_dict() for h, r in self.serving.items()},
+            "drained": {h: r.to_dict() for h, r in self.drained.items()},
+        }
 
     @classmethod
     def from_dict(cls, doc: Any) -> FleetState:
@@ -143,7 +151,7 @@ def worker_url(address: str, port: int) -> str:
     try:
         is_v6 = ipaddress.ip_address(bare).version == 6
     except ValueError:
-        is_v6 = False                       # a host name
+        is_v6 = False  # a host name
     if is_v6:
-        return f"http://[{bare.replace('%', '%25')}]:{port}"      # a zone id's % is escaped in a URL
+        return f"http://[{bare.replace('%', '%25')}]:{port}"  # a zone id's % is escaped in a URL
     return f"http://{address}:{port}"

@@ -15,7 +15,7 @@ from fleetctl.core.metrics import WindowFigures
 class GateSettings:
     max_error_rate: float = 0.01
     max_ttft_p95_ratio: float = 1.5
-    min_requests: int = 1          # finished requests the ring must see to be judged at all
+    min_requests: int = 1  # finished requests the ring must see to be judged at all
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,14 @@ class GateCheck:
     detail: str
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "passed": self.passed, "value": self.value, "threshold": self.threshold,
-                "hosts": list(self.hosts), "detail": self.detail}
+        return {
+            "metric": self.metric,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "hosts": list(self.hosts),
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,14 @@ class Verdict:
         return tuple(c for c in self.checks if not c.passed)
 
 
-def judge_ring(ring: dict[str, WindowFigures], baseline: WindowFigures | None, unhealthy: tuple[str, ...],
-               settings: GateSettings, *, baseline_source: str = "baseline hosts") -> Verdict:
+def judge_ring(
+    ring: dict[str, WindowFigures],
+    baseline: WindowFigures | None,
+    unhealthy: tuple[str, ...],
+    settings: GateSettings,
+    *,
+    baseline_source: str = "baseline hosts",
+) -> Verdict:
     """Health, traffic, error rate and TTFT p95 ratio of ``ring`` (host → figures over the bake window)."""
     hosts = tuple(sorted(ring))
     total = WindowFigures()
@@ -61,37 +73,52 @@ def judge_ring(ring: dict[str, WindowFigures], baseline: WindowFigures | None, u
 
 def _health(hosts: tuple[str, ...], unhealthy: tuple[str, ...]) -> GateCheck:
     if unhealthy:
-        return GateCheck("health", False, float(len(unhealthy)), 0.0, unhealthy,
-                         f"{', '.join(unhealthy)} not healthy after the bake")
+        return GateCheck(
+            "health", False, float(len(unhealthy)), 0.0, unhealthy, f"{', '.join(unhealthy)} not healthy after the bake"
+        )
     return GateCheck("health", True, 0.0, 0.0, hosts, "every host healthy")
 
 
 def _traffic(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
     ok = total.requests >= settings.min_requests
-    detail = (f"{total.requests:g} requests during the bake" if ok else
-              f"only {total.requests:g} requests during the bake (need {settings.min_requests}): "
-              "no evidence the new version works")
+    detail = (
+        f"{total.requests:g} requests during the bake"
+        if ok
+        else f"only {total.requests:g} requests during the bake (need {settings.min_requests}): "
+        "no evidence the new version works"
+    )
     return GateCheck("requests", ok, total.requests, float(settings.min_requests), hosts, detail)
 
 
 def _error_rate(hosts: tuple[str, ...], total: WindowFigures, settings: GateSettings) -> GateCheck:
     rate = total.error_rate or 0.0
     ok = rate <= settings.max_error_rate
-    detail = (f"error rate {rate:.2%} (engine: {total.errors:g} of {total.finished:g} finished with an error; "
-              f"API: {total.answers_5xx:g} of {total.answers:g} answers 5xx) "
-              f"{'≤' if ok else '>'} max {settings.max_error_rate:.2%}")
+    detail = (
+        f"error rate {rate:.2%} (engine: {total.errors:g} of {total.finished:g} finished with an error; "
+        f"API: {total.answers_5xx:g} of {total.answers:g} answers 5xx) "
+        f"{'≤' if ok else '>'} max {settings.max_error_rate:.2%}"
+    )
     return GateCheck("error_rate", ok, rate, settings.max_error_rate, hosts, detail)
 
 
-def _ttft(hosts: tuple[str, ...], total: WindowFigures, baseline: WindowFigures | None, settings: GateSettings,
-          source: str) -> GateCheck:
+def _ttft(
+    hosts: tuple[str, ...], total: WindowFigures, baseline: WindowFigures | None, settings: GateSettings, source: str
+) -> GateCheck:
     ring_p95 = total.ttft_p95()
     base_p95 = baseline.ttft_p95() if baseline is not None else None
     if ring_p95 is None or not base_p95:
-        return GateCheck("ttft_p95_ratio", True, None, settings.max_ttft_p95_ratio, hosts,
-                         f"not compared: no time-to-first-token figures from the {source}")
+        return GateCheck(
+            "ttft_p95_ratio",
+            True,
+            None,
+            settings.max_ttft_p95_ratio,
+            hosts,
+            f"not compared: no time-to-first-token figures from the {source}",
+        )
     ratio = ring_p95 / base_p95
     ok = ratio <= settings.max_ttft_p95_ratio
-    detail = (f"TTFT p95 {ring_p95 * 1000:.0f} ms vs {base_p95 * 1000:.0f} ms on the {source}: "
-              f"×{ratio:.2f} {'≤' if ok else '>'} max ×{settings.max_ttft_p95_ratio:g}")
+    detail = (
+        f"TTFT p95 {ring_p95 * 1000:.0f} ms vs {base_p95 * 1000:.0f} ms on the {source}: "
+        f"×{ratio:.2f} {'≤' if ok else '>'} max ×{settings.max_ttft_p95_ratio:g}"
+    )
     return GateCheck("ttft_p95_ratio", ok, ratio, settings.max_ttft_p95_ratio, hosts, detail)

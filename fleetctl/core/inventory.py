@@ -88,14 +88,17 @@ class Snapshot:
         hosts = d.get("hosts")
         if not isinstance(hosts, list):
             raise SnapshotError("hosts must be a list")
-        return cls(taken_at=str(d.get("taken_at") or ""), fleet=d.get("fleet"),
-                   hosts=tuple(HostReport.from_dict(h) for h in hosts))
+        return cls(
+            taken_at=str(d.get("taken_at") or ""),
+            fleet=d.get("fleet"),
+            hosts=tuple(HostReport.from_dict(h) for h in hosts),
+        )
 
 
 @dataclass(frozen=True)
 class Change:
     host: str
-    path: str            # e.g. "driver_version", "gpus[1].lost", "host"
+    path: str  # e.g. "driver_version", "gpus[1].lost", "host"
     before: Any
     after: Any
 
@@ -107,8 +110,9 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> list[Change]:
     changes: list[Change] = []
     for name in sorted(before.keys() | after.keys()):
         if name not in before or name not in after:
-            changes.append(Change(name, "host", "present" if name in before else None,
-                                  "present" if name in after else None))
+            changes.append(
+                Change(name, "host", "present" if name in before else None, "present" if name in after else None)
+            )
             continue
         for path in sorted(before[name].keys() | after[name].keys()):
             a, b = before[name].get(path), after[name].get(path)

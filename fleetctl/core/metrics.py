@@ -16,7 +16,7 @@ KV_CACHE = "vllm:kv_cache_usage_perc"
 SUCCESS = "vllm:request_success_total"
 TTFT = "vllm:time_to_first_token_seconds"
 E2E = "vllm:e2e_request_latency_seconds"
-HTTP = "http_requests_total"        # prometheus_fastapi_instrumentator, served by vLLM's API server
+HTTP = "http_requests_total"  # prometheus_fastapi_instrumentator, served by vLLM's API server
 
 
 class MetricsError(ValueError):
@@ -33,15 +33,21 @@ class Histogram:
 
     def minus(self, earlier: Histogram) -> Histogram:
         before = dict(earlier.buckets)
-        return Histogram(tuple((le, n - before.get(le, 0.0)) for le, n in self.buckets),
-                         self.count - earlier.count, self.total - earlier.total)
+        return Histogram(
+            tuple((le, n - before.get(le, 0.0)) for le, n in self.buckets),
+            self.count - earlier.count,
+            self.total - earlier.total,
+        )
 
     def plus(self, other: Histogram) -> Histogram:
         theirs = dict(other.buckets)
         bounds = sorted(set(dict(self.buckets)) | set(theirs))
         mine = dict(self.buckets)
-        return Histogram(tuple((le, mine.get(le, 0.0) + theirs.get(le, 0.0)) for le in bounds),
-                         self.count + other.count, self.total + other.total)
+        return Histogram(
+            tuple((le, mine.get(le, 0.0) + theirs.get(le, 0.0)) for le in bounds),
+            self.count + other.count,
+            self.total + other.total,
+        )
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile by linear interpolation inside the bucket (as PromQL's histogram_quantile)."""
@@ -63,7 +69,7 @@ class Histogram:
 @dataclass(frozen=True)
 class MetricsSample:
     gauges: dict[str, float] = field(default_factory=dict)
-    counters: dict[tuple[str, str], float] = field(default_factory=dict)   # (name, finished_reason or "")
+    counters: dict[tuple[str, str], float] = field(default_factory=dict)  # (name, finished_reason or "")
     histograms: dict[str, Histogram] = field(default_factory=dict)
 
     def gauge(self, name: str) -> float | None:
@@ -93,8 +99,12 @@ def parse_metrics(text: str) -> MetricsSample:
                     _add_http(s.name, s.labels, s.value, counters)
     except ValueError as e:
         raise MetricsError(f"not Prometheus text: {e}") from e
-    histograms = {name: Histogram(tuple(sorted(b.items())), totals.get(name, {}).get("count", 0.0),
-                                  totals.get(name, {}).get("sum", 0.0)) for name, b in buckets.items()}
+    histograms = {
+        name: Histogram(
+            tuple(sorted(b.items())), totals.get(name, {}).get("count", 0.0), totals.get(name, {}).get("sum", 0.0)
+        )
+        for name, b in buckets.items()
+    }
     return MetricsSample(gauges, counters, histograms)
 
 
@@ -151,27 +161,45 @@ class WindowFigures:
 
     def plus(self, other: WindowFigures) -> WindowFigures:
         ttft = other.ttft if self.ttft is None else (self.ttft if other.ttft is None else self.ttft.plus(other.ttft))
-        return WindowFigures(self.finished + other.finished, self.errors + other.errors, ttft,
-                             self.answers + other.answers, self.answers_5xx + other.answers_5xx)
+        return WindowFigures(
+            self.finished + other.finished,
+            self.errors + other.errors,
+            ttft,
+            self.answers + other.answers,
+            self.answers_5xx + other.answers_5xx,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        ttft = None if self.ttft is None else {"buckets": [[le, n] for le, n in self.ttft.buckets],
-                                               "count": self.ttft.count, "total": self.ttft.total}
-        return {"finished": self.finished, "errors": self.errors, "answers": self.answers,
-                "answers_5xx": self.answers_5xx, "ttft": ttft}
+        ttft = (
+            None
+            if self.ttft is None
+            else {
+                "buckets": [[le, n] for le, n in self.ttft.buckets],
+                "count": self.ttft.count,
+                "total": self.ttft.total,
+            }
+        )
+        return {
+            "finished": self.finished,
+            "errors": self.errors,
+            "answers": self.answers,
+            "answers_5xx": self.answers_5xx,
+            "ttft": ttft,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> WindowFigures:
         t = doc.get("ttft")
-        ttft = None if t is None else Histogram(tuple((float(le), float(n)) for le, n in t["buckets"]),
-                                                t["count"], t["total"])
+        ttft = (
+            None
+            if t is None
+            else Histogram(tuple((float(le), float(n)) for le, n in t["buckets"]), t["count"], t["total"])
+        )
         return cls(doc["finished"], doc["errors"], ttft, doc.get("answers", 0.0), doc.get("answers_5xx", 0.0))
 
 
 def window(before: MetricsSample, after: MetricsSample) -> WindowFigures:
-    """Deltas between two samples of one host. A restart (counter went down) counts from 0.
-
-    """
+    """Deltas between two samples of one host. A restart (counter went down) counts from 0."""
     finished = _delta(before.counter(SUCCESS), after.counter(SUCCESS))
     errors = _delta(before.counter(SUCCESS, "error"), after.counter(SUCCESS, "error"))
     answers = _delta(before.counter(HTTP), after.counter(HTTP))

@@ -24,7 +24,7 @@ ROLLBACK_STEPS = ("drain", "restore", "healthy", "undrain")
 
 @dataclass(frozen=True)
 class Action:
-    kind: str                   # pull | upgrade_step | bake | judge | rollback_step | finish
+    kind: str  # pull | upgrade_step | bake | judge | rollback_step | finish
     ring: str | None = None
     host: str | None = None
     step: str | None = None
@@ -38,10 +38,10 @@ class Action:
 @dataclass(frozen=True)
 class RunState:
     plan: RolloutPlan
-    done: frozenset[str] = frozenset()                 # keys of actions journaled as done
-    touched: tuple[str, ...] = ()                      # hosts whose container this run began to replace, in order
-    drained: tuple[str, ...] = ()                      # hosts this run took out of the router, in order
-    failure: dict[str, Any] | None = None              # the failed gate or step that turned the run around
+    done: frozenset[str] = frozenset()  # keys of actions journaled as done
+    touched: tuple[str, ...] = ()  # hosts whose container this run began to replace, in order
+    drained: tuple[str, ...] = ()  # hosts this run took out of the router, in order
+    failure: dict[str, Any] | None = None  # the failed gate or step that turned the run around
     abort: bool = False
     finished: str | None = None
 
@@ -66,8 +66,9 @@ def apply(state: RunState, record: dict[str, Any]) -> RunState:
         if record.get("kind") == "judge" and not record.get("passed", False):
             state = replace(state, failure={"ring": record.get("ring"), "verdict": record.get("verdict")})
     elif event == "action_failed":
-        state = replace(state, failure={"action": record["key"], "host": record.get("host"),
-                                        "reason": record.get("reason")})
+        state = replace(
+            state, failure={"action": record["key"], "host": record.get("host"), "reason": record.get("reason")}
+        )
     elif event == "abort_requested":
         state = replace(state, abort=True)
     elif event == "run_finished":
@@ -93,7 +94,7 @@ def _next_in_ring(state: RunState, ring: str, hosts: tuple[str, ...], batches) -
     if pull.key() not in state.done:
         return pull
     for batch in batches:
-        for step in UPGRADE_STEPS:                      # a batch moves step by step, hosts side by side
+        for step in UPGRADE_STEPS:  # a batch moves step by step, hosts side by side
             for host in batch:
                 action = Action("upgrade_step", ring=ring, host=host, step=step)
                 if action.key() not in state.done:
@@ -121,8 +122,11 @@ def old_version_figures(records: list[dict[str, Any]]) -> WindowFigures | None:
     the baseline hosts' window of every ring judged so far. The last ring, with no baseline host left, is judged
     against this."""
     found = [r["reference"] for r in records if r.get("event") == "run_started" and r.get("reference")]
-    found += [r["baseline"] for r in records
-              if r.get("event") == "action_done" and r.get("kind") == "judge" and r.get("baseline")]
+    found += [
+        r["baseline"]
+        for r in records
+        if r.get("event") == "action_done" and r.get("kind") == "judge" and r.get("baseline")
+    ]
     total = None
     for doc in found:
         figures = WindowFigures.from_dict(doc)
@@ -145,8 +149,10 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ring = r.get("ring")
         if not ring or r.get("event") not in ("action_begin", "action_done"):
             continue
-        row = rings.setdefault(ring, {"ring": ring, "hosts": [], "started": r.get("at"), "ended": r.get("at"),
-                                      "gate": None, "passed": None})
+        row = rings.setdefault(
+            ring,
+            {"ring": ring, "hosts": [], "started": r.get("at"), "ended": r.get("at"), "gate": None, "passed": None},
+        )
         row["ended"] = r.get("at")
         if r.get("host") and r["host"] not in row["hosts"]:
             row["hosts"].append(r["host"])

@@ -42,19 +42,25 @@ class RolloutPlan:
         return cls(rings=rings, batch_size=int(d["batch_size"]))
 
     def to_dict(self) -> dict:
-        return {"batch_size": self.batch_size,
-                "rings": [{"name": r.name, "hosts": list(r.hosts), "batches": [list(b) for b in r.batches]}
-                          for r in self.rings]}
+        return {
+            "batch_size": self.batch_size,
+            "rings": [
+                {"name": r.name, "hosts": list(r.hosts), "batches": [list(b) for b in r.batches]} for r in self.rings
+            ],
+        }
 
 
-def plan_rollout(targets: tuple[Host, ...], settings: RolloutSettings, *, serving: int, min_serving: int) -> RolloutPlan:
+def plan_rollout(
+    targets: tuple[Host, ...], settings: RolloutSettings, *, serving: int, min_serving: int
+) -> RolloutPlan:
     """Rings and batches for ``targets``; ``serving`` is how many hosts serve now (targets and others)."""
     if not targets:
         raise PlanError("no hosts to upgrade")
     room = serving - min_serving
     if room < 1:
-        raise PlanError(f"{serving} host(s) serving and [router] min_serving = {min_serving}: "
-                        "upgrading any host would go below it")
+        raise PlanError(
+            f"{serving} host(s) serving and [router] min_serving = {min_serving}: upgrading any host would go below it"
+        )
     batch = max(1, min(settings.max_unavailable, room))
     groups = group_by_label(targets, settings.rings) if settings.rings else default_groups(targets)
     rings = tuple(Ring(name, _batches(hosts, batch)) for name, hosts in groups)
@@ -75,9 +81,9 @@ def default_groups(targets: tuple[Host, ...]) -> list[tuple[str, list[str]]]:
     """One host, then 25% of the fleet (at least one), then the rest."""
     names = [h.name for h in targets]
     quarter = max(1, math.ceil(len(names) * 0.25))
-    groups = [("canary", names[:1]), ("25%", names[1:1 + quarter]), ("rest", names[1 + quarter:])]
+    groups = [("canary", names[:1]), ("25%", names[1 : 1 + quarter]), ("rest", names[1 + quarter :])]
     return [(name, hosts) for name, hosts in groups if hosts]
 
 
 def _batches(hosts: list[str], size: int) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(hosts[i:i + size]) for i in range(0, len(hosts), size))
+    return tuple(tuple(hosts[i : i + size]) for i in range(0, len(hosts), size))

@@ -92,11 +92,23 @@ def router_address(router_url: str) -> tuple[str, int]:
 def plan_launch(router_url: str, upstreams: Iterable[str], metrics_port: int) -> RouterLaunch:
     """The arguments after the executable; ValueError as ``router_address``."""
     host, port = router_address(router_url)
-    args = ["--host", host, "--port", str(port), "--policy", "round_robin",
-            "--prometheus-port", str(metrics_port),
-            "--worker-startup-timeout-secs", str(WORKER_STARTUP_TIMEOUT_S), "--worker-startup-check-interval", "1",
-            "--health-check-interval-secs", str(HEALTH_CHECK_INTERVAL_S)]
+    args = [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--policy",
+        "round_robin",
+        "--prometheus-port",
+        str(metrics_port),
+        "--worker-startup-timeout-secs",
+        str(WORKER_STARTUP_TIMEOUT_S),
+        "--worker-startup-check-interval",
+        "1",
+        "--health-check-interval-secs",
+        str(HEALTH_CHECK_INTERVAL_S),
+    ]
     workers = sorted({normalise_url(u) for u in upstreams})
-    if workers:                             # with none it starts empty and answers 503 until `router sync`
+    if workers:  # with none it starts empty and answers 503 until `router sync`
         args += ["--worker-urls", *workers]
     return RouterLaunch(host=host, port=port, args=tuple(args))

@@ -17,9 +17,9 @@ from fleetctl.errors import UsageError
 
 @dataclass(frozen=True)
 class Term:
-    kind: str                       # name, ring, label
-    value: str                      # a glob
-    key: str | None = None          # the label key
+    kind: str  # name, ring, label
+    value: str  # a glob
+    key: str | None = None  # the label key
 
     def matches(self, host: Host) -> bool:
         if self.kind == "name":
@@ -37,8 +37,10 @@ def parse_pattern(pattern: str) -> tuple[Term, ...]:
 
 def parse_term(pattern: str, text: str) -> Term:
     def bad(why: str) -> UsageError:
-        return UsageError(f"--limit {pattern!r}: {why}",
-                          hint="use a name glob (gpu-a0*), ring=NAME or label=KEY=VALUE, comma-separated")
+        return UsageError(
+            f"--limit {pattern!r}: {why}",
+            hint="use a name glob (gpu-a0*), ring=NAME or label=KEY=VALUE, comma-separated",
+        )
 
     if not text:
         raise bad("empty selector")

@@ -26,7 +26,7 @@ class ServeSettings:
     args: tuple[str, ...] = ()
     gpus: str | int = "all"
     env: Mapping[str, str] = field(default_factory=dict)
-    volumes: Mapping[str, str] = field(default_factory=dict)        # host path → container path[:ro]
+    volumes: Mapping[str, str] = field(default_factory=dict)  # host path → container path[:ro]
     shm_size: str = "16g"
     ipc_host: bool = True
     restart: str = "unless-stopped"
@@ -58,9 +58,18 @@ class ContainerSpec:
     def display(self) -> dict[str, Any]:
         """What may be shown: environment values read from fleetctl's environment are redacted."""
         env = {k: (REDACTED if k in self.secret_keys else v) for k, v in self.environment.items()}
-        return {"name": self.name, "image": self.image, "command": list(self.command), "environment": env,
-                "labels": dict(self.labels), "gpus": self.gpus, "volumes": dict(self.volumes),
-                "shm_size": self.shm_size, "ipc": "host" if self.ipc_host else None, "restart": self.restart}
+        return {
+            "name": self.name,
+            "image": self.image,
+            "command": list(self.command),
+            "environment": env,
+            "labels": dict(self.labels),
+            "gpus": self.gpus,
+            "volumes": dict(self.volumes),
+            "shm_size": self.shm_size,
+            "ipc": "host" if self.ipc_host else None,
+            "restart": self.restart,
+        }
 
 
 def resolve_env(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[dict[str, str], frozenset[str]]:
@@ -81,29 +90,51 @@ def resolve_env(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[dic
     return resolved, frozenset(secret)
 
 
-def container_spec(profile: str, image: str, serve: ServeSettings, revision: str,
-                   environ: Mapping[str, str]) -> ContainerSpec:
+def container_spec(
+    profile: str, image: str, serve: ServeSettings, revision: str, environ: Mapping[str, str]
+) -> ContainerSpec:
     environment, secret = resolve_env(serve.env, environ)
-    command = (serve.model, "--port", str(serve.port), "--shutdown-timeout", str(serve.shutdown_timeout_s),
-               *serve.args)
+    command = (serve.model, "--port", str(serve.port), "--shutdown-timeout", str(serve.shutdown_timeout_s), *serve.args)
     labels = {LABEL_MANAGED: "true", LABEL_PROFILE: profile, LABEL_REVISION: revision, LABEL_IMAGE: image}
-    return ContainerSpec(name=CONTAINER_NAME, image=image, command=command, environment=environment,
-                         labels=labels, gpus=serve.gpus, volumes=dict(serve.volumes), shm_size=serve.shm_size,
-                         ipc_host=serve.ipc_host, restart=serve.restart,
-                         stop_timeout_s=serve.shutdown_timeout_s + 10, secret_keys=secret)
+    return ContainerSpec(
+        name=CONTAINER_NAME,
+        image=image,
+        command=command,
+        environment=environment,
+        labels=labels,
+        gpus=serve.gpus,
+        volumes=dict(serve.volumes),
+        shm_size=serve.shm_size,
+        ipc_host=serve.ipc_host,
+        restart=serve.restart,
+        stop_timeout_s=serve.shutdown_timeout_s + 10,
+        secret_keys=secret,
+    )
 
 
 def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     """docker-py ``containers.run`` keyword arguments (device requests as dicts: docker-py converts them)."""
-    gpus = {"Driver": "", "Count": -1 if spec.gpus == "all" else int(spec.gpus), "DeviceIDs": [],
-            "Capabilities": [["gpu"]], "Options": {}}
+    gpus = {
+        "Driver": "",
+        "Count": -1 if spec.gpus == "all" else int(spec.gpus),
+        "DeviceIDs": [],
+        "Capabilities": [["gpu"]],
+        "Options": {},
+    }
     volumes = {host: {"bind": _bind(target), "mode": _mode(target)} for host, target in spec.volumes.items()}
     kwargs: dict[str, Any] = {
-        "image": spec.image, "command": list(spec.command), "name": spec.name, "detach": True,
-        "environment": dict(spec.environment), "labels": dict(spec.labels), "network_mode": "host",
-        "restart_policy": {"Name": spec.restart}, "volumes": volumes, "shm_size": spec.shm_size,
+        "image": spec.image,
+        "command": list(spec.command),
+        "name": spec.name,
+        "detach": True,
+        "environment": dict(spec.environment),
+        "labels": dict(spec.labels),
+        "network_mode": "host",
+        "restart_policy": {"Name": spec.restart},
+        "volumes": volumes,
+        "shm_size": spec.shm_size,
         "stop_signal": "SIGTERM",
-        "init": True,      # docker's init as PID 1: forwards SIGTERM to vLLM and reaps its engine processes
+        "init": True,  # docker's init as PID 1: forwards SIGTERM to vLLM and reaps its engine processes
     }
     if spec.gpus != 0:
         kwargs["device_requests"] = [gpus]

@@ -22,7 +22,7 @@ class Endpoint:
     alias: str
     hostname: str
     port: int = 22
-    user: str | None = None          # None: the local user
+    user: str | None = None  # None: the local user
     identity_files: tuple[str, ...] = ()
     proxy_command: str | None = None
 
@@ -30,7 +30,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class Target:
     endpoint: Endpoint
-    jumps: tuple[Endpoint, ...] = field(default_factory=tuple)   # outermost first
+    jumps: tuple[Endpoint, ...] = field(default_factory=tuple)  # outermost first
     known_hosts: str = "~/.ssh/known_hosts"
     accept_new: bool = False
     timeout_s: float = 10.0
@@ -39,11 +39,10 @@ class Target:
 def resolve_target(host: Host, settings: SshSettings, lookup: Lookup, *, accept_new: bool = False) -> Target:
     """The full route to ``host``: its endpoint and any ProxyJump chain, each hop resolved through ssh_config."""
     cfg = lookup(host.address)
-    endpoint = _endpoint(host.address, cfg, user=settings.user, port=host.port,
-                         identity=settings.identity_file)
+    endpoint = _endpoint(host.address, cfg, user=settings.user, port=host.port, identity=settings.identity_file)
     jump_spec = settings.proxy_jump or _config_value(cfg, "proxyjump")
     if endpoint.proxy_command and not settings.proxy_jump:
-        jump_spec = None            # ProxyCommand in ssh_config: it is the route
+        jump_spec = None  # ProxyCommand in ssh_config: it is the route
     jumps = tuple(_jump_endpoint(spec, lookup, settings) for spec in parse_jump_chain(jump_spec))
     return Target(
         endpoint=endpoint if not jumps else _without_proxy_command(endpoint),
@@ -69,7 +68,7 @@ def parse_jump_chain(spec: str | None) -> list[tuple[str | None, str, int | None
 
 
 def _split_port(hostport: str) -> tuple[str, int | None]:
-    if hostport.startswith("["):                        # [v6addr]:port
+    if hostport.startswith("["):  # [v6addr]:port
         addr, _, tail = hostport[1:].partition("]")
         return addr, int(tail[1:]) if tail.startswith(":") else None
     if hostport.count(":") == 1:
@@ -84,8 +83,9 @@ def _jump_endpoint(hop: tuple[str | None, str, int | None], lookup: Lookup, sett
     return _endpoint(name, cfg, user=user or settings.user, port=port, identity=settings.identity_file)
 
 
-def _endpoint(alias: str, cfg: Mapping[str, Any], *, user: str | None, port: int | None,
-              identity: str | None) -> Endpoint:
+def _endpoint(
+    alias: str, cfg: Mapping[str, Any], *, user: str | None, port: int | None, identity: str | None
+) -> Endpoint:
     identities = (identity,) if identity else tuple(cfg.get("identityfile") or ())
     return Endpoint(
         alias=alias,

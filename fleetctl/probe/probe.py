@@ -19,9 +19,15 @@ TOOLS = {
     "fabric_manager": ["nv-fabricmanager", "--version"],
 }
 CLOCK_REASONS = [
-    (0x1, "gpu_idle"), (0x2, "applications_clocks_setting"), (0x4, "sw_power_cap"), (0x8, "hw_slowdown"),
-    (0x10, "sync_boost"), (0x20, "sw_thermal_slowdown"), (0x40, "hw_thermal_slowdown"),
-    (0x80, "hw_power_brake_slowdown"), (0x100, "display_clock_setting"),
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
 ]
 
 try:
@@ -34,8 +40,9 @@ def start_tools():
     procs = {}
     for name, argv in TOOLS.items():
         try:
-            procs[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE)
+            procs[name] = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except OSError:
             procs[name] = None
     return procs
@@ -54,8 +61,11 @@ def finish_tools(procs):
             proc.communicate()
             out[name] = {"rc": None, "out": "", "err": "timed out"}
             continue
-        out[name] = {"rc": proc.returncode, "out": stdout.decode("utf-8", "replace")[:4000],
-                     "err": stderr.decode("utf-8", "replace")[:1000]}
+        out[name] = {
+            "rc": proc.returncode,
+            "out": stdout.decode("utf-8", "replace")[:4000],
+            "err": stderr.decode("utf-8", "replace")[:1000],
+        }
     return out
 
 
@@ -73,6 +83,7 @@ def os_name():
 def load_pynvml():
     try:
         import pynvml
+
         return pynvml
     except ImportError:
         if PYNVML_BUNDLE is None:
@@ -80,9 +91,10 @@ def load_pynvml():
     import base64
     import types
     import zlib
+
     src = zlib.decompress(base64.b64decode(PYNVML_BUNDLE)).decode("utf-8")
     mod = types.ModuleType("pynvml")
-    sys.modules["pynvml"] = mod       # pynvml looks itself up in sys.modules while it loads
+    sys.modules["pynvml"] = mod  # pynvml looks itself up in sys.modules while it loads
     exec(compile(src, "pynvml.py", "exec"), mod.__dict__)
     return mod
 
@@ -134,9 +146,11 @@ def read_gpu(nv, h, gpu):
     gpu["utilization_pct"] = util.gpu if util is not None else None
     ecc = call(nv, nv.nvmlDeviceGetEccMode, h)
     gpu["ecc_mode"] = bool(ecc[0]) if ecc is not None else None
-    gpu["ecc_uncorrected_volatile"] = (call(nv, nv.nvmlDeviceGetTotalEccErrors, h,
-                                            nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC)
-                                       if gpu["ecc_mode"] else None)
+    gpu["ecc_uncorrected_volatile"] = (
+        call(nv, nv.nvmlDeviceGetTotalEccErrors, h, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC)
+        if gpu["ecc_mode"]
+        else None
+    )
     rows = call(nv, nv.nvmlDeviceGetRemappedRows, h)
     gpu["remapped_rows_pending"] = bool(rows[2]) if rows is not None else None
     gpu["remapped_rows_failed"] = bool(rows[3]) if rows is not None else None
@@ -188,8 +202,15 @@ def nvml_facts(facts):
 
 def main():
     procs = start_tools()
-    facts = {"hostname": socket.gethostname(), "os": os_name(), "kernel": platform.release(),
-             "driver_version": None, "cuda_driver_version": None, "nvml_version": None, "gpus": []}
+    facts = {
+        "hostname": socket.gethostname(),
+        "os": os_name(),
+        "kernel": platform.release(),
+        "driver_version": None,
+        "cuda_driver_version": None,
+        "nvml_version": None,
+        "gpus": [],
+    }
     error = None
     try:
         failed = nvml_facts(facts)
@@ -197,8 +218,13 @@ def main():
             error = {"kind": failed[0], "message": failed[1]}
     except Exception as e:  # the probe must always answer with a document
         error = {"kind": "probe_failed", "message": "%s: %s" % (type(e).__name__, e)}
-    doc = {"schema": SCHEMA, "facts": facts, "tools": finish_tools(procs), "error": error,
-           "python": platform.python_version()}
+    doc = {
+        "schema": SCHEMA,
+        "facts": facts,
+        "tools": finish_tools(procs),
+        "error": error,
+        "python": platform.python_version(),
+    }
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
 

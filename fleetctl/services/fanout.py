@@ -12,7 +12,9 @@ from fleetctl.errors import HostError
 T = TypeVar("T")
 
 
-def fan_out(hosts: Iterable[Host], work: Callable[[Host], T], *, forks: int = 32) -> Iterator[tuple[Host, T | HostError]]:
+def fan_out(
+    hosts: Iterable[Host], work: Callable[[Host], T], *, forks: int = 32
+) -> Iterator[tuple[Host, T | HostError]]:
     """Yield ``(host, result or HostError)`` as hosts finish. Any other exception is a bug: it propagates."""
     hosts = list(hosts)
     if not hosts:

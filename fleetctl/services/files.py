@@ -32,7 +32,7 @@ def load_fleet(path: str) -> Fleet:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise ConfigError("not UTF-8 text", path=path, line=line) from e
     return parse_fleet(text, path)
 

@@ -51,4 +51,4 @@ def update_state(fleet: Fleet, change: Callable[[FleetState], FleetState]) -> Fl
             save_state(fleet, after)
         return after
     finally:
-        os.close(fd)                        # closing the descriptor releases the flock
+        os.close(fd)  # closing the descriptor releases the flock

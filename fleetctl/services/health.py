@@ -11,9 +11,15 @@ from fleetctl.transport.vllm import VllmClient
 POLL_S = 0.2
 
 
-def wait_healthy(client: VllmClient, model: str, timeout_s: float, *,
-                 still_running: Callable[[], bool] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> float:
+def wait_healthy(
+    client: VllmClient,
+    model: str,
+    timeout_s: float,
+    *,
+    still_running: Callable[[], bool] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> float:
     """Seconds until healthy; HostError ``unhealthy`` at the timeout, or at once if the container stopped."""
     start = clock()
     last = "no answer yet"

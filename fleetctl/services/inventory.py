@@ -14,8 +14,15 @@ from fleetctl.services.fanout import fan_out
 PROBE_TIMEOUT_S = 90
 
 
-def collect_inventory(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32, accept_new_host_keys: bool = False,
-                      on_host_done: Callable[[HostReport], None] | None = None, pool=None) -> Snapshot:
+def collect_inventory(
+    fleet: Fleet,
+    hosts: tuple[Host, ...],
+    *,
+    forks: int = 32,
+    accept_new_host_keys: bool = False,
+    on_host_done: Callable[[HostReport], None] | None = None,
+    pool=None,
+) -> Snapshot:
     """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason.
 
     ``pool``: a command's SSH pool to probe over (its connections stay open for what the command does next)."""
@@ -41,8 +48,7 @@ def probe_host(pool, host: Host) -> HostReport:
 
 
 def failed_report(host: Host, error: HostError) -> HostReport:
-    return HostReport(name=host.name, address=host.address, ring=host.ring,
-                      error=HostFailure(error.kind, error.reason))
+    return HostReport(name=host.name, address=host.address, ring=host.ring, error=HostFailure(error.kind, error.reason))
 
 
 def now_iso() -> str:

@@ -23,9 +23,15 @@ from fleetctl.services.files import write_atomic
 
 
 def _record(command: str, run_id: str | None) -> dict:
-    return {"schema": "fleetctl.lock/v1", "user": getpass.getuser(), "pid": os.getpid(),
-            "host": socket.gethostname(), "command": command, "run_id": run_id,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
+    return {
+        "schema": "fleetctl.lock/v1",
+        "user": getpass.getuser(),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "run_id": run_id,
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
 
 
 def read_holder(state_dir: str) -> dict | None:
@@ -40,8 +46,10 @@ def read_holder(state_dir: str) -> dict | None:
 def describe(holder: dict | None) -> str:
     if not holder:
         return "another fleetctl process"
-    return (f"{holder.get('user')} (pid {holder.get('pid')} on {holder.get('host')}) running "
-            f"'{holder.get('command')}' since {holder.get('since')}")
+    return (
+        f"{holder.get('user')} (pid {holder.get('pid')} on {holder.get('host')}) running "
+        f"'{holder.get('command')}' since {holder.get('since')}"
+    )
 
 
 @contextmanager
@@ -53,13 +61,17 @@ def fleet_lock(state_dir: str, command: str, *, force: bool = False, run_id: str
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockHeld(f"the fleet is locked by {describe(read_holder(state_dir))}",
-                           hint="wait for it to finish; if that process is really gone, use --force-unlock") from None
+            raise LockHeld(
+                f"the fleet is locked by {describe(read_holder(state_dir))}",
+                hint="wait for it to finish; if that process is really gone, use --force-unlock",
+            ) from None
         stale = read_holder(state_dir)
         if stale and not force and not (run_id and stale.get("run_id") == run_id):
-            raise LockHeld(f"stale fleet lock left by {describe(stale)}: that process is gone",
-                           hint="check what it left half-done (fleetctl status, fleetctl history), "
-                                "then take the lock over with --force-unlock")
+            raise LockHeld(
+                f"stale fleet lock left by {describe(stale)}: that process is gone",
+                hint="check what it left half-done (fleetctl status, fleetctl history), "
+                "then take the lock over with --force-unlock",
+            )
         record = _record(command, run_id)
         write_atomic(os.path.join(state_dir, "lock.json"), json.dumps(record).encode())
         try:
@@ -67,7 +79,7 @@ def fleet_lock(state_dir: str, command: str, *, force: bool = False, run_id: str
         finally:
             _remove(os.path.join(state_dir, "lock.json"))
     finally:
-        os.close(fd)          # closing the descriptor releases the flock
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 def tag_run(state_dir: str, run_id: str) -> None:

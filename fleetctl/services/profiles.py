@@ -24,10 +24,12 @@ def profile_dirs(env: Mapping[str, str], fleet_path: str) -> tuple[str, ...]:
     import fleetctl
 
     package = os.path.dirname(os.path.abspath(fleetctl.__file__))
-    candidates = [env.get(PROFILES_ENV) or "",
-                  os.path.join(os.path.dirname(os.path.abspath(fleet_path)), "profiles"),
-                  os.path.join(os.path.dirname(package), "profiles"),
-                  os.path.join(package, "profiles")]
+    candidates = [
+        env.get(PROFILES_ENV) or "",
+        os.path.join(os.path.dirname(os.path.abspath(fleet_path)), "profiles"),
+        os.path.join(os.path.dirname(package), "profiles"),
+        os.path.join(package, "profiles"),
+    ]
     found = [os.path.abspath(c) for c in candidates if c and os.path.isdir(c)]
     return tuple(dict.fromkeys(found))
 
@@ -38,8 +40,10 @@ def load_matrix(dirs: tuple[str, ...]) -> Matrix:
         if paths:
             return parse_matrix({_shown(p): _read(p) for p in paths})
     looked = ", ".join(dirs) or "nowhere: no profiles folder exists"
-    raise ConfigError(f"no compatibility matrix (profiles/{MATRIX_DIR}/*.toml) found; looked in {looked}",
-                      hint=f"set ${PROFILES_ENV} to a folder that holds {MATRIX_DIR}/")
+    raise ConfigError(
+        f"no compatibility matrix (profiles/{MATRIX_DIR}/*.toml) found; looked in {looked}",
+        hint=f"set ${PROFILES_ENV} to a folder that holds {MATRIX_DIR}/",
+    )
 
 
 def load_profile(ref: str, dirs: tuple[str, ...], matrix: Matrix) -> Profile:
@@ -58,8 +62,10 @@ def find_profile(ref: str, dirs: tuple[str, ...]) -> str:
         if os.path.isfile(path):
             return path
     known = ", ".join(profile_names(dirs)) or "none"
-    raise ConfigError(f"unknown profile {ref!r}; known profiles: {known}",
-                      hint=f"give a profile's file stem or a path; profiles are looked up in {', '.join(dirs) or '-'}")
+    raise ConfigError(
+        f"unknown profile {ref!r}; known profiles: {known}",
+        hint=f"give a profile's file stem or a path; profiles are looked up in {', '.join(dirs) or '-'}",
+    )
 
 
 def profile_names(dirs: tuple[str, ...]) -> list[str]:

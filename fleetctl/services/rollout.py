@@ -45,7 +45,7 @@ class RunContext:
     health_timeout_s: float
     bake_s: float
     gate: GateSettings
-    previous: dict[str, dict[str, Any]]          # host → {"record": serving record before the run, "model": ...}
+    previous: dict[str, dict[str, Any]]  # host → {"record": serving record before the run, "model": ...}
 
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
@@ -71,9 +71,9 @@ class Interrupt:
 class Executor:
     def __init__(self, ctx: RunContext, journal: Journal, pool, on_event: Event, interrupt: Interrupt) -> None:
         self.ctx, self.journal, self.pool, self.on_event, self.interrupt = ctx, journal, pool, on_event, interrupt
-        self.samples: dict[str, dict[str, MetricsSample]] = {}    # ring → host → sample at bake start
-        self.ops: dict[str, HostOps] = {}                         # host → its runtime, kept for the whole run
-        self.old: WindowFigures | None = None                      # the old version's figures recorded so far
+        self.samples: dict[str, dict[str, MetricsSample]] = {}  # ring → host → sample at bake start
+        self.ops: dict[str, HostOps] = {}  # host → its runtime, kept for the whole run
+        self.old: WindowFigures | None = None  # the old version's figures recorded so far
 
     def run(self, records: list[dict[str, Any]]) -> RunState:
         state = replay(self.ctx.plan, records)
@@ -90,8 +90,13 @@ class Executor:
             state = self._do(state, action)
 
     def _do(self, state: RunState, action: Action) -> RunState:
-        fields = {"key": action.key(), "kind": action.kind, "ring": action.ring, "host": action.host,
-                  "step": action.step}
+        fields = {
+            "key": action.key(),
+            "kind": action.kind,
+            "ring": action.ring,
+            "host": action.host,
+            "step": action.step,
+        }
         state = apply(state, self.journal.append("action_begin", **fields))
         self.on_event({"event": action.kind, **{k: v for k, v in fields.items() if k != "key" and v}})
         try:
@@ -99,15 +104,20 @@ class Executor:
         except HostError as e:
             self.on_event({"event": "failed", "host": e.host, "reason": f"{e.kind}: {e.reason}"})
             if action.kind == "rollback_step":
-                raise                                        # a failed rollback needs a person
+                raise  # a failed rollback needs a person
             return apply(state, self.journal.append("action_failed", **fields, reason=f"{e.kind}: {e.reason}"))
         state = apply(state, self.journal.append("action_done", **fields, **extra))
         self.on_event({"event": "done", **{k: v for k, v in fields.items() if k != "key" and v}})
         return state
 
     def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
-        handlers = {"pull": self._pull, "upgrade_step": self._upgrade_step, "bake": self._bake,
-                    "judge": self._judge, "rollback_step": self._rollback_step}
+        handlers = {
+            "pull": self._pull,
+            "upgrade_step": self._upgrade_step,
+            "bake": self._bake,
+            "judge": self._judge,
+            "rollback_step": self._rollback_step,
+        }
         return handlers[action.kind](state, action)
 
     # -- actions -------------------------------------------------------------------------------------------------
@@ -121,44 +131,57 @@ class Executor:
         return self.ops[name]
 
     def _pull(self, state: RunState, action: Action) -> None:
-        failures = [r for _, r in fan_out(self._hosts(action.hosts),
-                                          lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.spec.image))
-                    if isinstance(r, HostError)]
+        failures = [
+            r
+            for _, r in fan_out(
+                self._hosts(action.hosts), lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.spec.image)
+            )
+            if isinstance(r, HostError)
+        ]
         if failures:
             raise failures[0]
 
     def _upgrade_step(self, state: RunState, action: Action) -> None:
         ops = self._ops(action.host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port_before(action.host))        # it still runs the old version
+            self._drain(ops, self.ctx.port_before(action.host))  # it still runs the old version
         elif action.step == "replace":
             ops.runtime.replace(self.ctx.spec)
         elif action.step == "healthy":
             seconds = ops.wait_healthy(self.ctx.model, self.ctx.port, self.ctx.health_timeout_s)
             self.on_event({"event": "healthy", "host": action.host, "seconds": round(seconds, 2)})
         elif action.step == "undrain":
-            record = ServingRecord(action.host, self._url(ops.host), self.ctx.spec.labels["fleetctl.profile"],
-                                   self.ctx.spec.image, self.ctx.spec.labels["fleetctl.revision"], now(),
-                                   model=self.ctx.model)
+            record = ServingRecord(
+                action.host,
+                self._url(ops.host),
+                self.ctx.spec.labels["fleetctl.profile"],
+                self.ctx.spec.image,
+                self.ctx.spec.labels["fleetctl.revision"],
+                now(),
+                model=self.ctx.model,
+            )
             self._undrain(action.host, record)
 
     def _rollback_step(self, state: RunState, action: Action) -> None:
         ops = self._ops(action.host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port)                              # it runs the new version
+            self._drain(ops, self.ctx.port)  # it runs the new version
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":
-            ops.wait_healthy(self.ctx.model_before(action.host), self.ctx.port_before(action.host),
-                             self.ctx.health_timeout_s)
+            ops.wait_healthy(
+                self.ctx.model_before(action.host), self.ctx.port_before(action.host), self.ctx.health_timeout_s
+            )
         elif action.step == "undrain":
             self._undrain(action.host, self._previous_record(action.host))
 
     def _drain(self, ops: HostOps, port: int) -> None:
         name = ops.host.name
         reason = f"upgrade {self.journal.run_id}"
-        update_state(self.ctx.fleet, lambda s: s if s.is_drained(name) else s.with_drained(
-            DrainRecord(name, reason, "fleetctl", now())))
+        update_state(
+            self.ctx.fleet,
+            lambda s: s if s.is_drained(name) else s.with_drained(DrainRecord(name, reason, "fleetctl", now())),
+        )
         sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
         current = ops.runtime.current()
         if current is not None and current.running:
@@ -168,6 +191,7 @@ class Executor:
         def change(s):
             s = s.without_drained(name)
             return s.with_serving(record) if record is not None else s
+
         update_state(self.ctx.fleet, change)
         sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
 
@@ -176,12 +200,12 @@ class Executor:
         deadline = time.monotonic() + self.ctx.bake_s
         while time.monotonic() < deadline:
             if self.interrupt.requested.is_set():
-                raise KeyboardInterrupt              # the bake is begun, not done: resume bakes again
+                raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def _judge(self, state: RunState, action: Action) -> dict[str, Any]:
         before = self.samples.get(action.ring)
-        if before is None:                           # resumed between bake and judge: bake again, briefly
+        if before is None:  # resumed between bake and judge: bake again, briefly
             before = self._sample_all()
             time.sleep(min(self.ctx.bake_s, 10))
         after = self._sample_all()
@@ -226,8 +250,11 @@ class Executor:
 def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
     """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out."""
     state = load_state(fleet)
-    urls = {h: r.url for h, r in state.serving.items()
-            if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None}
+    urls = {
+        h: r.url
+        for h, r in state.serving.items()
+        if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None
+    }
     samples = {}
     for host, text in fan_out([fleet.host(n) for n in urls], lambda h: _metrics(h, urls[h.name])):
         if isinstance(text, str):

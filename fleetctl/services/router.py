@@ -26,8 +26,7 @@ from typing import Any
 
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState, intended_upstreams
-from fleetctl.core.router import (RouterDiff, describe_mismatch, normalise_url, plan_launch, plan_sync,
-                                  router_address)
+from fleetctl.core.router import RouterDiff, describe_mismatch, normalise_url, plan_launch, plan_sync, router_address
 from fleetctl.errors import RouterError, UsageError
 from fleetctl.services.files import write_atomic
 from fleetctl.services.fleetstate import load_state
@@ -60,8 +59,8 @@ class RouterProcess:
 class RouterStop:
     url: str
     pid: int | None
-    was_running: bool                       # False: nothing to stop (no record, or a stale one, now removed)
-    killed: bool = False                    # it ignored SIGTERM for STOP_TIMEOUT_S and got SIGKILL
+    was_running: bool  # False: nothing to stop (no record, or a stale one, now removed)
+    killed: bool = False  # it ignored SIGTERM for STOP_TIMEOUT_S and got SIGKILL
 
 
 def _now() -> str:
@@ -78,6 +77,7 @@ def _log_path(fleet: Fleet) -> str:
 
 # -- the process -------------------------------------------------------------------------------------------------
 
+
 def _start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None when it is gone."""
     try:
@@ -85,7 +85,7 @@ def _start_ticks(pid: int) -> int | None:
             stat = f.read()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()      # the name in parentheses may hold spaces
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
     if fields[0] == "Z":
         _reap(pid)
         return None
@@ -96,7 +96,7 @@ def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass                                # not our child: init reaps it
+        pass  # not our child: init reaps it
 
 
 def _alive(record: dict[str, Any]) -> bool:
@@ -159,6 +159,7 @@ def _log_tail(path: str, offset: int) -> str:
 
 # -- up / down / status ------------------------------------------------------------------------------------------
 
+
 @contextmanager
 def _process_lock(fleet: Fleet) -> Iterator[None]:
     """Two ``router up``/``down`` at once take turns, so neither removes the other's record."""
@@ -183,33 +184,55 @@ def _up(fleet: Fleet, state: FleetState) -> RouterProcess:
     if record is not None and _alive(record):
         return _running(fleet, record)
     stale = os.path.exists(_record_path(fleet))
-    _remove_record(fleet)                   # a stale record: that process is gone, or its pid is another's now
+    _remove_record(fleet)  # a stale record: that process is gone, or its pid is another's now
     try:
         host, port = router_address(url)
     except ValueError as e:
         raise UsageError(str(e), hint="set [router] url in the fleet file") from e
     if _port_in_use(host, port):
-        raise RouterError(url, f"cannot be started: port {port} on {host} is already in use by a process "
-                               "fleetctl did not start", hint="stop that process, or change [router] url")
+        raise RouterError(
+            url,
+            f"cannot be started: port {port} on {host} is already in use by a process fleetctl did not start",
+            hint="stop that process, or change [router] url",
+        )
     launch = plan_launch(url, intended_upstreams(state), metrics_port=_free_metrics_port())
     proc = _spawn(fleet, [find_executable(), *launch.args])
-    return RouterProcess(url=url, pid=proc.pid, args=tuple(proc.args), log=_log_path(fleet), since=_now(),
-                         started=True, stale_cleaned=stale)
+    return RouterProcess(
+        url=url,
+        pid=proc.pid,
+        args=tuple(proc.args),
+        log=_log_path(fleet),
+        since=_now(),
+        started=True,
+        stale_cleaned=stale,
+    )
 
 
 def _running(fleet: Fleet, record: dict[str, Any]) -> RouterProcess:
     url, pid = fleet.router.url, record["pid"]
     if normalise_url(record.get("url", "")) != normalise_url(url):
-        raise RouterError(url, f"not started: this fleet's router is running at {record.get('url')} (pid {pid})",
-                          hint="fleetctl router down, then up again")
+        raise RouterError(
+            url,
+            f"not started: this fleet's router is running at {record.get('url')} (pid {pid})",
+            hint="fleetctl router down, then up again",
+        )
     try:
         with RouterClient(url) as client:
             client.health()
     except RouterError as e:
-        raise RouterError(url, f"was started by fleetctl (pid {pid}) but does not answer: {e.reason}",
-                          hint=f"see {_log_path(fleet)}; fleetctl router down, then up again") from e
-    return RouterProcess(url=url, pid=pid, args=tuple(record.get("args", ())), log=_log_path(fleet),
-                         since=record.get("since", ""), started=False)
+        raise RouterError(
+            url,
+            f"was started by fleetctl (pid {pid}) but does not answer: {e.reason}",
+            hint=f"see {_log_path(fleet)}; fleetctl router down, then up again",
+        ) from e
+    return RouterProcess(
+        url=url,
+        pid=pid,
+        args=tuple(record.get("args", ())),
+        log=_log_path(fleet),
+        since=record.get("since", ""),
+        started=False,
+    )
 
 
 def _spawn(fleet: Fleet, argv: list[str]) -> subprocess.Popen:
@@ -219,10 +242,18 @@ def _spawn(fleet: Fleet, argv: list[str]) -> subprocess.Popen:
         log.write(f"\n--- fleetctl router up {_now()}: {' '.join(argv)}\n".encode())
         log.flush()
         offset = log.tell()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
-    record = {"schema": RECORD_SCHEMA, "url": fleet.router.url, "pid": proc.pid,
-              "start_ticks": _start_ticks(proc.pid), "args": argv, "since": _now(), "log": log_path}
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
+    record = {
+        "schema": RECORD_SCHEMA,
+        "url": fleet.router.url,
+        "pid": proc.pid,
+        "start_ticks": _start_ticks(proc.pid),
+        "args": argv,
+        "since": _now(),
+        "log": log_path,
+    }
     write_atomic(_record_path(fleet), (json.dumps(record, indent=2) + "\n").encode())
     try:
         _wait_healthy(fleet.router.url, proc, log_path, offset)
@@ -252,8 +283,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log_path: str, offset: int) 
     tail = _log_tail(log_path, offset)
     hint = f"full log: {log_path}"
     if "to become healthy" in tail:
-        hint = ("vllm-router does not start while none of its upstreams answers /health: check the serving hosts "
-                f"(fleetctl status), or drain the dead ones; {hint}")
+        hint = (
+            "vllm-router does not start while none of its upstreams answers /health: check the serving hosts "
+            f"(fleetctl status), or drain the dead ones; {hint}"
+        )
     raise RouterError(url, why + (f"; its last log lines:\n{tail}" if tail else ""), hint=hint)
 
 
@@ -267,6 +300,7 @@ def _terminate(pid: int, ticks: int | None) -> bool:
 
 def _signal_and_wait(pid: int, ticks: int | None, sig: int, wait_s: float) -> bool:
     """True once that process (pid and start time) is gone."""
+
     def gone() -> bool:
         return ticks is None or _start_ticks(pid) != ticks
 
@@ -311,10 +345,18 @@ def router_status(fleet: Fleet, state: FleetState | None = None) -> dict[str, An
     managed = record if ours and _alive(record) else None
     intended = sorted(normalise_url(u) for u in intended_upstreams(state))
     status: dict[str, Any] = {
-        "schema": STATUS_SCHEMA, "url": fleet.router.url, "reachable": False, "error": None,
-        "process": None if managed is None else {"pid": managed["pid"], "since": managed.get("since"),
-                                                 "log": _log_path(fleet)},
-        "upstreams": [], "intended": intended, "missing": [], "unexpected": []}
+        "schema": STATUS_SCHEMA,
+        "url": fleet.router.url,
+        "reachable": False,
+        "error": None,
+        "process": None
+        if managed is None
+        else {"pid": managed["pid"], "since": managed.get("since"), "log": _log_path(fleet)},
+        "upstreams": [],
+        "intended": intended,
+        "missing": [],
+        "unexpected": [],
+    }
     try:
         with RouterClient(fleet.router.url) as client:
             workers = client.workers()
@@ -322,13 +364,20 @@ def router_status(fleet: Fleet, state: FleetState | None = None) -> dict[str, An
         status["error"] = e.reason
         return status
     diff = plan_sync([w.url for w in workers], intended)
-    status.update(reachable=True, missing=list(diff.add), unexpected=list(diff.remove), upstreams=[
-        {"url": w.url, "healthy": w.healthy, "load": w.load, "intended": normalise_url(w.url) in intended}
-        for w in workers])
+    status.update(
+        reachable=True,
+        missing=list(diff.add),
+        unexpected=list(diff.remove),
+        upstreams=[
+            {"url": w.url, "healthy": w.healthy, "load": w.load, "intended": normalise_url(w.url) in intended}
+            for w in workers
+        ],
+    )
     return status
 
 
 # -- sync --------------------------------------------------------------------------------------------------------
+
 
 def sync_router(fleet: Fleet, state: FleetState, *, apply: bool = True) -> RouterDiff:
     """Make the router's upstreams the intended set: diff, nothing if equal, adds before removes, verify.
@@ -356,5 +405,8 @@ def _apply_adds(client: RouterClient, urls: tuple[str, ...]) -> None:
         except RouterError as e:
             failed.append(f"{url} ({e.reason})")
     if failed:
-        raise RouterError(client.url, f"refused to add {'; '.join(failed)}; nothing was removed",
-                          hint="check that the host serves /health (fleetctl status), then sync again")
+        raise RouterError(
+            client.url,
+            f"refused to add {'; '.join(failed)}; nothing was removed",
+            hint="check that the host serves /health (fleetctl status), then sync again",
+        )

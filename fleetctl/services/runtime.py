@@ -32,7 +32,7 @@ class ContainerInfo:
     image: str
     profile: str | None
     revision: str | None
-    status: str             # created | running | exited | ...
+    status: str  # created | running | exited | ...
 
     @property
     def running(self) -> bool:
@@ -87,7 +87,7 @@ class HostRuntime:
         try:
             container = self.client.containers.run(**run_kwargs(spec))
         except docker.errors.APIError as e:
-            self._remove(spec.name)            # a created-but-unstartable container must not linger
+            self._remove(spec.name)  # a created-but-unstartable container must not linger
             raise HostError(self.host, _kind(e), f"starting {spec.image}: {_explain(e)}", hint=_hint(e)) from e
         container.reload()
         return _info(container)
@@ -151,8 +151,7 @@ class HostRuntime:
 def _info(container) -> ContainerInfo:
     labels = container.labels or {}
     image = labels.get(LABEL_IMAGE) or (container.image.tags[0] if container.image and container.image.tags else "")
-    return ContainerInfo(container.name, image, labels.get(LABEL_PROFILE), labels.get(LABEL_REVISION),
-                         container.status)
+    return ContainerInfo(container.name, image, labels.get(LABEL_PROFILE), labels.get(LABEL_REVISION), container.status)
 
 
 def _explain(e: Exception) -> str:

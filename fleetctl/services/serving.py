@@ -26,9 +26,9 @@ from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.router import sync_router
 
 Event = Callable[[dict[str, Any]], None]
-DRAIN_POLL_S = 0.1          # drain asks vLLM again after this for its first DRAIN_BACKOFF_AFTER_S, then
-DRAIN_BACKOFF_AFTER_S = 2   # doubles the wait up to DRAIN_POLL_MAX_S: a short drain is seen at once, a long
-DRAIN_POLL_MAX_S = 0.5      # one does not scrape a busy vLLM ten times a second
+DRAIN_POLL_S = 0.1  # drain asks vLLM again after this for its first DRAIN_BACKOFF_AFTER_S, then
+DRAIN_BACKOFF_AFTER_S = 2  # doubles the wait up to DRAIN_POLL_MAX_S: a short drain is seen at once, a long
+DRAIN_POLL_MAX_S = 0.5  # one does not scrape a busy vLLM ten times a second
 
 
 def now() -> str:
@@ -102,8 +102,12 @@ def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: E
     serve = profile.serve
     existing = ops.runtime.current()
     if existing is not None:
-        raise HostError(ops.host.name, "already_serving", f"already runs {existing.image} "
-                        f"(profile {existing.profile or '?'})", hint="use fleetctl upgrade to change it")
+        raise HostError(
+            ops.host.name,
+            "already_serving",
+            f"already runs {existing.image} (profile {existing.profile or '?'})",
+            hint="use fleetctl upgrade to change it",
+        )
     on_event({"event": "pull", "host": ops.host.name, "image": spec.image})
     ops.runtime.ensure_image(spec.image)
     on_event({"event": "start", "host": ops.host.name, "image": spec.image})
@@ -111,22 +115,31 @@ def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: E
     try:
         seconds = ops.wait_healthy(serve.model, serve.port, serve.health_timeout_s)
     except HostError:
-        ops.runtime.stop(timeout_s=10)          # never healthy: stopped, kept for its logs, not in the router
+        ops.runtime.stop(timeout_s=10)  # never healthy: stopped, kept for its logs, not in the router
         raise
     on_event({"event": "healthy", "host": ops.host.name, "seconds": round(seconds, 2)})
-    return ServingRecord(host=ops.host.name, url=worker_url(ops.host.address, serve.port), profile=profile.name,
-                         image=spec.image, revision=spec.labels["fleetctl.revision"], since=now(), model=serve.model)
+    return ServingRecord(
+        host=ops.host.name,
+        url=worker_url(ops.host.address, serve.port),
+        profile=profile.name,
+        image=spec.image,
+        revision=spec.labels["fleetctl.revision"],
+        since=now(),
+        model=serve.model,
+    )
 
 
-def deploy(fleet: Fleet, profile: Profile, hosts: tuple[Host, ...], *, environ: Mapping[str, str],
-           forks: int, on_event: Event) -> list[HostOutcome]:
+def deploy(
+    fleet: Fleet, profile: Profile, hosts: tuple[Host, ...], *, environ: Mapping[str, str], forks: int, on_event: Event
+) -> list[HostOutcome]:
     from fleetctl.transport.ssh import SshPool
 
     spec = spec_for(profile, environ, new_revision())
     outcomes: list[HostOutcome] = []
     with SshPool(fleet.ssh) as pool:
-        for host, result in fan_out(hosts, lambda h: deploy_host(HostOps(pool, h), spec, profile, on_event),
-                                    forks=forks):
+        for host, result in fan_out(
+            hosts, lambda h: deploy_host(HostOps(pool, h), spec, profile, on_event), forks=forks
+        ):
             if isinstance(result, HostError):
                 outcomes.append(HostOutcome(host.name, False, f"{result.kind}: {result.reason}"))
                 continue
@@ -145,13 +158,25 @@ def check_min_serving(fleet: Fleet, state: FleetState, names: list[str], force: 
         after = after.with_drained(DrainRecord(name, "check", "check", "check"))
     left = len(intended_upstreams(after))
     if left < fleet.router.min_serving and not force:
-        raise UsageError(f"draining {', '.join(names)} would leave {left} host(s) serving, below [router] "
-                         f"min_serving = {fleet.router.min_serving}", hint="use --force if you mean it")
+        raise UsageError(
+            f"draining {', '.join(names)} would leave {left} host(s) serving, below [router] "
+            f"min_serving = {fleet.router.min_serving}",
+            hint="use --force if you mean it",
+        )
     return left
 
 
-def drain(fleet: Fleet, hosts: tuple[Host, ...], *, reason: str, by: str, timeout_s: float, stop: bool,
-          force: bool, on_event: Event) -> list[HostOutcome]:
+def drain(
+    fleet: Fleet,
+    hosts: tuple[Host, ...],
+    *,
+    reason: str,
+    by: str,
+    timeout_s: float,
+    stop: bool,
+    force: bool,
+    on_event: Event,
+) -> list[HostOutcome]:
     """Out of the router (verified), then wait until vLLM has nothing running or waiting; optionally stop."""
     from fleetctl.transport.ssh import SshPool
 
@@ -168,8 +193,10 @@ def drain(fleet: Fleet, hosts: tuple[Host, ...], *, reason: str, by: str, timeou
     ports = {n: _port(state.serving[n].url) for n in names}
     with SshPool(fleet.ssh) as pool:
         work = lambda h: quiesce(HostOps(pool, h), ports[h.name], timeout_s, stop, on_event)  # noqa: E731
-        return [HostOutcome(h.name, not isinstance(r, HostError), r.reason if isinstance(r, HostError) else r)
-                for h, r in fan_out(hosts, work, forks=len(hosts))]
+        return [
+            HostOutcome(h.name, not isinstance(r, HostError), r.reason if isinstance(r, HostError) else r)
+            for h, r in fan_out(hosts, work, forks=len(hosts))
+        ]
 
 
 def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at: str) -> FleetState:
@@ -185,10 +212,14 @@ def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Eve
     counts = _in_flight_or_none(ops, port, on_event)
     while counts is None or any(counts):
         if time.monotonic() >= deadline:
-            still = ("vLLM too busy to answer /metrics" if counts is None else
-                     f"still {counts[0]:g} running and {counts[1]:g} waiting requests")
-            raise HostError(ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out "
-                            "of the router")
+            still = (
+                "vLLM too busy to answer /metrics"
+                if counts is None
+                else f"still {counts[0]:g} running and {counts[1]:g} waiting requests"
+            )
+            raise HostError(
+                ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out of the router"
+            )
         time.sleep(delay)
         if time.monotonic() - started >= DRAIN_BACKOFF_AFTER_S:
             delay = min(DRAIN_POLL_MAX_S, delay * 2)
@@ -226,6 +257,7 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
         raise UsageError(f"{', '.join(unknown)}: not serving anything fleetctl deployed (see fleetctl status)")
     outcomes = []
     with SshPool(fleet.ssh) as pool:
+
         def back(host: Host) -> str:
             ops, record = HostOps(pool, host), state.serving[host.name]
             ops.runtime.start()
@@ -233,6 +265,7 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
             ops.wait_healthy(model, _port(record.url), timeout_s)
             update_state(fleet, lambda s: s.without_drained(host.name))
             return "healthy"
+
         for host, result in fan_out(hosts, back, forks=len(hosts)):
             failed = isinstance(result, HostError)
             outcomes.append(HostOutcome(host.name, not failed, result.reason if failed else result))
@@ -267,5 +300,7 @@ def _port(url: str) -> int:
 def raise_if_failed(outcomes: list[HostOutcome], verb: str) -> None:
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        raise HostsFailed(f"{verb} failed on {len(failed)} of {len(outcomes)} host(s): "
-                          + "; ".join(f"{o.host}: {o.detail}" for o in failed))
+        raise HostsFailed(
+            f"{verb} failed on {len(failed)} of {len(outcomes)} host(s): "
+            + "; ".join(f"{o.host}: {o.detail}" for o in failed)
+        )

@@ -28,11 +28,19 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     with SshPool(fleet.ssh) as pool:
         for host, row in fan_out(hosts, lambda h: host_status(HostOps(pool, h), state, in_router), forks=forks):
             rows[host.name] = row if isinstance(row, dict) else unreachable_row(host, state, in_router, row)
-    return {"schema": SCHEMA, "fleet": fleet.name,
-            "router": {"url": router["url"], "reachable": router["reachable"], "error": router["error"],
-                       "upstreams": router["upstreams"], "missing": router["missing"],
-                       "unexpected": router["unexpected"]},
-            "hosts": [rows[h.name] for h in hosts]}
+    return {
+        "schema": SCHEMA,
+        "fleet": fleet.name,
+        "router": {
+            "url": router["url"],
+            "reachable": router["reachable"],
+            "error": router["error"],
+            "upstreams": router["upstreams"],
+            "missing": router["missing"],
+            "unexpected": router["unexpected"],
+        },
+        "hosts": [rows[h.name] for h in hosts],
+    }
 
 
 def _port(host: Host, state: FleetState) -> int:
@@ -42,11 +50,22 @@ def _port(host: Host, state: FleetState) -> int:
 
 def _base(host: Host, state: FleetState, in_router: set[str]) -> dict[str, Any]:
     drained = state.drained.get(host.name)
-    return {"name": host.name, "ring": host.ring, "reachable": False, "error": None,
-            "drained": drained is not None, "drain_reason": drained.reason if drained else None,
-            "image": None, "profile": None, "container": None, "healthy": None,
-            "in_router": normalise_url(worker_url(host.address, _port(host, state))) in in_router,
-            "requests_running": None, "requests_waiting": None, "kv_cache_usage": None}
+    return {
+        "name": host.name,
+        "ring": host.ring,
+        "reachable": False,
+        "error": None,
+        "drained": drained is not None,
+        "drain_reason": drained.reason if drained else None,
+        "image": None,
+        "profile": None,
+        "container": None,
+        "healthy": None,
+        "in_router": normalise_url(worker_url(host.address, _port(host, state))) in in_router,
+        "requests_running": None,
+        "requests_waiting": None,
+        "kv_cache_usage": None,
+    }
 
 
 def host_status(ops: HostOps, state: FleetState, in_router: set[str]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class Opening:
     """The old version's metrics when the command began: the start of the run's reference window."""
 
     samples: dict[str, MetricsSample]
-    at: float                                    # time.monotonic()
+    at: float  # time.monotonic()
 
 
 def open_window(fleet: Fleet, hosts: tuple[Host, ...]) -> Opening:
@@ -90,9 +90,18 @@ def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event
     previous = {h: {"record": state.serving[h].to_dict(), "model": state.serving[h].model} for h in plan.hosts}
     reference = reference_window(request.opening, sample_serving(fleet, plan.hosts)) if request.opening else None
     journal = Journal(fleet.state_dir, run_id)
-    head = journal.append("run_started", plan=plan.to_dict(), profile=request.profile.name,
-                          profile_path=request.profile.path, image=spec.image, revision=run_id, previous=previous,
-                          reference=reference, bake_s=request.bake_s, gate=request.gate.__dict__)
+    head = journal.append(
+        "run_started",
+        plan=plan.to_dict(),
+        profile=request.profile.name,
+        profile_path=request.profile.path,
+        image=spec.image,
+        revision=run_id,
+        previous=previous,
+        reference=reference,
+        bake_s=request.bake_s,
+        gate=request.gate.__dict__,
+    )
     with nullcontext(pool) if pool is not None else connections(fleet) as shared:
         ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
         return _execute(ctx, journal, shared, [head], on_event)
@@ -110,8 +119,17 @@ def reference_window(opening: Opening, now: dict[str, MetricsSample]) -> dict[st
 
 def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
     serve = profile.serve
-    return RunContext(fleet=fleet, plan=plan, spec=spec, model=serve.model, port=serve.port,
-                      health_timeout_s=serve.health_timeout_s, bake_s=bake_s, gate=gate, previous=previous)
+    return RunContext(
+        fleet=fleet,
+        plan=plan,
+        spec=spec,
+        model=serve.model,
+        port=serve.port,
+        health_timeout_s=serve.health_timeout_s,
+        bake_s=bake_s,
+        gate=gate,
+        previous=previous,
+    )
 
 
 def _execute(ctx: RunContext, journal: Journal, pool, records: list[dict[str, Any]], on_event: Event) -> RunState:
@@ -133,8 +151,10 @@ def _rollback_message(state: RunState) -> str:
     failed = [c for c in verdict.get("checks", []) if not c.get("passed")]
     if failed:
         c = failed[0]
-        return (f"rolled back: ring {verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
-                f"(hosts {', '.join(c['hosts'])})")
+        return (
+            f"rolled back: ring {verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
+            f"(hosts {', '.join(c['hosts'])})"
+        )
     return f"rolled back: {failure.get('action')} failed on {failure.get('host')}: {failure.get('reason')}"
 
 
@@ -175,11 +195,17 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
             continue
         head, last = records[0], records[-1]
         finished = next((r for r in reversed(records) if r.get("event") == "run_finished"), None)
-        rows.append({"run_id": run_id, "started": head.get("at"), "profile": head.get("profile"),
-                     "image": head.get("image"), "hosts": len(RolloutPlan.from_dict(head["plan"]).hosts)
-                     if "plan" in head else None,
-                     "outcome": finished.get("outcome") if finished else "unfinished",
-                     "ended": (finished or last).get("at")})
+        rows.append(
+            {
+                "run_id": run_id,
+                "started": head.get("at"),
+                "profile": head.get("profile"),
+                "image": head.get("image"),
+                "hosts": len(RolloutPlan.from_dict(head["plan"]).hosts) if "plan" in head else None,
+                "outcome": finished.get("outcome") if finished else "unfinished",
+                "ended": (finished or last).get("at"),
+            }
+        )
     return rows
 
 

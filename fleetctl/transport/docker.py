@@ -26,8 +26,9 @@ def docker_client(ssh_client: SSHClient, host: str, *, timeout_s: float = 60) ->
     from docker import constants
 
     adapter = _adapter_class()(ssh_client, timeout=timeout_s)
-    client = docker.DockerClient(base_url="ssh://fleetctl", use_ssh_client=True, timeout=timeout_s,
-                                 version=constants.MINIMUM_DOCKER_API_VERSION)
+    client = docker.DockerClient(
+        base_url="ssh://fleetctl", use_ssh_client=True, timeout=timeout_s, version=constants.MINIMUM_DOCKER_API_VERSION
+    )
     client.api.close()
     client.api._custom_adapter = adapter
     client.api.mount("http+docker://ssh", adapter)
@@ -69,7 +70,7 @@ def _adapter_class() -> type:
                     raise DockerException("the SSH connection to the host is closed")
 
             def close(self) -> None:
-                self.pools.clear()       # the SSH connection belongs to fleetctl's pool: leave it open
+                self.pools.clear()  # the SSH connection belongs to fleetctl's pool: leave it open
 
         _ADAPTER = PreconnectedSSHAdapter
     return _ADAPTER

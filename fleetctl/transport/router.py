@@ -23,7 +23,7 @@ from fleetctl.errors import RouterError
 class WorkerStatus:
     url: str
     healthy: bool
-    load: int | None          # the worker's own report when it gives one, else the router's count; None if neither
+    load: int | None  # the worker's own report when it gives one, else the router's count; None if neither
 
 
 class RouterClient:
@@ -60,8 +60,14 @@ class RouterClient:
         if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("url"), str) for r in rows):
             raise RouterError(self.url, "answered /workers without a list of workers")
         reported = self._reported_loads()
-        return [WorkerStatus(url=r["url"], healthy=bool(r.get("is_healthy")),
-                             load=reported.get(r["url"], _int_or_none(r.get("load")))) for r in rows]
+        return [
+            WorkerStatus(
+                url=r["url"],
+                healthy=bool(r.get("is_healthy")),
+                load=reported.get(r["url"], _int_or_none(r.get("load"))),
+            )
+            for r in rows
+        ]
 
     def add_worker(self, url: str) -> None:
         self._call("POST", "/add_worker", params={"url": url}, timeout_s=self.add_timeout_s)
@@ -73,7 +79,7 @@ class RouterClient:
         try:
             rows = self._json("GET", "/get_loads").get("workers")
         except RouterError:
-            return {}                       # optional endpoint: /workers alone still answers the question
+            return {}  # optional endpoint: /workers alone still answers the question
         if not isinstance(rows, list):
             return {}
         loads = {r.get("worker"): _int_or_none(r.get("load")) for r in rows if isinstance(r, dict)}
@@ -89,8 +95,9 @@ class RouterClient:
             raise RouterError(self.url, f"answered {path} with something that is not a JSON object")
         return doc
 
-    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
-              timeout_s: float | None = None) -> Any:
+    def _call(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, timeout_s: float | None = None
+    ) -> Any:
         import requests
 
         timeout = timeout_s or self.timeout_s
@@ -101,8 +108,9 @@ class RouterClient:
         except requests.RequestException as e:
             raise RouterError(self.url, f"unreachable: {_reason(e)}") from e
         if not 200 <= response.status_code < 300:
-            raise RouterError(self.url, f"answered {method} {path} with {response.status_code}: "
-                                        f"{_first_line(response.text)}")
+            raise RouterError(
+                self.url, f"answered {method} {path} with {response.status_code}: {_first_line(response.text)}"
+            )
         return response
 
 

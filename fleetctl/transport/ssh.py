@@ -89,24 +89,32 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.known.record(hostname, key)
 
 
-def connect_endpoint(endpoint: Endpoint, target: Target, known: KnownHosts, sock: Any = None,
-                     host: str | None = None) -> SSHClient:
+def connect_endpoint(
+    endpoint: Endpoint, target: Target, known: KnownHosts, sock: Any = None, host: str | None = None
+) -> SSHClient:
     """An authenticated client for one hop, or HostError naming what went wrong."""
     name = host or endpoint.alias
     client = paramiko.SSHClient()
-    known.load_into(client)                 # paramiko checks these (changed key: refused) before the policy
+    known.load_into(client)  # paramiko checks these (changed key: refused) before the policy
     client.set_missing_host_key_policy(_Policy(known, target.accept_new))
     if sock is None and endpoint.proxy_command:
         sock = paramiko.ProxyCommand(endpoint.proxy_command)
     try:
-        client.connect(endpoint.hostname, port=endpoint.port, username=endpoint.user, sock=sock,
-                       key_filename=[os.path.expanduser(p) for p in endpoint.identity_files] or None,
-                       timeout=target.timeout_s, banner_timeout=target.timeout_s, auth_timeout=target.timeout_s)
+        client.connect(
+            endpoint.hostname,
+            port=endpoint.port,
+            username=endpoint.user,
+            sock=sock,
+            key_filename=[os.path.expanduser(p) for p in endpoint.identity_files] or None,
+            timeout=target.timeout_s,
+            banner_timeout=target.timeout_s,
+            auth_timeout=target.timeout_s,
+        )
     except Exception as e:
         transport = client.get_transport()
         client.close()
         if transport is not None and not transport.remote_version and isinstance(e, paramiko.SSHException):
-            e = _NoBanner(str(e))     # paramiko reports a banner timeout as "No existing session"
+            e = _NoBanner(str(e))  # paramiko reports a banner timeout as "No existing session"
         raise translate_error(name, endpoint, e) from e
     return client
 
@@ -114,14 +122,21 @@ def connect_endpoint(endpoint: Endpoint, target: Target, known: KnownHosts, sock
 def translate_error(name: str, endpoint: Endpoint, e: Exception) -> HostError:
     where = f"{endpoint.user + '@' if endpoint.user else ''}{endpoint.hostname}:{endpoint.port}"
     if isinstance(e, _UnknownKey):
-        return HostError(name, "host_key_unknown", f"host key for {e.name} is not in known_hosts "
-                         f"({e.key.get_name()} {fingerprint(e.key)})",
-                         hint="verify the key, then add it to known_hosts or use --accept-new-host-keys")
+        return HostError(
+            name,
+            "host_key_unknown",
+            f"host key for {e.name} is not in known_hosts ({e.key.get_name()} {fingerprint(e.key)})",
+            hint="verify the key, then add it to known_hosts or use --accept-new-host-keys",
+        )
     if isinstance(e, paramiko.BadHostKeyException):
-        return HostError(name, "host_key_changed", f"host key for {e.hostname} changed: known_hosts has "
-                         f"{e.expected_key.get_name()}, the host offered {e.key.get_name()} "
-                         f"{fingerprint(e.key)}; refusing to connect",
-                         hint="if the host was rebuilt, remove its old key from known_hosts")
+        return HostError(
+            name,
+            "host_key_changed",
+            f"host key for {e.hostname} changed: known_hosts has "
+            f"{e.expected_key.get_name()}, the host offered {e.key.get_name()} "
+            f"{fingerprint(e.key)}; refusing to connect",
+            hint="if the host was rebuilt, remove its old key from known_hosts",
+        )
     if isinstance(e, paramiko.AuthenticationException):
         return HostError(name, "auth", f"authentication failed for {where}: {e}")
     if isinstance(e, (socket.timeout, TimeoutError)):
@@ -155,8 +170,9 @@ def _oneline(e: Exception) -> str:
 class SshPool(AbstractContextManager["SshPool"]):
     """Connections for one command: one per host, jump hosts shared, all closed on exit."""
 
-    def __init__(self, settings: SshSettings, *, accept_new: bool = False,
-                 lookup: Callable[[str], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, settings: SshSettings, *, accept_new: bool = False, lookup: Callable[[str], dict[str, Any]] | None = None
+    ) -> None:
         self.settings, self.accept_new = settings, accept_new
         self.lookup = lookup or load_ssh_config()
         self._known: dict[str, KnownHosts] = {}
@@ -189,7 +205,7 @@ class SshPool(AbstractContextManager["SshPool"]):
 
     def _jump_client(self, target: Target, known: KnownHosts, name: str) -> SSHClient:
         """The client for the last hop of the chain, connecting (and caching) each hop as needed."""
-        with self._lock:        # serializes bastion set-up; targets' own connects run in parallel
+        with self._lock:  # serializes bastion set-up; targets' own connects run in parallel
             client = None
             for i, hop in enumerate(target.jumps):
                 cached = self._jumps.get(hop)
@@ -232,8 +248,9 @@ def _open_tunnel(jump: SSHClient, endpoint: Endpoint, name: str, timeout_s: floa
     transport = jump.get_transport()
     assert transport is not None
     try:
-        return transport.open_channel("direct-tcpip", dest_addr=(endpoint.hostname, endpoint.port),
-                                      src_addr=("127.0.0.1", 0), timeout=timeout_s)
+        return transport.open_channel(
+            "direct-tcpip", dest_addr=(endpoint.hostname, endpoint.port), src_addr=("127.0.0.1", 0), timeout=timeout_s
+        )
     except Exception as e:
         raise translate_error(name, endpoint, e) from e
 
@@ -255,6 +272,7 @@ def run_command(client: SSHClient, name: str, command: str, *, stdin: bytes | No
     except (socket.timeout, TimeoutError) as e:
         raise HostError(name, "timeout", f"no answer to {command.split()[0]!r} within {timeout_s:g}s") from e
     except (paramiko.SSHException, OSError, EOFError) as e:
-        raise HostError(name, "unreachable", f"connection lost while running {command.split()[0]!r}: "
-                                             f"{_oneline(e)}") from e
+        raise HostError(
+            name, "unreachable", f"connection lost while running {command.split()[0]!r}: {_oneline(e)}"
+        ) from e
     return RunResult(rc=rc, stdout=out, stderr=err_box[0] if err_box else b"")

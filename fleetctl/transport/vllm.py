@@ -19,7 +19,7 @@ class VllmClient:
 
         try:
             return self.session.get(self.base_url + path, timeout=self.timeout_s)
-        except requests.Timeout as e:           # something listens but is too busy to answer: not gone
+        except requests.Timeout as e:  # something listens but is too busy to answer: not gone
             raise HostError(self.host, "vllm_slow", f"GET {self.base_url}{path}: {_reason(e)}") from e
         except requests.RequestException as e:
             raise HostError(self.host, "vllm_unreachable", f"GET {self.base_url}{path}: {_reason(e)}") from e
@@ -37,13 +37,17 @@ class VllmClient:
         import requests
 
         try:
-            response = self.session.post(self.base_url + "/v1/completions", timeout=max(self.timeout_s, 60),
-                                         json={"model": model, "prompt": prompt, "max_tokens": max_tokens})
+            response = self.session.post(
+                self.base_url + "/v1/completions",
+                timeout=max(self.timeout_s, 60),
+                json={"model": model, "prompt": prompt, "max_tokens": max_tokens},
+            )
         except requests.RequestException as e:
             raise HostError(self.host, "vllm_unreachable", f"completion: {_reason(e)}") from e
         if response.status_code != 200:
-            raise HostError(self.host, "unhealthy", f"completion answered {response.status_code}: "
-                                                    f"{response.text[:200]}")
+            raise HostError(
+                self.host, "unhealthy", f"completion answered {response.status_code}: {response.text[:200]}"
+            )
         body = response.json()
         choices = body.get("choices") or [{}]
         if choices[0].get("finish_reason") not in ("stop", "length"):

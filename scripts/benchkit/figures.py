@@ -158,8 +158,9 @@ class HostSteps:
 
     def to_dict(self) -> dict[str, float]:
         doc = {f"{step}_s": self.seconds(step) for step in UPGRADE_STEPS}
-        doc.update(start_to_healthy_s=self.start_to_healthy_s, out_of_router_s=self.out_of_router_s,
-                   slack_s=self.slack_s)
+        doc.update(
+            start_to_healthy_s=self.start_to_healthy_s, out_of_router_s=self.out_of_router_s, slack_s=self.slack_s
+        )
         return {k: round(v, 3) for k, v in doc.items()}
 
 
@@ -177,8 +178,11 @@ def host_steps(spans: dict[str, tuple[float, float]]) -> list[HostSteps]:
 
 
 def _total(spans: dict[str, tuple[float, float]], kind: str, step: str | None = None) -> float:
-    return sum(d - b for key, (b, d) in spans.items()
-               if key.split(":")[0] == kind and (step is None or key.split(":")[-1] == step))
+    return sum(
+        d - b
+        for key, (b, d) in spans.items()
+        if key.split(":")[0] == kind and (step is None or key.split(":")[-1] == step)
+    )
 
 
 def upgrade_figures(records: list[dict], started: float, ended: float) -> dict:
@@ -191,22 +195,36 @@ def upgrade_figures(records: list[dict], started: float, ended: float) -> dict:
     to_healthy = sum(h.start_to_healthy_s for h in hosts)
     bake = _total(spans, "bake")
     overhead = total - to_healthy - bake
-    phases = {"startup_and_preflight": head - started, "pull": _total(spans, "pull"), "drain": _total(spans, "upgrade_step", "drain"),
-              "undrain": _total(spans, "upgrade_step", "undrain"), "judge": _total(spans, "judge"),
-              "exit": ended - tail}
-    phases["gaps"] = overhead - sum(phases.values())      # journal writes and bookkeeping between actions
-    return {"total_s": round(total, 3), "start_to_healthy_sum_s": round(to_healthy, 3), "bake_sum_s": round(bake, 3),
-            "overhead_s": round(overhead, 3), "overhead_per_host_s": round(overhead / len(hosts), 3),
-            "phases_s": {k: round(v, 3) for k, v in phases.items()},
-            "hosts": {h.name: h.to_dict() for h in hosts}}
+    phases = {
+        "startup_and_preflight": head - started,
+        "pull": _total(spans, "pull"),
+        "drain": _total(spans, "upgrade_step", "drain"),
+        "undrain": _total(spans, "upgrade_step", "undrain"),
+        "judge": _total(spans, "judge"),
+        "exit": ended - tail,
+    }
+    phases["gaps"] = overhead - sum(phases.values())  # journal writes and bookkeeping between actions
+    return {
+        "total_s": round(total, 3),
+        "start_to_healthy_sum_s": round(to_healthy, 3),
+        "bake_sum_s": round(bake, 3),
+        "overhead_s": round(overhead, 3),
+        "overhead_per_host_s": round(overhead / len(hosts), 3),
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "hosts": {h.name: h.to_dict() for h in hosts},
+    }
 
 
 # -- summaries ----------------------------------------------------------------------------------------------------
 
 
 def spread(values: Sequence[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
 
 
 def target(value: float, goal: str, met: bool) -> dict:

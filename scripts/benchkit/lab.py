@@ -19,9 +19,9 @@ VENV_BIN = REPO / ".venv" / "bin"
 LAB_TOOL = REPO / "scripts" / "lab"
 MODEL = "lab/tiny-llama"
 PORT = 8000
-TOOLKIT = "1.17.8"                  # hosts need the NVIDIA Container Toolkit to run the GPU containers
+TOOLKIT = "1.17.8"  # hosts need the NVIDIA Container Toolkit to run the GPU containers
 RUN_TIMEOUT_S = 600
-LAB_DEFAULT_ROUTER = "http://127.0.0.1:30000"      # what scripts/lab up writes
+LAB_DEFAULT_ROUTER = "http://127.0.0.1:30000"  # what scripts/lab up writes
 
 
 class BenchError(Exception):
@@ -33,8 +33,8 @@ class BenchLab:
     root: Path
     fleet: Path
     ssh_config: Path
-    router: str                                  # the router's base URL (a free loopback port)
-    hosts: tuple[tuple[str, str], ...]           # (name, address)
+    router: str  # the router's base URL (a free loopback port)
+    hosts: tuple[tuple[str, str], ...]  # (name, address)
 
     def url(self, name: str) -> str:
         return f"http://{dict(self.hosts)[name]}:{PORT}"
@@ -141,25 +141,26 @@ class Fleetctl:
 
     def run(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([*self.argv, *args], env=self.env, capture_output=True, text=True,
-                                  timeout=timeout)
+            return subprocess.run([*self.argv, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BenchError(f"fleetctl {' '.join(args)}: no result within {timeout:g} s") from None
 
     def ok(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
         done = self.run(*args, timeout=timeout)
         if done.returncode != 0:
-            raise BenchError(f"fleetctl {' '.join(args)}: exit {done.returncode}: "
-                             f"{last_line(done.stderr or done.stdout)}")
+            raise BenchError(
+                f"fleetctl {' '.join(args)}: exit {done.returncode}: {last_line(done.stderr or done.stdout)}"
+            )
         return done
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*self.argv, *args], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [*self.argv, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def version_ms(self, runs: int) -> list[float]:
         """Wall milliseconds of ``fleetctl --version``: the interpreter and import floor of every command."""
-        self.run("--version")                    # warm the page and bytecode caches
+        self.run("--version")  # warm the page and bytecode caches
         times = []
         for _ in range(runs):
             started = time.perf_counter()

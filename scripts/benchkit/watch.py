@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .figures import Sample, served_count
 
-POLL_S = 0.01                    # pause between polls: about 100 a second per poller, on a 2-core machine
+POLL_S = 0.01  # pause between polls: about 100 a second per poller, on a 2-core machine
 
 
 class Poller:
@@ -55,8 +55,7 @@ def router_poller(router: str) -> Poller:
     import requests
 
     session = requests.Session()
-    return Poller(lambda: frozenset(session.get(f"{router}/list_workers", timeout=2).json()["urls"]),
-                  "router-poller")
+    return Poller(lambda: frozenset(session.get(f"{router}/list_workers", timeout=2).json()["urls"]), "router-poller")
 
 
 def served_poller(url: str) -> Poller:

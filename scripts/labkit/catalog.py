@@ -28,8 +28,8 @@ IMAGE_CACHE = Path("/var/cache/fleetctl-lab")
 REPOSITORY = "lab/vllm"
 MODEL = "lab/tiny-llama"
 PORT = 8000
-CUDA = "12.8"                        # what the images claim to be built with (a profile must say)
-STALE_TARBALL_S = 3600               # other tarballs and bundles in the cache older than this are removed
+CUDA = "12.8"  # what the images claim to be built with (a profile must say)
+STALE_TARBALL_S = 3600  # other tarballs and bundles in the cache older than this are removed
 ROOTFS_INDEX = "standin-rootfs.json"
 
 Docker = Callable[..., subprocess.CompletedProcess]
@@ -38,10 +38,10 @@ Docker = Callable[..., subprocess.CompletedProcess]
 @dataclass(frozen=True)
 class LabImage:
     tag: str
-    behaviour: str                   # the stand-in's --behaviour
-    version: str                     # the vLLM version it claims (/version)
+    behaviour: str  # the stand-in's --behaviour
+    version: str  # the vLLM version it claims (/version)
     description: str
-    health_timeout_s: int = 60       # the profile's [serve] health_timeout_s
+    health_timeout_s: int = 60  # the profile's [serve] health_timeout_s
 
     @property
     def ref(self) -> str:
@@ -54,19 +54,28 @@ class LabImage:
     def labels(self, digest: str) -> dict[str, str]:
         """What tells an up-to-date image: its rootfs, behaviour, version and changes (as labkit.images labels)."""
         changes = hashlib.sha256("\n".join(self.changes()).encode()).hexdigest()[:16]
-        return {images.LABEL_ROOTFS: digest, images.LABEL_BEHAVIOUR: self.behaviour,
-                images.LABEL_VERSION: self.version, images.LABEL_CHANGES: changes}
+        return {
+            images.LABEL_ROOTFS: digest,
+            images.LABEL_BEHAVIOUR: self.behaviour,
+            images.LABEL_VERSION: self.version,
+            images.LABEL_CHANGES: changes,
+        }
 
 
 IMAGES = (
     LabImage("stable", "healthy", "0.32.0", "healthy vLLM 0.32.0 stand-in"),
     LabImage("next", "healthy", "0.32.1", "healthy vLLM 0.32.1 stand-in (the upgrade target)"),
-    LabImage("failing", "failing", "0.32.1", "vLLM 0.32.1 stand-in: a share of requests answer 500 or "
-             "finish with reason error"),
+    LabImage(
+        "failing",
+        "failing",
+        "0.32.1",
+        "vLLM 0.32.1 stand-in: a share of requests answer 500 or finish with reason error",
+    ),
     LabImage("slow", "slow", "0.32.1", "vLLM 0.32.1 stand-in: time to first token several times higher"),
     LabImage("crash", "crash", "0.32.1", "vLLM 0.32.1 stand-in that crashes at start", health_timeout_s=30),
-    LabImage("never-ready", "never-ready", "0.32.1", "vLLM 0.32.1 stand-in that never becomes healthy",
-             health_timeout_s=15),
+    LabImage(
+        "never-ready", "never-ready", "0.32.1", "vLLM 0.32.1 stand-in that never becomes healthy", health_timeout_s=15
+    ),
 )
 
 
@@ -75,6 +84,7 @@ def image(tag: str) -> LabImage:
 
 
 # -- images --------------------------------------------------------------------------------------------------
+
 
 def rootfs(cache_dir: Path = IMAGE_CACHE) -> tuple[Path, str]:
     """The stand-in rootfs tarball (built once per content) and its digest; older tarballs are pruned.
@@ -114,8 +124,7 @@ def _indexed_rootfs(cache_dir: Path) -> tuple[Path, str] | None:
 
 def _write_index(cache_dir: Path, tarball: Path, digest: str) -> None:
     with tarfile.open(tarball) as tar:
-        paths = [f"/{m.name}" for m in tar.getmembers()
-                 if not m.isdir() and not m.name.startswith(("opt/", "etc/"))]
+        paths = [f"/{m.name}" for m in tar.getmembers() if not m.isdir() and not m.name.startswith(("opt/", "etc/"))]
     index = {"tarball": tarball.name, "digest": digest, "paths": paths, "inputs": _inputs_fingerprint(paths)}
     write_if_changed(cache_dir / ROOTFS_INDEX, json.dumps(index) + "\n")
 
@@ -125,8 +134,13 @@ def _inputs_fingerprint(paths: list[str]) -> str:
     (a file added or removed changes them), the stand-in sources and labkit/images.py itself."""
     h = hashlib.sha256(f"format {images.FORMAT}\n".encode())
     folders = [root for root, _, _ in os.walk(images.STDLIB)]
-    for path in [images.__file__, str(images.STANDIN_SRC), *map(str, images.STANDIN_SRC.glob("*.py")),
-                 *folders, *paths]:
+    for path in [
+        images.__file__,
+        str(images.STANDIN_SRC),
+        *map(str, images.STANDIN_SRC.glob("*.py")),
+        *folders,
+        *paths,
+    ]:
         st = os.lstat(path)
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
     return h.hexdigest()
@@ -162,7 +176,7 @@ def ensure_images(docker: Docker, tarball: Path, digest: str, bundle: Path) -> s
         raise LabError(f"docker {how} but {', '.join(missing)} still missing or stale ({bundle})")
     for ref, (old_id, _) in before.items():
         if old_id != after[ref][0]:
-            docker("image", "rm", old_id)   # the replaced image; fails harmlessly if a container uses it
+            docker("image", "rm", old_id)  # the replaced image; fails harmlessly if a container uses it
     return how
 
 
@@ -194,8 +208,7 @@ def _run(docker: Docker, *args: str) -> None:
 
 def present_images(docker: Docker, refs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
     """ref → (image id, labels) for those of refs the daemon has (one `docker image inspect`)."""
-    run = docker("image", "inspect", "--format", "{{json .RepoTags}}\t{{json .Id}}\t{{json .Config.Labels}}",
-                 *refs)
+    run = docker("image", "inspect", "--format", "{{json .RepoTags}}\t{{json .Id}}\t{{json .Config.Labels}}", *refs)
     found: dict[str, tuple[str, dict[str, str]]] = {}
     for line in run.stdout.splitlines():
         try:
@@ -209,16 +222,33 @@ def present_images(docker: Docker, refs: list[str]) -> dict[str, tuple[str, dict
 
 # -- profiles ------------------------------------------------------------------------------------------------
 
+
 def render_profile(wanted: LabImage) -> str:
     """A fleetctl profile (profiles/*.toml schema) that serves this lab image with every GPU of the host."""
     q = json.dumps
-    lines = [f"# Written by scripts/lab up: {wanted.ref}, a {wanted.description}.",
-             "# Exists only on the lab's own Docker daemons (scripts/lab up imports it on every host).", "",
-             "[profile]", f"name = {q(wanted.tag)}", f"description = {q('Lab: ' + wanted.description)}", "",
-             "[image]", f"ref = {q(wanted.ref)}", f"cuda = {q(CUDA)}", f"vllm = {q(wanted.version)}", "",
-             "[requires]", 'gpus = ">=1"', "",
-             "[serve]", f"model = {q(MODEL)}", f"port = {PORT}", 'args = ["--max-model-len", "4096"]',
-             'gpus = "all"', f"health_timeout_s = {wanted.health_timeout_s}"]
+    lines = [
+        f"# Written by scripts/lab up: {wanted.ref}, a {wanted.description}.",
+        "# Exists only on the lab's own Docker daemons (scripts/lab up imports it on every host).",
+        "",
+        "[profile]",
+        f"name = {q(wanted.tag)}",
+        f"description = {q('Lab: ' + wanted.description)}",
+        "",
+        "[image]",
+        f"ref = {q(wanted.ref)}",
+        f"cuda = {q(CUDA)}",
+        f"vllm = {q(wanted.version)}",
+        "",
+        "[requires]",
+        'gpus = ">=1"',
+        "",
+        "[serve]",
+        f"model = {q(MODEL)}",
+        f"port = {PORT}",
+        'args = ["--max-model-len", "4096"]',
+        'gpus = "all"',
+        f"health_timeout_s = {wanted.health_timeout_s}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"     # Debian's own tools only (its docker.io, containerd, runc)
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's own tools only (its docker.io, containerd, runc)
 
 
 def find(name: str) -> str | None:

@@ -25,12 +25,12 @@ from .files import write_if_changed
 from .netns import process_alive, terminate
 from .spec import LabError
 
-SOCKET_PATH_MAX = 107                # sun_path, less its closing NUL
-LONGEST_SOCKET = "exec/containerd/containerd.sock.ttrpc"   # the deepest socket dockerd makes in its folder
-STOP_GRACE_S = 20.0                  # dockerd stops its containers first (their stop timeout, 10 s by default)
+SOCKET_PATH_MAX = 107  # sun_path, less its closing NUL
+LONGEST_SOCKET = "exec/containerd/containerd.sock.ttrpc"  # the deepest socket dockerd makes in its folder
+STOP_GRACE_S = 20.0  # dockerd stops its containers first (their stop timeout, 10 s by default)
 LEFTOVER_GRACE_S = 3.0
 CLI_TIMEOUT_S = 120
-CONTAINERD_NAMESPACE = "moby"        # the containerd namespace dockerd keeps its containers in
+CONTAINERD_NAMESPACE = "moby"  # the containerd namespace dockerd keeps its containers in
 SHIM_SOCKETS = Path("/run/containerd/s")
 
 
@@ -82,10 +82,26 @@ def daemon_config(files: DockerdFiles) -> dict:
 
 
 def launch_argv(files: DockerdFiles, namespace: str) -> list[str]:
-    return [tool("setsid"), "--fork", tool("nsenter"), f"--net=/run/netns/{namespace}", system_tool("dockerd"),
-            "--bridge=none", "--iptables=false", "--ip-masq=false", "-H", files.host,
-            "--data-root", str(files.data_root), "--exec-root", str(files.exec_root),
-            "--pidfile", str(files.pidfile), "--config-file", str(files.config)]
+    return [
+        tool("setsid"),
+        "--fork",
+        tool("nsenter"),
+        f"--net=/run/netns/{namespace}",
+        system_tool("dockerd"),
+        "--bridge=none",
+        "--iptables=false",
+        "--ip-masq=false",
+        "-H",
+        files.host,
+        "--data-root",
+        str(files.data_root),
+        "--exec-root",
+        str(files.exec_root),
+        "--pidfile",
+        str(files.pidfile),
+        "--config-file",
+        str(files.config),
+    ]
 
 
 def launch_env(hook_dir: Path | None) -> dict[str, str]:
@@ -111,8 +127,10 @@ def ensure(files: DockerdFiles, namespace: str, hook_dir: Path | None) -> bool:
 def check_socket_room(files: DockerdFiles) -> None:
     deepest = files.dir / LONGEST_SOCKET
     if len(str(deepest)) > SOCKET_PATH_MAX:
-        raise LabError(f"{files.dir}: path too long for dockerd's sockets ({deepest} has {len(str(deepest))} "
-                       f"characters, at most {SOCKET_PATH_MAX}); use a shorter lab folder")
+        raise LabError(
+            f"{files.dir}: path too long for dockerd's sockets ({deepest} has {len(str(deepest))} "
+            f"characters, at most {SOCKET_PATH_MAX}); use a shorter lab folder"
+        )
 
 
 def start(files: DockerdFiles, argv: list[str], env: dict[str, str]) -> None:
@@ -121,8 +139,7 @@ def start(files: DockerdFiles, argv: list[str], env: dict[str, str]) -> None:
     with open(files.log, "ab") as log:
         run = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, timeout=30)
     if run.returncode != 0:
-        raise LabError(f"dockerd did not start ({' '.join(argv[:4])}...): exit {run.returncode}, "
-                       f"see {files.log}")
+        raise LabError(f"dockerd did not start ({' '.join(argv[:4])}...): exit {run.returncode}, see {files.log}")
 
 
 def running_pid(files: DockerdFiles, namespace: str) -> int | None:
@@ -159,8 +176,7 @@ def wait_ready(files: DockerdFiles, namespace: str, deadline: float) -> None:
             raise LabError(f"dockerd in {namespace} exited: {log_tail(files) or 'see ' + str(files.log)}")
         seen_pid = pid or seen_pid
         if time.monotonic() > deadline:
-            raise LabError(f"dockerd in {namespace} did not answer on {files.socket}: "
-                           f"{log_tail(files) or 'no log'}")
+            raise LabError(f"dockerd in {namespace} did not answer on {files.socket}: {log_tail(files) or 'no log'}")
         time.sleep(0.1)
     version = cli(files, "version", "--format", "{{.Server.Version}}")
     if version.returncode != 0:
@@ -170,8 +186,14 @@ def wait_ready(files: DockerdFiles, namespace: str, deadline: float) -> None:
 def cli(files: DockerdFiles, *args: str, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Debian's docker CLI against this daemon; never raises on a non-zero exit."""
     env = {"PATH": SYSTEM_PATH, "LANG": "C", "HOME": os.environ.get("HOME", "/root")}
-    return subprocess.run([system_tool("docker"), "-H", files.host, *args], capture_output=True, text=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=timeout_s)
+    return subprocess.run(
+        [system_tool("docker"), "-H", files.host, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout_s,
+    )
 
 
 def stop(files: DockerdFiles, namespace: str, grace_s: float = STOP_GRACE_S) -> None:
@@ -205,7 +227,7 @@ def leftover_pids(files: DockerdFiles) -> list[int]:
             if prefix in (entry / "cmdline").read_bytes():
                 found.add(int(entry.name))
         except (OSError, IndexError, ValueError):
-            continue                    # gone meanwhile
+            continue  # gone meanwhile
     grew = True
     while grew:
         more = {pid for pid, parent in parents.items() if parent in found} - found

@@ -13,7 +13,7 @@ from . import commands
 from .layout import Layout, Node
 
 STATE_SCHEMA = "fleetctl.lab/v1"
-SYSTEM_PATH = commands.SYSTEM_PATH               # Debian's own tools (and its /usr/bin/python3), nothing else
+SYSTEM_PATH = commands.SYSTEM_PATH  # Debian's own tools (and its /usr/bin/python3), nothing else
 ROUTER_URL = "http://127.0.0.1:30000"
 CONNECT_TIMEOUT_S = 5
 
@@ -66,8 +66,16 @@ class LabPaths:
 
     def made(self) -> list[Path]:
         """Everything `up` puts in the lab folder (what `down` removes)."""
-        return [self.state, self.fleet, self.root / "ssh", self.lib, self.nopython_bin, self.profiles,
-                self.root / "bastion", self.root / "hosts"]
+        return [
+            self.state,
+            self.fleet,
+            self.root / "ssh",
+            self.lib,
+            self.nopython_bin,
+            self.profiles,
+            self.root / "bastion",
+            self.root / "hosts",
+        ]
 
 
 def session_env(paths: LabPaths, node: Node, docker_host: str | None = None) -> dict[str, str]:
@@ -103,10 +111,18 @@ def fill_nopython_bin(target: Path) -> None:
 
 def render_fleet(paths: LabPaths, layout: Layout, user: str = "root") -> str:
     q = json.dumps
-    lines = ["# Written by scripts/lab up: the lab's fleet, for fleetctl.", "[fleet]", 'name = "lab"', "",
-             "[ssh]", f"user = {q(user)}", f"identity_file = {q(str(paths.identity))}",
-             f"known_hosts = {q(str(paths.known_hosts))}", 'host_key_policy = "strict"',
-             f"connect_timeout_s = {CONNECT_TIMEOUT_S}"]
+    lines = [
+        "# Written by scripts/lab up: the lab's fleet, for fleetctl.",
+        "[fleet]",
+        'name = "lab"',
+        "",
+        "[ssh]",
+        f"user = {q(user)}",
+        f"identity_file = {q(str(paths.identity))}",
+        f"known_hosts = {q(str(paths.known_hosts))}",
+        'host_key_policy = "strict"',
+        f"connect_timeout_s = {CONNECT_TIMEOUT_S}",
+    ]
     if layout.bastion:
         lines.append(f"proxy_jump = {q(f'{user}@{layout.bastion.address}')}")
     lines += ["", "[router]", f"url = {q(ROUTER_URL)}"]
@@ -121,10 +137,18 @@ def render_ssh_config(paths: LabPaths, layout: Layout, user: str = "root") -> st
     """An OpenSSH client config for `ssh -F`: every node by name or address, host keys verified.
 
     OpenSSH hands -F (not -o) on to the ssh it runs for a jump host, so the bastion hop is verified too."""
-    lines = ["# Written by scripts/lab up: ssh -F <this file> <host name or address>", "Host *",
-             f"  User {user}", f"  IdentityFile {paths.identity}", "  IdentitiesOnly yes",
-             f"  UserKnownHostsFile {paths.known_hosts}", "  GlobalKnownHostsFile /dev/null",
-             "  StrictHostKeyChecking yes", "  BatchMode yes", f"  ConnectTimeout {CONNECT_TIMEOUT_S}"]
+    lines = [
+        "# Written by scripts/lab up: ssh -F <this file> <host name or address>",
+        "Host *",
+        f"  User {user}",
+        f"  IdentityFile {paths.identity}",
+        "  IdentitiesOnly yes",
+        f"  UserKnownHostsFile {paths.known_hosts}",
+        "  GlobalKnownHostsFile /dev/null",
+        "  StrictHostKeyChecking yes",
+        "  BatchMode yes",
+        f"  ConnectTimeout {CONNECT_TIMEOUT_S}",
+    ]
     for node in layout.nodes:
         lines += ["", f"Host {node.name} {node.address}", f"  HostName {node.address}"]
         if layout.bastion and node.host is not None:

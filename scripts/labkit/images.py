@@ -27,9 +27,20 @@ STDLIB = Path("/usr/lib/python3.11")
 STANDIN_SRC = Path(__file__).resolve().parent / "standin"
 STANDIN_DIR = "/opt/fleetctl-standin"
 ENTRYPOINT = [str(PYTHON), "-I", "-S", "-B", f"{STANDIN_DIR}/server.py"]
-FORMAT = "1"                # bump when the tarball layout changes
-SKIPPED_DIRS = frozenset({"test", "tests", "idlelib", "tkinter", "ensurepip", "__pycache__", "turtledemo",
-                          "lib2to3", "config-3.11-x86_64-linux-gnu"})
+FORMAT = "1"  # bump when the tarball layout changes
+SKIPPED_DIRS = frozenset(
+    {
+        "test",
+        "tests",
+        "idlelib",
+        "tkinter",
+        "ensurepip",
+        "__pycache__",
+        "turtledemo",
+        "lib2to3",
+        "config-3.11-x86_64-linux-gnu",
+    }
+)
 LABEL_ROOTFS = "fleetctl.lab.rootfs"
 LABEL_BEHAVIOUR = "fleetctl.lab.behaviour"
 LABEL_VERSION = "fleetctl.lab.version"
@@ -90,15 +101,20 @@ def import_images(docker_host: str, tarball: Path, tags: dict[str, dict]) -> Non
         for name, spec in tags.items():
             behaviour, version = spec.get("behaviour", "healthy"), spec.get("version", "0.32.0")
             changes = image_changes(behaviour, version)
-            labels = {LABEL_ROOTFS: digest, LABEL_BEHAVIOUR: behaviour, LABEL_VERSION: version,
-                      LABEL_CHANGES: hashlib.sha256("\n".join(changes).encode()).hexdigest()[:16]}
+            labels = {
+                LABEL_ROOTFS: digest,
+                LABEL_BEHAVIOUR: behaviour,
+                LABEL_VERSION: version,
+                LABEL_CHANGES: hashlib.sha256("\n".join(changes).encode()).hexdigest()[:16],
+            }
             if _has_image(client, name, labels):
                 continue
             repository, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "latest")
             label_change = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
             try:
-                client.api.import_image_from_file(str(tarball), repository=repository, tag=tag,
-                                                  changes=[*changes, label_change])
+                client.api.import_image_from_file(
+                    str(tarball), repository=repository, tag=tag, changes=[*changes, label_change]
+                )
             except docker.errors.APIError as e:
                 raise ImageError(f"{docker_host}: import of {name} failed: {e.explanation or e}") from e
             if not _has_image(client, name, labels):
@@ -109,10 +125,12 @@ def import_images(docker_host: str, tarball: Path, tags: dict[str, dict]) -> Non
 
 def image_changes(behaviour: str, version: str) -> list[str]:
     """Dockerfile instructions for ``docker import --change`` (labels are added beside them)."""
-    return [f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
-            f"ENV FLEETCTL_STANDIN_BEHAVIOUR={behaviour}",
-            f"ENV FLEETCTL_STANDIN_VERSION={version}",
-            "EXPOSE 8000"]
+    return [
+        f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
+        f"ENV FLEETCTL_STANDIN_BEHAVIOUR={behaviour}",
+        f"ENV FLEETCTL_STANDIN_VERSION={version}",
+        "EXPOSE 8000",
+    ]
 
 
 def _has_image(client, name: str, labels: dict[str, str]) -> bool:
@@ -189,7 +207,7 @@ def _add_host_path(tar: tarfile.TarFile, path: Path, added: set[str]) -> None:
             target = os.readlink(current)
             _add_link(tar, current, target, added)
             real = Path(os.path.normpath(current.parent / target))
-            _add_host_path(tar, real.joinpath(*parts[i + 1:]), added)
+            _add_host_path(tar, real.joinpath(*parts[i + 1 :]), added)
             return
     _add_file(tar, path, str(path).lstrip("/"), added, mode=path.stat().st_mode & 0o7777)
 

@@ -22,14 +22,24 @@ from pathlib import Path
 
 from . import catalog, dockerd, netns, sshd
 from .fakenvml import build_library, install_tools, render_config
-from .files import (LabPaths, ensure_symlink, fill_nopython_bin, read_state, render_fleet, render_known_hosts,
-                    render_ssh_config, session_env, write_if_changed, write_state)
+from .files import (
+    LabPaths,
+    ensure_symlink,
+    fill_nopython_bin,
+    read_state,
+    render_fleet,
+    render_known_hosts,
+    render_ssh_config,
+    session_env,
+    write_if_changed,
+    write_state,
+)
 from .layout import Layout, Node, plan_layout
 from .preflight import docker_problems, problems
 from .spec import LabError, LabSpec, parse_spec
 
 READY_TIMEOUT_S = 20.0
-DOCKER_READY_TIMEOUT_S = 90.0    # ~5 s each, but they start together on a small machine
+DOCKER_READY_TIMEOUT_S = 90.0  # ~5 s each, but they start together on a small machine
 WORKERS = 8
 
 
@@ -40,7 +50,7 @@ class LabHost:
     ring: str | None
     namespace: str
     dir: Path
-    docker_host: str | None = None   # unix://<its dockerd's socket>; None when the host has no dockerd
+    docker_host: str | None = None  # unix://<its dockerd's socket>; None when the host has no dockerd
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,9 @@ class LabInfo:
     fleet_file: Path
     identity_file: Path
     known_hosts: Path
-    ssh_config: Path             # for `ssh -F`: names, addresses, key checks and the jump host
+    ssh_config: Path  # for `ssh -F`: names, addresses, key checks and the jump host
     hosts: tuple[LabHost, ...]
-    bastion: str | None          # the bastion's address, when hosts sit behind one
+    bastion: str | None  # the bastion's address, when hosts sit behind one
     spec: LabSpec
     profiles: Path | None = None  # <tag>.toml fleetctl profiles for the lab images
 
@@ -109,7 +119,7 @@ class Lab:
         if any(not node.host.python3 for node in self.layout.hosts):
             fill_nopython_bin(self.paths.nopython_bin)
         netns.ensure_network(self.layout)
-        self._each_node(lambda node: self._ensure_node(node, library))     # starts the dockerds, does not wait
+        self._each_node(lambda node: self._ensure_node(node, library))  # starts the dockerds, does not wait
         deadline = time.monotonic() + READY_TIMEOUT_S
         for node in self.layout.nodes:
             sshd.wait_ready(self._sshd_files(node), node.namespace, deadline)
@@ -120,12 +130,22 @@ class Lab:
         return self.info()
 
     def info(self) -> LabInfo:
-        hosts = tuple(LabHost(n.name, n.address, n.host.ring, n.namespace, self.paths.node_dir(n),
-                              self._docker_host(n)) for n in self.layout.hosts)
+        hosts = tuple(
+            LabHost(n.name, n.address, n.host.ring, n.namespace, self.paths.node_dir(n), self._docker_host(n))
+            for n in self.layout.hosts
+        )
         bastion = self.layout.bastion.address if self.layout.bastion else None
-        return LabInfo(root=self.paths.root, fleet_file=self.paths.fleet, identity_file=self.paths.identity,
-                       known_hosts=self.paths.known_hosts, ssh_config=self.paths.ssh_config, hosts=hosts,
-                       bastion=bastion, spec=self.spec, profiles=self.paths.profiles)
+        return LabInfo(
+            root=self.paths.root,
+            fleet_file=self.paths.fleet,
+            identity_file=self.paths.identity,
+            known_hosts=self.paths.known_hosts,
+            ssh_config=self.paths.ssh_config,
+            hosts=hosts,
+            bastion=bastion,
+            spec=self.spec,
+            profiles=self.paths.profiles,
+        )
 
     def _retire_previous(self) -> bool:
         """Take down what an earlier `up` in this folder made that this spec no longer has.
@@ -135,8 +155,11 @@ class Lab:
         if state is None:
             return False
         old = plan_layout(parse_spec(state["spec"], source=str(self.paths.state)))
-        if (old.bridge, old.gateway_cidr, bool(old.bastion)) != (self.layout.bridge, self.layout.gateway_cidr,
-                                                                  bool(self.layout.bastion)):
+        if (old.bridge, old.gateway_cidr, bool(old.bastion)) != (
+            self.layout.bridge,
+            self.layout.gateway_cidr,
+            bool(self.layout.bastion),
+        ):
             self._delete_layout(old)
             return False
         keep = {node.name for node in self.layout.nodes}
@@ -219,7 +242,7 @@ class Lab:
         nodes = self._docker_nodes()
         if not nodes:
             return
-        tarball, digest = catalog.rootfs()          # builds (or finds) it while the daemons start
+        tarball, digest = catalog.rootfs()  # builds (or finds) it while the daemons start
         bundle = catalog.bundle_path(catalog.IMAGE_CACHE, digest)
         deadline = time.monotonic() + DOCKER_READY_TIMEOUT_S
 
@@ -251,9 +274,16 @@ class Lab:
         hosts = [n for n in nodes if n["role"] == "host"]
         bastion = next((n for n in nodes if n["role"] == "bastion"), None)
         up = exists and all(n["sshd"] and n["docker"] is not False for n in nodes)
-        return {"root": str(self.paths.root), "exists": exists, "up": up,
-                "prefix": self.spec.prefix, "subnet": self.spec.subnet, "bastion": bastion, "hosts": hosts,
-                "fleet_file": str(self.paths.fleet)}
+        return {
+            "root": str(self.paths.root),
+            "exists": exists,
+            "up": up,
+            "prefix": self.spec.prefix,
+            "subnet": self.spec.subnet,
+            "bastion": bastion,
+            "hosts": hosts,
+            "fleet_file": str(self.paths.fleet),
+        }
 
     def _node_status(self, node: Node) -> dict:
         pid = sshd.running_pid(self._sshd_files(node), node.namespace)
@@ -262,10 +292,18 @@ class Lab:
             files = self._dockerd_files(node)
             docker_pid = dockerd.running_pid(files, node.namespace)
             docker = docker_pid is not None and dockerd.ping(files)
-        return {"name": node.name, "role": "bastion" if node.host is None else "host", "address": node.address,
-                "ring": node.host.ring if node.host else None, "namespace": node.namespace,
-                "sshd": pid is not None, "pid": pid, "docker": docker, "docker_pid": docker_pid,
-                "docker_host": self._docker_host(node)}
+        return {
+            "name": node.name,
+            "role": "bastion" if node.host is None else "host",
+            "address": node.address,
+            "ring": node.host.ring if node.host else None,
+            "namespace": node.namespace,
+            "sshd": pid is not None,
+            "pid": pid,
+            "docker": docker,
+            "docker_pid": docker_pid,
+            "docker_host": self._docker_host(node),
+        }
 
     # -- for tests ------------------------------------------------------------------------------------------
 
@@ -308,9 +346,9 @@ class Lab:
         self._delete_layout(self.layout)
         dockerd.unmount_under(self.paths.root)
         left = dockerd.mounts_under(self.paths.root)
-        if left:                     # never delete files through a mount
+        if left:  # never delete files through a mount
             raise LabError(f"cannot remove {self.paths.root}: still mounted: {', '.join(left)}")
-        for path in (*self.paths.made(), self.paths.root / ".fleetctl"):    # fleetctl's state of this lab too
+        for path in (*self.paths.made(), self.paths.root / ".fleetctl"):  # fleetctl's state of this lab too
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
@@ -318,7 +356,7 @@ class Lab:
         try:
             self.paths.root.rmdir()
         except OSError:
-            pass                     # not empty: it holds things the lab did not make
+            pass  # not empty: it holds things the lab did not make
 
     def _delete_layout(self, layout: Layout) -> None:
         """Stop the hosts' dockerds (together: each may wait for its containers), then remove the network."""
@@ -334,7 +372,7 @@ def stop_fleetctl_router(state_dir: Path) -> None:
         record = json.loads((state_dir / "router.json").read_text())
         pid, ticks = int(record["pid"]), int(record["start_ticks"])
         if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) != ticks:
-            return                     # that pid is another process now
+            return  # that pid is another process now
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return
     os.kill(pid, signal.SIGTERM)
@@ -351,4 +389,4 @@ def _running(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"

@@ -25,22 +25,22 @@ class Node:
 
     name: str
     namespace: str
-    veth: str                   # the outer end of eth0's veth pair
-    outer_ns: str | None        # namespace of the outer end (None: the root namespace)
-    bridge: str                 # bridge the outer end is attached to, in outer_ns
+    veth: str  # the outer end of eth0's veth pair
+    outer_ns: str | None  # namespace of the outer end (None: the root namespace)
+    bridge: str  # bridge the outer end is attached to, in outer_ns
     address: str
-    cidr: str                   # eth0's address/prefix length
-    host: HostSpec | None       # None for the bastion
+    cidr: str  # eth0's address/prefix length
+    host: HostSpec | None  # None for the bastion
     routes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Layout:
-    bridge: str                 # in the root namespace
-    gateway_cidr: str           # the root namespace's address on it
+    bridge: str  # in the root namespace
+    gateway_cidr: str  # the root namespace's address on it
     bastion: Node | None
     hosts: tuple[Node, ...]
-    inner_cidr: str | None      # the bastion's address on br-in
+    inner_cidr: str | None  # the bastion's address on br-in
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -69,17 +69,37 @@ def plan_layout(spec: LabSpec) -> Layout:
     bastion = None
     if spec.bastion:
         # eth0 holds only .2 and a route to .1: the hosts' whole subnet is on br-in, not on eth0.
-        bastion = Node(name="bastion", namespace=f"{spec.prefix}-bastion",
-                       veth=interface_name(spec.prefix, "bastion"), outer_ns=None, bridge=bridge,
-                       address=at(2), cidr=f"{at(2)}/32", host=None, routes=(f"{at(1)}/32",))
-    hosts = tuple(_host_node(spec, host, at(FIRST_HOST + i), net.prefixlen, bastion, bridge)
-                  for i, host in enumerate(spec.hosts))
-    return Layout(bridge=bridge, gateway_cidr=f"{at(1)}/{net.prefixlen}", bastion=bastion, hosts=hosts,
-                  inner_cidr=f"{at(3)}/{net.prefixlen}" if bastion else None)
+        bastion = Node(
+            name="bastion",
+            namespace=f"{spec.prefix}-bastion",
+            veth=interface_name(spec.prefix, "bastion"),
+            outer_ns=None,
+            bridge=bridge,
+            address=at(2),
+            cidr=f"{at(2)}/32",
+            host=None,
+            routes=(f"{at(1)}/32",),
+        )
+    hosts = tuple(
+        _host_node(spec, host, at(FIRST_HOST + i), net.prefixlen, bastion, bridge) for i, host in enumerate(spec.hosts)
+    )
+    return Layout(
+        bridge=bridge,
+        gateway_cidr=f"{at(1)}/{net.prefixlen}",
+        bastion=bastion,
+        hosts=hosts,
+        inner_cidr=f"{at(3)}/{net.prefixlen}" if bastion else None,
+    )
 
 
-def _host_node(spec: LabSpec, host: HostSpec, address: str, prefixlen: int, bastion: Node | None,
-               bridge: str) -> Node:
-    return Node(name=host.name, namespace=f"{spec.prefix}-{host.name}", veth=interface_name(spec.prefix, host.name),
-                outer_ns=bastion.namespace if bastion else None, bridge=INNER_BRIDGE if bastion else bridge,
-                address=address, cidr=f"{address}/{prefixlen}", host=host)
+def _host_node(spec: LabSpec, host: HostSpec, address: str, prefixlen: int, bastion: Node | None, bridge: str) -> Node:
+    return Node(
+        name=host.name,
+        namespace=f"{spec.prefix}-{host.name}",
+        veth=interface_name(spec.prefix, host.name),
+        outer_ns=bastion.namespace if bastion else None,
+        bridge=INNER_BRIDGE if bastion else bridge,
+        address=address,
+        cidr=f"{address}/{prefixlen}",
+        host=host,
+    )

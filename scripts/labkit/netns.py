@@ -13,6 +13,7 @@ from .commands import tool
 from .layout import INNER_BRIDGE, NODE_DEV, Layout, Node
 from .spec import LabError
 
+
 def ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `ip [-n NS] ARGS`; a failure raises LabError with ip's own message."""
     cmd = [tool("ip"), *(("-n", ns) if ns else ()), *args]
@@ -75,8 +76,7 @@ def _paired(inner: dict, outer: dict) -> bool:
 def _recreate_pair(node: Node) -> None:
     ip("link", "del", NODE_DEV, ns=node.namespace, check=False)
     ip("link", "del", node.veth, ns=node.outer_ns, check=False)
-    ip("link", "add", node.veth, "type", "veth", "peer", "name", NODE_DEV, "netns", node.namespace,
-       ns=node.outer_ns)
+    ip("link", "add", node.veth, "type", "veth", "peer", "name", NODE_DEV, "netns", node.namespace, ns=node.outer_ns)
     ip("link", "set", node.veth, "master", node.bridge, "up", ns=node.outer_ns)
     # The new eth0 has a new MAC: forget the old one where the node's peers resolve its address.
     ip("neigh", "flush", "to", node.address, ns=node.outer_ns, check=False)
@@ -95,12 +95,15 @@ def check_network_free(layout: Layout, subnet: str, ours: bool) -> None:
     net = ipaddress.IPv4Network(subnet)
     for name, entry in links().items():
         if name == layout.bridge and not ours:
-            raise LabError(f"bridge {name} already exists: another lab with this prefix is up "
-                           "(take it down, or give this lab another [lab] prefix and subnet)")
+            raise LabError(
+                f"bridge {name} already exists: another lab with this prefix is up "
+                "(take it down, or give this lab another [lab] prefix and subnet)"
+            )
         for cidr in addresses(entry):
             if name != layout.bridge and ipaddress.IPv4Interface(cidr).network.overlaps(net):
-                raise LabError(f"subnet {subnet} is already used by {name} ({cidr}); "
-                               "give this lab another [lab] subnet")
+                raise LabError(
+                    f"subnet {subnet} is already used by {name} ({cidr}); give this lab another [lab] subnet"
+                )
 
 
 def ensure_network(layout: Layout) -> None:

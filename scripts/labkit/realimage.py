@@ -31,10 +31,10 @@ from .spec import LabError
 REF = "lab/vllm-real:cpu"
 MODEL_MOUNT = "/model"
 ENTRY_DIR = "opt/fleetctl-real"
-FORMAT = "1"                          # bump when the tarball layout changes
+FORMAT = "1"  # bump when the tarball layout changes
 LABEL_DIGEST = "fleetctl.lab.real-rootfs"
 STALE_S = 3600
-TOOLS = (Path("/bin/sh"), Path("/usr/bin/lscpu"))     # vLLM's CPU worker runs `lscpu --json` through a shell
+TOOLS = (Path("/bin/sh"), Path("/usr/bin/lscpu"))  # vLLM's CPU worker runs `lscpu --json` through a shell
 _LDD_PATH = re.compile(r"(/\S+)\s+\(0x")
 ENTRY = '''\
 """fleetctl runs IMAGE MODEL --port P [...]; vLLM's OpenAI API server takes --model MODEL."""
@@ -53,16 +53,19 @@ Docker = Callable[..., subprocess.CompletedProcess]
 
 @dataclass(frozen=True)
 class RealImage:
-    venv: Path                        # as the container sees it (the entrypoint's interpreter lives there)
-    python_home: Path                 # the installation the venv's python links to (pyvenv.cfg ``home``/..)
+    venv: Path  # as the container sees it (the entrypoint's interpreter lives there)
+    python_home: Path  # the installation the venv's python links to (pyvenv.cfg ``home``/..)
 
     @classmethod
     def of(cls, venv: Path) -> RealImage:
         """The image for ``venv``; LabError when it is not a venv whose python lies inside its ``home``."""
         venv = Path(venv).absolute()
         home = _venv_home(venv)
-        target = Path(os.path.normpath(venv / "bin" / os.readlink(venv / "bin" / "python3.11"))) \
-            if (venv / "bin" / "python3.11").is_symlink() else None
+        target = (
+            Path(os.path.normpath(venv / "bin" / os.readlink(venv / "bin" / "python3.11")))
+            if (venv / "bin" / "python3.11").is_symlink()
+            else None
+        )
         if target is not None and home not in target.parents:
             raise LabError(f"{venv}/bin/python3.11 links to {target}, outside its home {home}")
         return cls(venv, home)
@@ -73,8 +76,11 @@ class RealImage:
 
     def volumes(self, model_dir: Path) -> dict[str, str]:
         """host path → container path:ro for the venv, its Python and the model (sources with links resolved)."""
-        return {str(self.venv.resolve()): f"{self.venv}:ro", str(self.python_home.resolve()): f"{self.python_home}:ro",
-                str(Path(model_dir).resolve()): f"{MODEL_MOUNT}:ro"}
+        return {
+            str(self.venv.resolve()): f"{self.venv}:ro",
+            str(self.python_home.resolve()): f"{self.python_home}:ro",
+            str(Path(model_dir).resolve()): f"{MODEL_MOUNT}:ro",
+        }
 
     def mounted(self) -> tuple[Path, ...]:
         return (self.venv.resolve(), self.python_home.resolve())
@@ -93,6 +99,7 @@ def _venv_home(venv: Path) -> Path:
 
 
 # -- rootfs ---------------------------------------------------------------------------------------------------
+
 
 def build_rootfs(image: RealImage, cache_dir: Path = Path("/var/cache/fleetctl-lab")) -> tuple[Path, str]:
     """The rootfs tarball (the system libraries the venv's and its Python's ELF files need, ``TOOLS``, /tmp,
@@ -126,8 +133,11 @@ def shared_objects(roots: tuple[Path, ...]) -> list[Path]:
         for folder, _, names in os.walk(root):
             for name in names:
                 path = Path(folder) / name
-                if (".so" in name and _is_object_name(name) or folder.endswith("/bin") and
-                        name.startswith("python3")) and path.is_file() and not path.is_symlink():
+                if (
+                    (".so" in name and _is_object_name(name) or folder.endswith("/bin") and name.startswith("python3"))
+                    and path.is_file()
+                    and not path.is_symlink()
+                ):
                     found.append(path)
     return sorted(found)
 
@@ -143,9 +153,10 @@ def system_libraries(objects: list[Path], mounted: tuple[Path, ...]) -> list[Pat
     runtimes, loaded only when present) are skipped: vLLM on the CPU never loads them."""
     found: set[str] = set()
     for start in range(0, len(objects), 64):
-        batch = [str(p) for p in objects[start:start + 64]]
-        out = subprocess.run([system_tool("ldd"), *batch], capture_output=True, text=True,
-                             env={"PATH": SYSTEM_PATH, "LANG": "C"})
+        batch = [str(p) for p in objects[start : start + 64]]
+        out = subprocess.run(
+            [system_tool("ldd"), *batch], capture_output=True, text=True, env={"PATH": SYSTEM_PATH, "LANG": "C"}
+        )
         found.update(m.group(1) for m in _LDD_PATH.finditer(out.stdout))
     outside = [Path(p) for p in found if not any(Path(p).is_relative_to(m) for m in mounted)]
     return sorted(p for p in outside if not any(p.resolve().is_relative_to(m) for m in mounted))
@@ -180,12 +191,21 @@ def _prune(keep: Path) -> None:
 
 # -- images ---------------------------------------------------------------------------------------------------
 
+
 def docker_cli(docker_host: str) -> Docker:
     """The docker CLI against one daemon (``unix://...``); never raises on a non-zero exit."""
+
     def run(*args: str) -> subprocess.CompletedProcess:
         env = {"PATH": SYSTEM_PATH, "LANG": "C", "HOME": os.environ.get("HOME", "/root")}
-        return subprocess.run([system_tool("docker"), "-H", docker_host, *args], capture_output=True, text=True,
-                              env=env, stdin=subprocess.DEVNULL, timeout=300)
+        return subprocess.run(
+            [system_tool("docker"), "-H", docker_host, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+
     return run
 
 
@@ -193,8 +213,12 @@ def import_image(docker: Docker, image: RealImage, tarball: Path, digest: str) -
     """Import the rootfs as ``REF`` unless the daemon already has it from this digest; True if it imported."""
     if _present_digest(docker) == digest:
         return False
-    changes = [f"ENTRYPOINT {json.dumps(image.entrypoint)}", "ENV VLLM_TARGET_DEVICE=cpu", "EXPOSE 8000",
-               f"LABEL {LABEL_DIGEST}={json.dumps(digest)}"]
+    changes = [
+        f"ENTRYPOINT {json.dumps(image.entrypoint)}",
+        "ENV VLLM_TARGET_DEVICE=cpu",
+        "EXPOSE 8000",
+        f"LABEL {LABEL_DIGEST}={json.dumps(digest)}",
+    ]
     run = docker("import", *(a for c in changes for a in ("--change", c)), str(tarball), REF)
     if run.returncode != 0:
         raise LabError(f"docker import {REF} failed: {run.stderr.strip() or f'exit {run.returncode}'}")

@@ -15,12 +15,12 @@ from .fakenvml.config import DEFAULTS as HARDWARE_DEFAULTS
 DEFAULT_SPEC = Path(__file__).with_name("default-spec.toml")
 LAB_KEYS = {"bastion": False, "prefix": "fl", "subnet": "10.250.0.0/24", "docker": True}
 HOST_KEYS = {"name", "ring", "python3", "docker", *HARDWARE_DEFAULTS}
-RESERVED_NAMES = {"bastion", "br"}           # would clash with the lab's own interface names
+RESERVED_NAMES = {"bastion", "br"}  # would clash with the lab's own interface names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 RING = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-PREFIX = re.compile(r"[a-z][a-z0-9]{0,7}")   # short: interface names are at most 15 characters
+PREFIX = re.compile(r"[a-z][a-z0-9]{0,7}")  # short: interface names are at most 15 characters
 LAB_NETWORKS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
-FIRST_HOST = 11                              # .1 root side, .2 bastion, .3 bastion's inner leg
+FIRST_HOST = 11  # .1 root side, .2 bastion, .3 bastion's inner leg
 
 
 class LabError(Exception):
@@ -36,8 +36,8 @@ class HostSpec:
     name: str
     ring: str | None
     python3: bool
-    raw: dict[str, Any]                      # the host's table as written
-    docker: bool = True                      # its own dockerd ([lab] docker gives the default)
+    raw: dict[str, Any]  # the host's table as written
+    docker: bool = True  # its own dockerd ([lab] docker gives the default)
 
     @property
     def table(self) -> dict[str, Any]:
@@ -56,7 +56,7 @@ class LabSpec:
     prefix: str = "fl"
     subnet: str = "10.250.0.0/24"
     source: str = "<spec>"
-    docker: bool = True                      # the default for hosts that do not say
+    docker: bool = True  # the default for hosts that do not say
 
     def host(self, name: str) -> HostSpec:
         for host in self.hosts:
@@ -115,8 +115,14 @@ def _parse(data: dict[str, Any], source: str) -> LabSpec:
         if name in names[:i]:
             raise _Problem(f"host {name}: name: used twice", "hosts", i, "name")
     _check_capacity(lab["subnet"], len(parsed))
-    return LabSpec(hosts=parsed, bastion=lab["bastion"], prefix=lab["prefix"], subnet=lab["subnet"],
-                   source=source, docker=lab["docker"])
+    return LabSpec(
+        hosts=parsed,
+        bastion=lab["bastion"],
+        prefix=lab["prefix"],
+        subnet=lab["subnet"],
+        source=source,
+        docker=lab["docker"],
+    )
 
 
 def _parse_lab(lab: Any) -> dict[str, Any]:
@@ -130,8 +136,9 @@ def _parse_lab(lab: Any) -> dict[str, Any]:
         if not isinstance(values[key], bool):
             raise _Problem(f"lab: {key}: expected true or false", "lab", 0, key)
     if not isinstance(values["prefix"], str) or not PREFIX.fullmatch(values["prefix"]):
-        raise _Problem("lab: prefix: expected 1-8 lowercase letters or digits, starting with a letter",
-                       "lab", 0, "prefix")
+        raise _Problem(
+            "lab: prefix: expected 1-8 lowercase letters or digits, starting with a letter", "lab", 0, "prefix"
+        )
     values["subnet"] = _parse_subnet(values["subnet"])
     return values
 
@@ -140,19 +147,25 @@ def _parse_subnet(value: Any) -> str:
     try:
         net = ipaddress.IPv4Network(value)
     except (ValueError, TypeError):
-        raise _Problem(f"lab: subnet: expected an IPv4 network like 10.250.0.0/24 (got {value!r})",
-                       "lab", 0, "subnet") from None
+        raise _Problem(
+            f"lab: subnet: expected an IPv4 network like 10.250.0.0/24 (got {value!r})", "lab", 0, "subnet"
+        ) from None
     if not any(net.subnet_of(private) for private in LAB_NETWORKS):
-        raise _Problem("lab: subnet: expected a private network inside 10/8, 172.16/12 or 192.168/16",
-                       "lab", 0, "subnet")
+        raise _Problem(
+            "lab: subnet: expected a private network inside 10/8, 172.16/12 or 192.168/16", "lab", 0, "subnet"
+        )
     return str(net)
 
 
 def _parse_host(index: int, raw: dict[str, Any], docker_default: bool) -> HostSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in RESERVED_NAMES:
-        raise _Problem(f"hosts[{index}]: name: expected letters, digits, '.', '_' or '-' (not bastion or br), "
-                       f"got {name!r}", "hosts", index, "name")
+        raise _Problem(
+            f"hosts[{index}]: name: expected letters, digits, '.', '_' or '-' (not bastion or br), got {name!r}",
+            "hosts",
+            index,
+            "name",
+        )
     for key in raw:
         if key not in HOST_KEYS:
             raise _Problem(f"host {name}: {key}: unknown key", "hosts", index, key)
@@ -175,8 +188,9 @@ def _check_capacity(subnet: str, count: int) -> None:
     net = ipaddress.IPv4Network(subnet)
     room = net.num_addresses - FIRST_HOST - 1
     if count > room:
-        raise _Problem(f"lab: subnet: {subnet} has room for {max(room, 0)} hosts, the spec has {count}",
-                       "lab", 0, "subnet")
+        raise _Problem(
+            f"lab: subnet: {subnet} has room for {max(room, 0)} hosts, the spec has {count}", "lab", 0, "subnet"
+        )
 
 
 class _Problem(Exception):

@@ -46,19 +46,23 @@ def keygen(path: Path, comment: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     path.with_suffix(".pub").unlink(missing_ok=True)
-    run = subprocess.run([tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         raise LabError(f"ssh-keygen for {path} failed: {run.stderr.strip()}")
 
 
 def public_key(path: Path) -> str:
-    """"ssh-ed25519 AAAA..." of a key pair, without the comment."""
+    """ "ssh-ed25519 AAAA..." of a key pair, without the comment."""
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
-def render_config(files: SshdFiles, address: str, authorized_keys: Path, env: dict[str, str],
-                  extra: tuple[str, ...] = ()) -> str:
+def render_config(
+    files: SshdFiles, address: str, authorized_keys: Path, env: dict[str, str], extra: tuple[str, ...] = ()
+) -> str:
     """sshd_config text. `env` becomes SetEnv: every session on this node sees it."""
     setenv = " ".join(f'"{k}={v}"' for k, v in env.items())
     lines = [
@@ -72,7 +76,7 @@ def render_config(files: SshdFiles, address: str, authorized_keys: Path, env: di
         "UsePAM no",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
-        "StrictModes no",            # the lab folder may sit under /tmp, which StrictModes refuses
+        "StrictModes no",  # the lab folder may sit under /tmp, which StrictModes refuses
         "MaxStartups 100",
         "MaxSessions 100",
         "PrintMotd no",
@@ -105,10 +109,32 @@ def start(files: SshdFiles, namespace: str, hostname: str) -> None:
     PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     files.pidfile.unlink(missing_ok=True)
     set_hostname = 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"'
-    cmd = [tool("ip"), "netns", "exec", namespace, tool("unshare"), "--uts", "--",
-           "/bin/sh", "-c", set_hostname, hostname, binary, "-f", str(files.config), "-E", str(files.log)]
-    run = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": SBIN_PATH, "LANG": "C"},
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        tool("ip"),
+        "netns",
+        "exec",
+        namespace,
+        tool("unshare"),
+        "--uts",
+        "--",
+        "/bin/sh",
+        "-c",
+        set_hostname,
+        hostname,
+        binary,
+        "-f",
+        str(files.config),
+        "-E",
+        str(files.log),
+    ]
+    run = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={"PATH": SBIN_PATH, "LANG": "C"},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     if run.returncode != 0:
         raise LabError(f"sshd in {namespace} did not start: {run.stderr.strip() or _log_tail(files)}")
 

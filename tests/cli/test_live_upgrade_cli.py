@@ -15,8 +15,14 @@ from fleetctl.cli.live_upgrade import live_sink
 from fleetctl.core.rollout_plan import Ring, RolloutPlan
 
 PLAN = RolloutPlan(rings=(Ring("canary", (("gpu-a",),)), Ring("rest", (("gpu-b", "gpu-c"),))), batch_size=2)
-CHECK = {"metric": "ttft_p95", "passed": False, "value": 3.1, "threshold": 1.5, "hosts": ["gpu-a"],
-         "detail": "x3.10 the baseline"}
+CHECK = {
+    "metric": "ttft_p95",
+    "passed": False,
+    "value": 3.1,
+    "threshold": 1.5,
+    "hosts": ["gpu-a"],
+    "detail": "x3.10 the baseline",
+}
 
 
 def step(kind, host, name, ring=None):
@@ -24,12 +30,17 @@ def step(kind, host, name, ring=None):
     return [{"event": kind, **fields}, {"event": "done", **fields}]
 
 
-EVENTS = ([{"event": "pull", "kind": "pull", "ring": "canary"}, {"event": "done", "kind": "pull", "ring": "canary"}]
-          + [e for s in ("drain", "replace", "healthy", "undrain") for e in step("upgrade_step", "gpu-a", s, "canary")]
-          + [{"event": "bake", "kind": "bake", "ring": "canary"}, {"event": "judge", "kind": "judge", "ring": "canary"},
-             {"event": "gate", "ring": "canary", "passed": False, "checks": [CHECK]}]
-          + [e for s in ("drain", "restore", "healthy", "undrain") for e in step("rollback_step", "gpu-a", s)]
-          + [{"event": "finished", "outcome": "rolled_back"}])
+EVENTS = (
+    [{"event": "pull", "kind": "pull", "ring": "canary"}, {"event": "done", "kind": "pull", "ring": "canary"}]
+    + [e for s in ("drain", "replace", "healthy", "undrain") for e in step("upgrade_step", "gpu-a", s, "canary")]
+    + [
+        {"event": "bake", "kind": "bake", "ring": "canary"},
+        {"event": "judge", "kind": "judge", "ring": "canary"},
+        {"event": "gate", "ring": "canary", "passed": False, "checks": [CHECK]},
+    ]
+    + [e for s in ("drain", "restore", "healthy", "undrain") for e in step("rollback_step", "gpu-a", s)]
+    + [{"event": "finished", "outcome": "rolled_back"}]
+)
 
 
 def terminal():
@@ -46,9 +57,19 @@ def test_the_live_view_leaves_a_final_table_naming_hosts_rings_and_the_gate():
         for event in EVENTS:
             sink(event)
     out = text(console)
-    final = out[out.rindex("upgrade: "):]                 # the last frame Live drew: the table left on screen
-    for word in ("gpu-a", "gpu-b", "gpu-c", "canary", "rest", "gate FAILED", "ttft_p95: x3.10 the baseline",
-                 "rolled back", "not upgraded", "skipped"):
+    final = out[out.rindex("upgrade: ") :]  # the last frame Live drew: the table left on screen
+    for word in (
+        "gpu-a",
+        "gpu-b",
+        "gpu-c",
+        "canary",
+        "rest",
+        "gate FAILED",
+        "ttft_p95: x3.10 the baseline",
+        "rolled back",
+        "not upgraded",
+        "skipped",
+    ):
         assert word in final, word
 
 
@@ -59,15 +80,17 @@ def test_the_live_view_stops_cleanly_on_ctrl_c_and_keeps_the_table():
             sink(event)
         raise KeyboardInterrupt
     out = text(console)
-    assert "replacing" in out[out.rindex("upgrade: "):] and "\x1b[?25h" in console.file.getvalue()  # cursor back
+    assert "replacing" in out[out.rindex("upgrade: ") :] and "\x1b[?25h" in console.file.getvalue()  # cursor back
 
 
 @pytest.fixture
 def fake_run(monkeypatch):
     """``render_upgrade.run`` with the executor replaced by the event list above and no journal summary."""
+
     def start_run(fleet, request, plan, on_event, pool=None):
         for event in EVENTS:
             on_event(event)
+
     monkeypatch.setattr(upgrade_service, "start_run", start_run)
     monkeypatch.setattr(render_upgrade, "summary", lambda *a: None)
 
@@ -75,6 +98,7 @@ def fake_run(monkeypatch):
         app_ctx = AppContext(env={})
         app_ctx.__dict__["err"] = console
         render_upgrade.run(app_ctx, None, SimpleNamespace(bake_s=30), PLAN, as_json=as_json)
+
     return run
 
 

@@ -21,7 +21,7 @@ def run_bench(name: str, *args: str) -> dict:
     require(not folder.exists(), f"{folder} exists: another {name} is running or was kept (--keep)")
     done = subprocess.run([str(SCRIPTS / name), *args, "--json"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert not folder.exists()                                   # the lab was taken down
+    assert not folder.exists()  # the lab was taken down
     return json.loads(done.stdout)
 
 
@@ -30,7 +30,7 @@ def test_bench_drain_on_two_hosts():
     d = s["drain"]
     assert s["hosts"] == 2 and s["runs"] == 2 and d["hosts"] == ["gpu-01", "gpu-02"]
     assert 0 < d["router_gone_s"]["min"] and d["out_s"]["median"] >= d["router_gone_s"]["median"]
-    assert d["out_s"]["max"] < d["command_s"]["max"] + d["poll_s"]["max"]      # out before drain returns
+    assert d["out_s"]["max"] < d["command_s"]["max"] + d["poll_s"]["max"]  # out before drain returns
     assert d["poll_s"]["median"] < 0.1
     assert s["status_s"]["fleetctl"]["median"] > 0 and s["status_s"]["baseline"]["median"] > 0
     assert s["load"]["failed"] == 0 and s["load"]["ok"] > 50
@@ -43,7 +43,7 @@ def test_bench_upgrade_on_two_hosts():
     assert [(r["from"], r["to"]) for r in s["runs"]] == [("stable", "next"), ("next", "stable")]
     for run in s["runs"]:
         assert set(run["hosts"]) == {"gpu-01", "gpu-02"}
-        assert run["bake_sum_s"] == pytest.approx(0.5 * 2, abs=0.5)      # two rings: one host, then the other
+        assert run["bake_sum_s"] == pytest.approx(0.5 * 2, abs=0.5)  # two rings: one host, then the other
         assert sum(run["phases_s"].values()) == pytest.approx(run["overhead_s"], abs=0.01)
         for host in run["hosts"].values():
             assert host["start_to_healthy_s"] >= host["replace_s"] + host["healthy_s"] - 0.01

@@ -9,20 +9,34 @@ from typer.testing import CliRunner
 
 from fleetctl.cli.app import app
 
-HEALTHY = {"name": "gpu-ok", "ring": "canary", "gpu": "NVIDIA H100 80GB HBM3", "gpu_count": 2,
-           "compute_capability": "9.0", "memory_mib": 81559, "driver": "570.133.20", "cuda": "12.8",
-           "nvidia_container_toolkit": "1.17.8", "fabric_manager": "570.133.20"}
-MIXED = {"lab": {"docker": False}, "hosts": [
-    HEALTHY,
-    {"name": "gpu-nodrv", "nvml": "driver-not-loaded"},
-    {"name": "gpu-nolib", "nvml": "library-missing"},
-    {"name": "gpu-lost", "gpu": "NVIDIA H200", "gpu_count": 2, "memory_mib": 143771, "nvml": "gpu-lost:1"},
-    {"name": "gpu-nopy", "python3": False},
-    {"name": "gpu-rekeyed"},
-    {"name": "gpu-down"},
-]}
-BEHIND_BASTION = {"lab": {"bastion": True, "docker": False}, "hosts": [{"name": "gpu-b1", "gpu": "NVIDIA A100-SXM4-80GB",
-                                                        "compute_capability": "8.0"}, {"name": "gpu-b2"}]}
+HEALTHY = {
+    "name": "gpu-ok",
+    "ring": "canary",
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "gpu_count": 2,
+    "compute_capability": "9.0",
+    "memory_mib": 81559,
+    "driver": "570.133.20",
+    "cuda": "12.8",
+    "nvidia_container_toolkit": "1.17.8",
+    "fabric_manager": "570.133.20",
+}
+MIXED = {
+    "lab": {"docker": False},
+    "hosts": [
+        HEALTHY,
+        {"name": "gpu-nodrv", "nvml": "driver-not-loaded"},
+        {"name": "gpu-nolib", "nvml": "library-missing"},
+        {"name": "gpu-lost", "gpu": "NVIDIA H200", "gpu_count": 2, "memory_mib": 143771, "nvml": "gpu-lost:1"},
+        {"name": "gpu-nopy", "python3": False},
+        {"name": "gpu-rekeyed"},
+        {"name": "gpu-down"},
+    ],
+}
+BEHIND_BASTION = {
+    "lab": {"bastion": True, "docker": False},
+    "hosts": [{"name": "gpu-b1", "gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}, {"name": "gpu-b2"}],
+}
 
 
 def inventory(fleet_file, *args):
@@ -53,16 +67,32 @@ def test_healthy_host_reports_every_fact(mixed):
     assert [g["index"] for g in f["gpus"]] == [0, 1]
     g = f["gpus"][0]
     assert (g["name"], g["memory_total_mib"], g["compute_capability"], g["lost"]) == (
-        "NVIDIA H100 80GB HBM3", 81559, "9.0", False)
+        "NVIDIA H100 80GB HBM3",
+        81559,
+        "9.0",
+        False,
+    )
     assert g["uuid"].startswith("GPU-") and g["pci_bus_id"].startswith("00000000:")
     assert f["gpus"][0]["uuid"] != f["gpus"][1]["uuid"]
-    for key in ("temperature_c", "power_draw_w", "power_limit_w", "utilization_pct", "ecc_uncorrected_volatile",
-                "remapped_rows_pending", "throttle_reasons", "persistence_mode", "mig_mode", "memory_used_mib"):
+    for key in (
+        "temperature_c",
+        "power_draw_w",
+        "power_limit_w",
+        "utilization_pct",
+        "ecc_uncorrected_volatile",
+        "remapped_rows_pending",
+        "throttle_reasons",
+        "persistence_mode",
+        "mig_mode",
+        "memory_used_mib",
+    ):
         assert g[key] is not None, key
 
 
-@pytest.mark.parametrize("name, kind", [
-    ("gpu-nodrv", "nvml_driver_not_loaded"), ("gpu-nolib", "nvml_library_missing"), ("gpu-nopy", "no_python")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [("gpu-nodrv", "nvml_driver_not_loaded"), ("gpu-nolib", "nvml_library_missing"), ("gpu-nopy", "no_python")],
+)
 def test_hosts_that_cannot_answer_nvml_get_their_error_kind(mixed, name, kind):
     result, doc = inventory(mixed.fleet_file, "--limit", name)
     assert result.exit_code == 3

@@ -34,7 +34,6 @@ def _require_router() -> str:
         require(False, "vllm-router is not installed (pip install 'fleetctl[router]')")
 
 
-
 def _wait_until(check, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -50,16 +49,21 @@ class Standin:
 
     def counter(self, name: str, **labels: str) -> float:
         text = requests.get(f"{self.url}/metrics", timeout=5).text
-        return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
-                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     def completions(self) -> dict[str, float]:
         """vllm:request_success_total by finished_reason."""
         return {r: self.counter(SUCCESS, finished_reason=r) for r in ("stop", "length", "abort", "error")}
 
     def fingerprint(self) -> str:
-        r = requests.post(f"{self.url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1},
-                          timeout=10)
+        r = requests.post(
+            f"{self.url}/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1}, timeout=10
+        )
         return r.json()["system_fingerprint"]
 
 
@@ -77,17 +81,46 @@ class Procs:
 
     def standin(self, name: str, *args: str) -> Standin:
         port = _free_port()
-        proc = self._spawn([sys.executable, str(SERVER), f"lab/{name}", "--served-model-name", MODEL, "--host",
-                            "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log", *args], f"{name}.log")
+        proc = self._spawn(
+            [
+                sys.executable,
+                str(SERVER),
+                f"lab/{name}",
+                "--served-model-name",
+                MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-uvicorn-access-log",
+                *args,
+            ],
+            f"{name}.log",
+        )
         s = Standin(proc, port, name)
         _wait_until(lambda: _answers(s.url, proc), 15, f"stand-in {name}")
         return s
 
     def router(self, workers: list[Standin], *args: str) -> str:
         port = _free_port()
-        argv = [_require_router(), "--host", "127.0.0.1", "--port", str(port), "--policy", "round_robin",
-                "--prometheus-port", str(_free_port()), "--log-level", "warning",
-                "--worker-startup-check-interval", "1", *args, "--worker-urls", *[w.url for w in workers]]
+        argv = [
+            _require_router(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--policy",
+            "round_robin",
+            "--prometheus-port",
+            str(_free_port()),
+            "--log-level",
+            "warning",
+            "--worker-startup-check-interval",
+            "1",
+            *args,
+            "--worker-urls",
+            *[w.url for w in workers],
+        ]
         proc = self._spawn(argv, f"router-{port}.log")
         url = f"http://127.0.0.1:{port}"
         _wait_until(lambda: _answers(url, proc), 30, "vllm-router")
@@ -129,6 +162,7 @@ def list_workers(router: str) -> list[str]:
 
 # -- the judges, without processes ----------------------------------------------------------------------------
 
+
 def _sse(*events: str) -> list[bytes]:
     return [line.encode() for e in events for line in (f"data: {e}", "")]
 
@@ -137,32 +171,41 @@ CHUNK = '{"choices":[{"index":0,"text":" x","finish_reason":null}]}'
 LAST = '{"choices":[{"index":0,"text":" y","finish_reason":"%s"}],"system_fingerprint":"vllm-0.32.0-ab"}'
 
 
-@pytest.mark.parametrize("lines, reason, words", [
-    (_sse(CHUNK, LAST % "stop", "[DONE]"), None, ""),
-    (_sse(CHUNK, LAST % "length", '{"choices":[],"usage":{}}', "[DONE]"), None, ""),
-    (_sse(CHUNK, LAST % "stop"), "cut", "without data: [DONE] after 2 events (last finish_reason stop)"),
-    (_sse(CHUNK, LAST % "abort", "[DONE]"), "finish", "finish_reason abort"),
-    (_sse(CHUNK, "[DONE]"), "finish", "finish_reason None"),
-    (_sse(CHUNK, '{"error": {"message": "Internal server error", "code": 500}}', "[DONE]"), "error",
-     "Internal server error"),
-    (_sse(CHUNK, "{not json", "[DONE]"), "json", "invalid JSON chunk: {not json"),
-    (_sse(LAST % "stop", "[DONE]", CHUNK), "json", "data after [DONE]"),
-    ([b": keep-alive", b"event: x"] + _sse(LAST % "stop", "[DONE]"), None, ""),
-])
+@pytest.mark.parametrize(
+    "lines, reason, words",
+    [
+        (_sse(CHUNK, LAST % "stop", "[DONE]"), None, ""),
+        (_sse(CHUNK, LAST % "length", '{"choices":[],"usage":{}}', "[DONE]"), None, ""),
+        (_sse(CHUNK, LAST % "stop"), "cut", "without data: [DONE] after 2 events (last finish_reason stop)"),
+        (_sse(CHUNK, LAST % "abort", "[DONE]"), "finish", "finish_reason abort"),
+        (_sse(CHUNK, "[DONE]"), "finish", "finish_reason None"),
+        (
+            _sse(CHUNK, '{"error": {"message": "Internal server error", "code": 500}}', "[DONE]"),
+            "error",
+            "Internal server error",
+        ),
+        (_sse(CHUNK, "{not json", "[DONE]"), "json", "invalid JSON chunk: {not json"),
+        (_sse(LAST % "stop", "[DONE]", CHUNK), "json", "data after [DONE]"),
+        ([b": keep-alive", b"event: x"] + _sse(LAST % "stop", "[DONE]"), None, ""),
+    ],
+)
 def test_judge_stream(lines, reason, words):
     verdict, _ = judge_stream(lines)
     assert (verdict and verdict[0]) == reason
     assert words in (verdict[1] if verdict else "")
 
 
-@pytest.mark.parametrize("status, body, reason, words", [
-    (200, '{"choices":[{"finish_reason":"stop"}],"system_fingerprint":"f"}', None, ""),
-    (503, "No available workers", "status", "HTTP 503: No available workers"),
-    (200, "<html>", "json", "invalid JSON: <html>"),
-    (200, '{"error": {"message": "boom"}}', "error", "boom"),
-    (200, '{"choices": []}', "json", "no choices"),
-    (200, '{"choices":[{"finish_reason":"error"}]}', "finish", "finish_reason error"),
-])
+@pytest.mark.parametrize(
+    "status, body, reason, words",
+    [
+        (200, '{"choices":[{"finish_reason":"stop"}],"system_fingerprint":"f"}', None, ""),
+        (503, "No available workers", "status", "HTTP 503: No available workers"),
+        (200, "<html>", "json", "invalid JSON: <html>"),
+        (200, '{"error": {"message": "boom"}}', "error", "boom"),
+        (200, '{"choices": []}', "json", "no choices"),
+        (200, '{"choices":[{"finish_reason":"error"}]}', "finish", "finish_reason error"),
+    ],
+)
 def test_judge_body(status, body, reason, words):
     verdict, _ = judge_body(status, body)
     assert (verdict and verdict[0]) == reason
@@ -174,12 +217,21 @@ def test_requests_mix_kinds_and_share_streaming_exactly():
         plan = [plan_request(n, share) for n in range(40)]
         assert sum(stream for _, stream in plan) == 40 * share
     plan = [plan_request(n, 0.5) for n in range(8)]
-    assert {(p, s) for p, s in plan} == {(p, s) for p in ("/v1/chat/completions", "/v1/completions")
-                                         for s in (True, False)}
+    assert {(p, s) for p, s in plan} == {
+        (p, s) for p in ("/v1/chat/completions", "/v1/completions") for s in (True, False)
+    }
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1:1", "http://example.invalid:80", "http://8.8.8.8:80",
-                                 "http://[2001:db8::1]:80", "ftp://127.0.0.1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:1",
+        "http://example.invalid:80",
+        "http://8.8.8.8:80",
+        "http://[2001:db8::1]:80",
+        "ftp://127.0.0.1",
+    ],
+)
 def test_only_loopback_and_lab_addresses(url):
     with pytest.raises(ValueError):
         LoadGenerator(url, MODEL)
@@ -187,6 +239,7 @@ def test_only_loopback_and_lab_addresses(url):
 
 
 # -- against real processes -------------------------------------------------------------------------------------
+
 
 def test_two_workers_behind_the_router_serve_every_request(procs):
     w1, w2 = procs.standin("w1"), procs.standin("w2")
@@ -199,13 +252,13 @@ def test_two_workers_behind_the_router_serve_every_request(procs):
     assert set(report.by_kind) == set(KINDS) and report.total >= 30
     assert sum(ok for ok, _ in report.per_second) == report.ok and report.duration_s >= 3
     done = [w.completions() for w in (w1, w2)]
-    assert all(d["stop"] > 0 for d in done), done          # both workers served
+    assert all(d["stop"] > 0 for d in done), done  # both workers served
     assert sum(d["stop"] + d["length"] for d in done) == report.ok
     assert all(d["abort"] == d["error"] == 0 for d in done)
 
 
 def test_removing_a_worker_under_load_fails_nothing_and_it_gets_no_new_requests(procs):
-    slow = ("--tokens-per-s", "40")                         # streams of ~0.4 s, so some are in flight
+    slow = ("--tokens-per-s", "40")  # streams of ~0.4 s, so some are in flight
     keep, gone = procs.standin("keep", *slow), procs.standin("gone", *slow)
     router = procs.router([keep, gone])
     with LoadGenerator(router, MODEL, clients=8) as load:
@@ -238,7 +291,7 @@ def test_failing_worker_failures_are_counted_with_their_reasons(procs):
     with pytest.raises(AssertionError, match=rf"{report.failed} failed"):
         report.assert_no_failures()
     done = bad.completions()
-    assert done["stop"] + done["length"] == report.ok        # every request that the worker failed was counted
+    assert done["stop"] + done["length"] == report.ok  # every request that the worker failed was counted
     posts = sum(bad.counter("http_requests_total", handler=h) for h in ("/v1/completions", "/v1/chat/completions"))
     assert posts == report.total
 
@@ -251,9 +304,12 @@ def test_sigterm_and_sigkill_cut_streams_are_counted(procs):
     router = procs.router([healthy, termed, killed])
     with LoadGenerator(router, MODEL, clients=8, stream_share=1.0, max_tokens=40) as load:
         load.wait_for_progress(4)
-        _wait_until(lambda: all(s.counter("vllm:num_requests_running") > 0 for s in (termed, killed)), 10,
-                    "streams in flight on both workers")
-        termed.proc.send_signal(signal.SIGTERM)            # --shutdown-timeout 0: vLLM aborts what runs
+        _wait_until(
+            lambda: all(s.counter("vllm:num_requests_running") > 0 for s in (termed, killed)),
+            10,
+            "streams in flight on both workers",
+        )
+        termed.proc.send_signal(signal.SIGTERM)  # --shutdown-timeout 0: vLLM aborts what runs
         killed.proc.kill()
         assert termed.proc.wait(10) == 0 and killed.proc.wait(10) == -signal.SIGKILL
         load.wait_for_progress(8)
@@ -273,7 +329,7 @@ def test_it_stops_by_itself_after_max_s_and_waits_for_progress_no_more(procs):
     time.sleep(1.5)
     settled = load.report().total
     time.sleep(0.5)
-    assert load.report().total == settled                  # nobody sends any more
+    assert load.report().total == settled  # nobody sends any more
     with pytest.raises(RuntimeError, match="load stopped"):
         load.wait_for_progress(1, timeout_s=5)
     report = load.stop()
@@ -288,8 +344,8 @@ def test_paced_clients_wait_between_requests_and_stop_at_once(procs):
     time.sleep(1.5)
     report = load.stop()
     report.assert_no_failures()
-    assert 1 <= report.total <= 3, report.summary()         # one request, then 0.4 s of quiet, within 1 s
+    assert 1 <= report.total <= 3, report.summary()  # one request, then 0.4 s of quiet, within 1 s
     slow = LoadGenerator(w.url, MODEL, clients=2, pause_s=60).start()
     slow.wait_for_progress(2)
     started = time.monotonic()
-    assert slow.stop().total == 2 and time.monotonic() - started < 5     # stop() does not sit out the pause
+    assert slow.stop().total == 2 and time.monotonic() - started < 5  # stop() does not sit out the pause

@@ -35,7 +35,7 @@ SPEC = {"hosts": [{"name": "cpu-01", "ring": "canary", **TOOLKIT}, {"name": "cpu
 # and the gate then (rightly) rolls back for want of evidence.
 ROLLOUT = '\n[rollout]\nrings = ["canary", "main"]\nbake_s = 10\n'
 TTFT_RATIO = 100
-MODEL = realimage.MODEL_MOUNT                     # vLLM serves the model under its path
+MODEL = realimage.MODEL_MOUNT  # vLLM serves the model under its path
 MAX_MODEL_LEN = {"real-a": 256, "real-b": 512}
 # nobind: the default binds every engine to the same core, starving a container that starts beside a busy one.
 # OMP_NUM_THREADS=1: one core per engine. vLLM's CPU worker otherwise keeps an OpenMP thread per core, and two
@@ -43,31 +43,67 @@ MAX_MODEL_LEN = {"real-a": 256, "real-b": 512}
 # on one took 1.50 s median (3.2 s max) while the other served 4 clients (their worst 9.3 s), against 0.36 s (1.2 s;
 # 1.0 s) with one thread each, and twice the requests served. In CI a request on a host being drained once stalled
 # past the client's 120 s timeout, holding the drain for 178 s.
-ENV = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-       "OMP_NUM_THREADS": "1",
-       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+ENV = {
+    "VLLM_TARGET_DEVICE": "cpu",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
 
 
 def render_profile(name: str, volumes: dict[str, str]) -> str:
     q = json.dumps
     table = lambda d: "{ " + ", ".join(f"{q(k)} = {q(v)}" for k, v in d.items()) + " }"  # noqa: E731
-    args = ["--max-model-len", str(MAX_MODEL_LEN[name]), "--dtype", "float32", "--enforce-eager",
-            "--max-num-seqs", "8", "--disable-uvicorn-access-log"]
-    return "\n".join([
-        "[profile]", f"name = {q(name)}",
-        f"description = {q(f'Lab: real vLLM 0.32 on the CPU, tiny random Llama, max model len {MAX_MODEL_LEN[name]}')}",
-        "", "[image]", f"ref = {q(realimage.REF)}", 'cuda = "12.8"', f"vllm = {q(vllm_real.VLLM_VERSION)}",
-        "", "[requires]", 'gpus = ">=0"',
-        "", "[serve]", f"model = {q(MODEL)}", "port = 8000", f"args = {q(args)}", "gpus = 0",
-        "health_timeout_s = 480",          # ~60 s idle, up to ~4 min beside a host under load on 2 cores
-        "shutdown_timeout_s = 30", f"volumes = {table(volumes)}", f"env = {table(ENV)}",
-        # On two shared cores real vLLM's time to first token swings several-fold with whatever else the CPU does
-        # (a neighbour starting, the load generator), and a 10 s bake sees ~10 requests, so p95 is one outlier:
-        # the last ring once measured x6 against the old version with nothing wrong. TTFT is not what this test
-        # judges (the slow stand-in image proves that gate, tests/lab/test_upgrade_lab.py); health, traffic and
-        # error rate keep their defaults. This also runs a profile's own [rollout] override end to end.
-        "", "[rollout]", f"max_ttft_p95_ratio = {TTFT_RATIO}",
-    ]) + "\n"
+    args = [
+        "--max-model-len",
+        str(MAX_MODEL_LEN[name]),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-num-seqs",
+        "8",
+        "--disable-uvicorn-access-log",
+    ]
+    return (
+        "\n".join(
+            [
+                "[profile]",
+                f"name = {q(name)}",
+                f"description = {q(f'Lab: real vLLM 0.32 on the CPU, tiny random Llama, max model len {MAX_MODEL_LEN[name]}')}",
+                "",
+                "[image]",
+                f"ref = {q(realimage.REF)}",
+                'cuda = "12.8"',
+                f"vllm = {q(vllm_real.VLLM_VERSION)}",
+                "",
+                "[requires]",
+                'gpus = ">=0"',
+                "",
+                "[serve]",
+                f"model = {q(MODEL)}",
+                "port = 8000",
+                f"args = {q(args)}",
+                "gpus = 0",
+                "health_timeout_s = 480",  # ~60 s idle, up to ~4 min beside a host under load on 2 cores
+                "shutdown_timeout_s = 30",
+                f"volumes = {table(volumes)}",
+                f"env = {table(ENV)}",
+                # On two shared cores real vLLM's time to first token swings several-fold with whatever else the CPU does
+                # (a neighbour starting, the load generator), and a 10 s bake sees ~10 requests, so p95 is one outlier:
+                # the last ring once measured x6 against the old version with nothing wrong. TTFT is not what this test
+                # judges (the slow stand-in image proves that gate, tests/lab/test_upgrade_lab.py); health, traffic and
+                # error rate keep their defaults. This also runs a profile's own [rollout] override end to end.
+                "",
+                "[rollout]",
+                f"max_ttft_p95_ratio = {TTFT_RATIO}",
+            ]
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +133,7 @@ def hosts_doc(fleet) -> dict[str, dict]:
 def container(fleet, host: str) -> dict:
     """The running container's command line and restart count, as its own host's Docker reports them (over SSH)."""
     template = '{"cmd": {{json .Config.Cmd}}, "restarts": {{.RestartCount}}}'
-    run = fleet.docker(host, "inspect", "--format", shlex.quote(template), CONTAINER_NAME)     # ssh joins words
+    run = fleet.docker(host, "inspect", "--format", shlex.quote(template), CONTAINER_NAME)  # ssh joins words
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -111,12 +147,18 @@ def served_max_model_len(fleet, host: str) -> int:
 def on_config(fleet, profile: str) -> None:
     names = [h["name"] for h in SPEC["hosts"]]
     doc = hosts_doc(fleet)
-    assert all(doc[n]["profile"] == profile and doc[n]["image"] == realimage.REF and doc[n]["healthy"]
-               and doc[n]["in_router"] and not doc[n]["drained"] for n in names), doc
+    assert all(
+        doc[n]["profile"] == profile
+        and doc[n]["image"] == realimage.REF
+        and doc[n]["healthy"]
+        and doc[n]["in_router"]
+        and not doc[n]["drained"]
+        for n in names
+    ), doc
     for name in names:
         found = container(fleet, name)
         command = found["cmd"]
-        assert found["restarts"] == 0, found          # the restart policy would hide a crash otherwise
+        assert found["restarts"] == 0, found  # the restart policy would hide a crash otherwise
         assert command[0] == MODEL and command[command.index("--max-model-len") + 1] == str(MAX_MODEL_LEN[profile])
         assert served_max_model_len(fleet, name) == MAX_MODEL_LEN[profile]
     assert fleet.workers() == {fleet.url(n) for n in names}
@@ -155,7 +197,7 @@ def evidence(fleet, result) -> str:
     counts = Counter((e.get("event"), e.get("host")) for e in events(result))
     out = ["upgrade events: " + ", ".join(f"{k}@{h or '-'} x{n}" for (k, h), n in sorted(counts.items(), key=str))]
     for name in (h["name"] for h in SPEC["hosts"]):
-        for container_name in (CONTAINER_NAME + PREVIOUS_SUFFIX, CONTAINER_NAME):     # the old version, the new
+        for container_name in (CONTAINER_NAME + PREVIOUS_SUFFIX, CONTAINER_NAME):  # the old version, the new
             logs = fleet.docker(name, "logs", "--timestamps", "--tail", "60", container_name)
             out.append(f"--- {name} {container_name}: docker logs --tail 60 ---\n{logs.stdout}{logs.stderr}")
     return "\n".join(out)
@@ -168,8 +210,7 @@ def test_real_vllm_upgrades_between_two_configurations_with_no_failed_request(fl
     on_config(fleet, "real-a")
     # Paced clients: back to back, four clients kept the serving engine and the router busy enough that a new
     # container beside them took up to 310 s (of health_timeout_s 480) to become healthy on 2 cores.
-    with LoadGenerator(fleet.router, MODEL, clients=4, max_tokens=64, timeout_s=120, max_s=1800,
-                       pause_s=0.5) as load:
+    with LoadGenerator(fleet.router, MODEL, clients=4, max_tokens=64, timeout_s=120, max_s=1800, pause_s=0.5) as load:
         load.wait_for_progress(8, timeout_s=120)
         result = fleet.cli("upgrade", "--profile", "real-b", "--yes", "--json")
         upgraded = time.monotonic()

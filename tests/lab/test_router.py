@@ -36,7 +36,6 @@ def _require_router() -> None:
         require(False, "vllm-router is not installed (pip install 'fleetctl[router]')")
 
 
-
 class Worker:
     """A vLLM-shaped upstream: /health, /v1/models, /v1/completions; it counts the completions it served."""
 
@@ -68,8 +67,14 @@ class Worker:
                 if self.path != "/v1/completions":
                     return self._send(404, {"error": "not found"})
                 worker.served += 1
-                self._send(200, {"object": "text_completion", "model": "tiny",
-                                 "choices": [{"index": 0, "text": worker.name, "finish_reason": "stop"}]})
+                self._send(
+                    200,
+                    {
+                        "object": "text_completion",
+                        "model": "tiny",
+                        "choices": [{"index": 0, "text": worker.name, "finish_reason": "stop"}],
+                    },
+                )
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -110,8 +115,16 @@ def cli(fleet: Fleet, *args: str):
 def record_state(fleet: Fleet, serving: dict[str, str], drained: tuple[str, ...] = ()) -> FleetState:
     state = FleetState()
     for host, url in serving.items():
-        state = state.with_serving(ServingRecord(host=host, url=url, profile="stable", image="lab/vllm:stable",
-                                                 revision="r1", since="2026-01-01T00:00:00Z"))
+        state = state.with_serving(
+            ServingRecord(
+                host=host,
+                url=url,
+                profile="stable",
+                image="lab/vllm:stable",
+                revision="r1",
+                since="2026-01-01T00:00:00Z",
+            )
+        )
     for host in drained:
         state = state.with_drained(DrainRecord(host=host, reason="test", by="pytest", at="2026-01-01T00:00:00Z"))
     save_state(fleet, state)
@@ -158,7 +171,7 @@ def test_sync_changes_exactly_the_diff_verifies_and_a_removed_worker_gets_no_new
     w1, w2, w3 = workers
     record_state(fleet, {"a1": w1.url, "a2": w2.url, "a3": w3.url}, drained=("a3",))
     assert cli(fleet, "router", "up").exit_code == 0
-    record_state(fleet, {"a1": w1.url, "a2": w2.url, "a3": w3.url}, drained=("a2",))   # a2 out, a3 back
+    record_state(fleet, {"a1": w1.url, "a2": w2.url, "a3": w3.url}, drained=("a2",))  # a2 out, a3 back
     before = log_events(fleet)
 
     dry = cli(fleet, "router", "sync", "--dry-run")
@@ -170,7 +183,7 @@ def test_sync_changes_exactly_the_diff_verifies_and_a_removed_worker_gets_no_new
     assert done.exit_code == 0, done.output
     assert done.stdout.splitlines() == [f"added {w3.url}", f"removed {w2.url}"]
     assert upstreams(fleet) == {w1.url, w3.url}
-    assert log_events(fleet)[len(before):] == [("Added worker", w3.url), ("Removed worker", w2.url)]
+    assert log_events(fleet)[len(before) :] == [("Added worker", w3.url), ("Removed worker", w2.url)]
 
     served_by_w2 = w2.served
     assert set(complete(fleet, 12)) == {"w1", "w3"}
@@ -210,14 +223,27 @@ def test_status_json_shape(fleet, workers):
     assert cli(fleet, "router", "up").exit_code == 0
     with RouterClient(fleet.router.url) as client:
         client.remove_worker(w2.url)
-        client.add_worker(w3.url)                   # by hand: the router now differs from the intended set
+        client.add_worker(w3.url)  # by hand: the router now differs from the intended set
     result = cli(fleet, "router", "status", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"schema", "url", "reachable", "error", "process", "upstreams", "intended", "missing",
-                        "unexpected"}
-    assert (doc["schema"], doc["url"], doc["reachable"], doc["error"]) == \
-           ("fleetctl.router-status/v1", fleet.router.url, True, None)
+    assert set(doc) == {
+        "schema",
+        "url",
+        "reachable",
+        "error",
+        "process",
+        "upstreams",
+        "intended",
+        "missing",
+        "unexpected",
+    }
+    assert (doc["schema"], doc["url"], doc["reachable"], doc["error"]) == (
+        "fleetctl.router-status/v1",
+        fleet.router.url,
+        True,
+        None,
+    )
     assert doc["process"]["pid"] == _read_record(fleet)["pid"]
     assert doc["intended"] == sorted([w1.url, w2.url])
     assert (doc["missing"], doc["unexpected"]) == ([w2.url], [w3.url])
@@ -269,8 +295,17 @@ def test_a_stale_record_is_cleaned_and_a_foreign_port_holder_is_refused(fleet, w
     dead = subprocess.Popen(["true"])
     dead.wait()
     with open(os.path.join(fleet.state_dir, "router.json"), "w") as f:
-        json.dump({"schema": "fleetctl.router/v1", "url": fleet.router.url, "pid": dead.pid, "start_ticks": 1,
-                   "args": [], "since": "2026-01-01T00:00:00Z"}, f)
+        json.dump(
+            {
+                "schema": "fleetctl.router/v1",
+                "url": fleet.router.url,
+                "pid": dead.pid,
+                "start_ticks": 1,
+                "args": [],
+                "since": "2026-01-01T00:00:00Z",
+            },
+            f,
+        )
     up = cli(fleet, "router", "up")
     assert up.exit_code == 0, up.output
     assert "removed the record of a router that is no longer running" in up.stderr
@@ -290,15 +325,17 @@ def test_a_stale_record_is_cleaned_and_a_foreign_port_holder_is_refused(fleet, w
 
 
 def test_a_router_that_cannot_start_is_an_error_with_its_last_log_lines(fleet):
-    dead_worker = worker_url("127.0.0.1", _free_port())            # nothing listens: no upstream ever healthy
+    dead_worker = worker_url("127.0.0.1", _free_port())  # nothing listens: no upstream ever healthy
     record_state(fleet, {"a1": dead_worker})
     started = time.monotonic()
     up = cli(fleet, "router", "up")
     assert up.exit_code == 3, up.output
     assert time.monotonic() - started < 20
     # it gives up on its upstreams after 10 s and exits; on a machine this busy it may still be waiting at 15 s
-    assert (f"error: router {fleet.router.url} exited with status" in up.stderr
-            or f"error: router {fleet.router.url} did not answer /health within 15s" in up.stderr), up.stderr
+    assert (
+        f"error: router {fleet.router.url} exited with status" in up.stderr
+        or f"error: router {fleet.router.url} did not answer /health within 15s" in up.stderr
+    ), up.stderr
     assert "its last log lines" in up.stderr and "healthy" in up.stderr
     assert "full log:" in up.stderr
     assert _read_record(fleet) is None and not _answers(fleet.router.url)
@@ -326,7 +363,7 @@ def test_sync_is_refused_while_the_fleet_lock_is_held(fleet, workers):
     with fleet_lock(fleet.state_dir, "fleetctl drain a1"):
         held = cli(fleet, "router", "sync")
         assert held.exit_code == 6 and "fleetctl drain a1" in held.stderr
-        assert cli(fleet, "router", "sync", "--dry-run").exit_code == 0     # reading needs no lock
+        assert cli(fleet, "router", "sync", "--dry-run").exit_code == 0  # reading needs no lock
 
 
 class _Stub:
@@ -349,8 +386,10 @@ class _Stub:
             self.held.append(conn)
             if self.status is not None:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                             % (self.status, len(self.body), self.body))
+                conn.sendall(
+                    b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (self.status, len(self.body), self.body)
+                )
 
     def close(self) -> None:
         self.sock.close()
@@ -358,14 +397,17 @@ class _Stub:
             c.close()
 
 
-@pytest.mark.parametrize("status, body, call, words", [
-    (None, b"", "health", "did not answer GET /health within 0.5s"),
-    (500, b"boom\nmore", "health", "answered GET /health with 500: boom"),
-    (200, b"<html>", "list_workers", "answered /list_workers with something that is not a JSON object"),
-    (200, b'{"urls": "x"}', "list_workers", "answered /list_workers without a list of URLs"),
-    (200, b'{"workers": [{"no": "url"}]}', "workers", "answered /workers without a list of workers"),
-    (400, b"Worker http://x:1 already exists", "add_worker", "answered POST /add_worker with 400: Worker"),
-])
+@pytest.mark.parametrize(
+    "status, body, call, words",
+    [
+        (None, b"", "health", "did not answer GET /health within 0.5s"),
+        (500, b"boom\nmore", "health", "answered GET /health with 500: boom"),
+        (200, b"<html>", "list_workers", "answered /list_workers with something that is not a JSON object"),
+        (200, b'{"urls": "x"}', "list_workers", "answered /list_workers without a list of URLs"),
+        (200, b'{"workers": [{"no": "url"}]}', "workers", "answered /workers without a list of workers"),
+        (400, b"Worker http://x:1 already exists", "add_worker", "answered POST /add_worker with 400: Worker"),
+    ],
+)
 def test_router_client_errors_name_the_router(status, body, call, words):
     from fleetctl.errors import ExitCode, RouterError
 

@@ -16,14 +16,18 @@ from tests.support.env import free_port
 from tests.support.load import LoadGenerator
 
 TOOLKIT = {"nvidia_container_toolkit": "1.17.8"}
-SPEC = {"hosts": [
-    {"name": "gpu-01", "ring": "canary", **TOOLKIT}, {"name": "gpu-02", "ring": "early", **TOOLKIT},
-    {"name": "gpu-03", "ring": "main", **TOOLKIT}, {"name": "gpu-04", "ring": "main", **TOOLKIT},
-    {"name": "gpu-notk"}, {"name": "gpu-slowstart", **TOOLKIT},
-]}
+SPEC = {
+    "hosts": [
+        {"name": "gpu-01", "ring": "canary", **TOOLKIT},
+        {"name": "gpu-02", "ring": "early", **TOOLKIT},
+        {"name": "gpu-03", "ring": "main", **TOOLKIT},
+        {"name": "gpu-04", "ring": "main", **TOOLKIT},
+        {"name": "gpu-notk"},
+        {"name": "gpu-slowstart", **TOOLKIT},
+    ]
+}
 FOUR = "gpu-01,gpu-02,gpu-03,gpu-04"
 MODEL = "lab/tiny-llama"
-
 
 
 class Fleet:
@@ -49,13 +53,15 @@ class Fleet:
         return f"http://{self.info.host(host).address}:8000"
 
     def docker(self, host: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.info.ssh_command(host, "docker", *args), capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(self.info.ssh_command(host, "docker", *args), capture_output=True, text=True, timeout=60)
 
     def served(self, host: str) -> float:
         text = requests.get(f"{self.url(host)}/metrics", timeout=5).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("vllm:request_success_total{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("vllm:request_success_total{")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +77,21 @@ def test_deploy_puts_four_healthy_hosts_behind_the_router(fleet):
     assert fleet.workers() == {fleet.url(h) for h in FOUR.split(",")}
     before = {h: fleet.served(h) for h in FOUR.split(",")}
     for _ in range(12):
-        r = requests.post(f"{fleet.router}/v1/completions", json={"model": MODEL, "prompt": "hi", "max_tokens": 2},
-                          timeout=30)
+        r = requests.post(
+            f"{fleet.router}/v1/completions", json={"model": MODEL, "prompt": "hi", "max_tokens": 2}, timeout=30
+        )
         assert r.status_code == 200
-    assert all(fleet.served(h) > before[h] for h in before)        # round robin reached every host
+    assert all(fleet.served(h) > before[h] for h in before)  # round robin reached every host
     doc = json.loads(fleet.cli("status", "--json", "--limit", FOUR).stdout)
     assert doc["schema"] == "fleetctl.status/v1" and doc["router"]["reachable"]
-    assert all(h["healthy"] and h["in_router"] and h["image"] == "lab/vllm:stable" and h["profile"] == "stable"
-               and h["requests_running"] == 0 for h in doc["hosts"])
+    assert all(
+        h["healthy"]
+        and h["in_router"]
+        and h["image"] == "lab/vllm:stable"
+        and h["profile"] == "stable"
+        and h["requests_running"] == 0
+        for h in doc["hosts"]
+    )
 
 
 def test_deploy_refuses_a_host_that_already_serves(fleet):
@@ -94,7 +107,7 @@ def test_drain_and_undrain_under_load_fail_no_request(fleet):
         load.wait_for_progress(20)
         served = fleet.served("gpu-02")
         load.wait_for_progress(20)
-        assert fleet.served("gpu-02") == served                   # no new requests reach a drained host
+        assert fleet.served("gpu-02") == served  # no new requests reach a drained host
         fleet.cli("undrain", "gpu-02")
         assert fleet.workers() == {fleet.url(h) for h in FOUR.split(",")}
         load.wait_for_progress(20)
@@ -107,9 +120,12 @@ def test_drain_stop_waits_for_a_long_stream_to_finish(fleet):
     chunks: list[str] = []
 
     def long_stream():
-        with requests.post(f"{fleet.url('gpu-03')}/v1/completions", stream=True, timeout=60,
-                           json={"model": MODEL, "prompt": "tell me", "max_tokens": 300, "stream": True,
-                                 "ignore_eos": True}) as r:
+        with requests.post(
+            f"{fleet.url('gpu-03')}/v1/completions",
+            stream=True,
+            timeout=60,
+            json={"model": MODEL, "prompt": "tell me", "max_tokens": 300, "stream": True, "ignore_eos": True},
+        ) as r:
             chunks.extend(line.decode() for line in r.iter_lines() if line)
 
     reader = threading.Thread(target=long_stream)
@@ -120,7 +136,7 @@ def test_drain_stop_waits_for_a_long_stream_to_finish(fleet):
     reader.join(30)
     assert chunks and chunks[-1] == "data: [DONE]"
     assert '"finish_reason": "length"' in chunks[-2] or '"finish_reason":"length"' in chunks[-2]
-    assert time.monotonic() - start > 1.0                           # it waited for the stream
+    assert time.monotonic() - start > 1.0  # it waited for the stream
     assert "Exited" in fleet.docker("gpu-03", "ps", "-a", "--format", "{{.Status}}").stdout
     fleet.cli("undrain", "gpu-03")
     assert fleet.url("gpu-03") in fleet.workers()
@@ -156,8 +172,20 @@ def test_never_healthy_container_fails_deploy_and_undrain_and_stays_out(fleet):
     # a drained host whose container turns out never to become healthy again stays out on undrain
     fleet.cli("drain", "gpu-01", "--stop")
     assert fleet.docker("gpu-01", "rm", "-f", "fleetctl-vllm").returncode == 0
-    created = fleet.docker("gpu-01", "create", "--name", "fleetctl-vllm", "--network", "host", "--label",
-                           "fleetctl.managed=true", "lab/vllm:never-ready", MODEL, "--port", "8000")
+    created = fleet.docker(
+        "gpu-01",
+        "create",
+        "--name",
+        "fleetctl-vllm",
+        "--network",
+        "host",
+        "--label",
+        "fleetctl.managed=true",
+        "lab/vllm:never-ready",
+        MODEL,
+        "--port",
+        "8000",
+    )
     assert created.returncode == 0, created.stderr
     result = fleet.cli("undrain", "gpu-01", "--timeout", "8", ok=False)
     assert result.exit_code == 3 and "gpu-01" in result.stderr and "not healthy" in result.stderr

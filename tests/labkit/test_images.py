@@ -30,7 +30,6 @@ TAGS = {
 }
 
 
-
 @pytest.fixture(scope="module")
 def dockerd():
     """One dockerd of our own: socket, data root, exec root and pid file under a short temp dir."""
@@ -39,9 +38,24 @@ def dockerd():
     root = Path(tempfile.mkdtemp(prefix="fl-dk-", dir="/tmp"))
     host = f"unix://{root}/docker.sock"
     log = open(root / "dockerd.log", "wb")
-    proc = subprocess.Popen([DOCKERD, "--bridge=none", "--iptables=false", "--ip-masq=false", "-H", host,
-                             "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-                             "--pidfile", str(root / "docker.pid")], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            DOCKERD,
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "-H",
+            host,
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "docker.pid"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     client = None
     try:
         client = _wait_ping(host, proc, root)
@@ -81,7 +95,7 @@ def _wait_ping(host: str, proc: subprocess.Popen, root: Path):
             client = docker.DockerClient(base_url=host, timeout=120)
             if client.ping():
                 return client
-        except docker.errors.DockerException:       # not listening yet
+        except docker.errors.DockerException:  # not listening yet
             time.sleep(0.5)
     pytest.fail("dockerd not ready after 60 s")
 
@@ -99,10 +113,16 @@ def test_rootfs_is_cached_by_content_and_holds_python_and_the_standin(tarball, t
 
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
-    assert {"usr/bin/python3.11", "lib", "lib64", "opt/fleetctl-standin/server.py",
-            "usr/lib/python3.11/http/server.py"} <= names
-    assert not any(n.startswith(("usr/lib/python3.11/test/", "usr/lib/python3.11/tkinter/")) or "__pycache__" in n
-                   for n in names)
+    assert {
+        "usr/bin/python3.11",
+        "lib",
+        "lib64",
+        "opt/fleetctl-standin/server.py",
+        "usr/lib/python3.11/http/server.py",
+    } <= names
+    assert not any(
+        n.startswith(("usr/lib/python3.11/test/", "usr/lib/python3.11/tkinter/")) or "__pycache__" in n for n in names
+    )
     assert tarball.stat().st_size < 80 * 1024 * 1024
 
 
@@ -125,20 +145,24 @@ def test_imported_images_run_the_standin_with_host_networking(dockerd, tarball):
     images.import_images(host, tarball, TAGS)
     stable = client.images.get("lab/vllm:stable")
     assert stable.attrs["Config"]["Labels"][images.LABEL_BEHAVIOUR] == "healthy"
-    images.import_images(host, tarball, TAGS)                   # idempotent: same image, not a new one
+    images.import_images(host, tarball, TAGS)  # idempotent: same image, not a new one
     assert client.images.get("lab/vllm:stable").id == stable.id
 
     for tag, version in (("lab/vllm:stable", "0.32.0"), ("lab/vllm:next", "0.32.1")):
         port = free_port()
-        container = client.containers.run(tag, ["lab-model", "--port", str(port), "--host", "127.0.0.1",
-                                                "--shutdown-timeout", "0"],
-                                          detach=True, network_mode="host", name=f"standin-{port}")
+        container = client.containers.run(
+            tag,
+            ["lab-model", "--port", str(port), "--host", "127.0.0.1", "--shutdown-timeout", "0"],
+            detach=True,
+            network_mode="host",
+            name=f"standin-{port}",
+        )
         url = f"http://127.0.0.1:{port}"
         _wait_health(url, container)
         assert requests.get(f"{url}/version", timeout=5).json() == {"version": version}
         assert requests.get(f"{url}/v1/models", timeout=5).json()["data"][0]["id"] == "lab-model"
         start = time.monotonic()
-        container.stop(timeout=10)                              # SIGTERM, as fleetctl stops it
+        container.stop(timeout=10)  # SIGTERM, as fleetctl stops it
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0 and time.monotonic() - start < 8
 
@@ -146,8 +170,9 @@ def test_imported_images_run_the_standin_with_host_networking(dockerd, tarball):
 def test_crash_image_exits_non_zero(dockerd, tarball):
     host, client = dockerd
     images.import_images(host, tarball, {"lab/vllm:crash": TAGS["lab/vllm:crash"]})
-    container = client.containers.run("lab/vllm:crash", ["lab-model", "--port", str(free_port())], detach=True,
-                                      network_mode="host")
+    container = client.containers.run(
+        "lab/vllm:crash", ["lab-model", "--port", str(free_port())], detach=True, network_mode="host"
+    )
     assert container.wait(timeout=30)["StatusCode"] != 0
     assert b"Engine core initialization failed" in container.logs()
 

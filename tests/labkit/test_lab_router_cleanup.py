@@ -12,7 +12,7 @@ from labkit.lab import stop_fleetctl_router  # noqa: E402
 
 def ticks(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def test_the_recorded_router_is_stopped(tmp_path):

@@ -24,12 +24,54 @@ SERVER = Path(__file__).resolve().parents[2] / "scripts" / "labkit" / "standin" 
 PYTHON = shutil.which("python3.11", path="/usr/bin") or sys.executable
 MODEL = "lab-model"
 FAST = ["--ttft-ms", "5", "--tokens-per-s", "1000"]
-TTFT_BOUNDS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-               40.0, 80.0, 160.0, 640.0, 2560.0]
-ITL_BOUNDS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
-              80.0]
-E2E_BOUNDS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
-              960.0, 1920.0, 7680.0]
+TTFT_BOUNDS = [
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+]
+ITL_BOUNDS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0]
+E2E_BOUNDS = [
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+]
 
 
 def free_port() -> int:
@@ -44,10 +86,24 @@ class Standin:
     def __init__(self, *args: str, env: dict[str, str] | None = None, model: str = MODEL) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [PYTHON, "-I", "-S", str(SERVER), model, "--served-model-name", MODEL, "--host", "127.0.0.1",
-               "--port", str(self.port), "--disable-uvicorn-access-log", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
+        cmd = [
+            PYTHON,
+            "-I",
+            "-S",
+            str(SERVER),
+            model,
+            "--served-model-name",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-uvicorn-access-log",
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
 
     def wait_ready(self, timeout: float = 10.0) -> Standin:
         deadline = time.monotonic() + timeout
@@ -73,8 +129,11 @@ class Standin:
 
     def value(self, family: str, sample: str | None = None, **labels: str) -> float:
         fam = self.metrics()[family]
-        return sum(s.value for s in fam["samples"] if s.name == (sample or family)
-                   and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in fam["samples"]
+            if s.name == (sample or family) and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -108,12 +167,13 @@ def sse(response: requests.Response) -> list:
     events = []
     for line in response.iter_lines():
         if line.startswith(b"data: "):
-            data = line[len(b"data: "):]
+            data = line[len(b"data: ") :]
             events.append("[DONE]" if data == b"[DONE]" else json.loads(data))
     return events
 
 
 # --- endpoints and shapes --------------------------------------------------------------------------------------
+
 
 def test_health_version_and_models(shared):
     r = requests.get(f"{shared.url}/health", timeout=5)
@@ -144,13 +204,12 @@ def test_completion_honours_max_tokens_and_ignore_eos(shared):
     assert body["usage"]["total_tokens"] == 10
     assert body["system_fingerprint"].startswith("vllm-0.32.0-")
     default = shared.post("/v1/completions", {"prompt": "x", "ignore_eos": True}).json()
-    assert default["usage"]["completion_tokens"] == 16          # vLLM's completions default
+    assert default["usage"]["completion_tokens"] == 16  # vLLM's completions default
 
 
 def test_reply_stops_on_its_own_when_max_tokens_allows(standin):
     s = standin(*FAST, "--reply-tokens", "4")
-    body = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
-                                          "max_tokens": 50}).json()
+    body = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}).json()
     assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["completion_tokens"] == 4
     message = body["choices"][0]["message"]
     assert set(message) == {"role", "content", "refusal", "annotations", "audio", "function_call", "reasoning"}
@@ -158,20 +217,37 @@ def test_reply_stops_on_its_own_when_max_tokens_allows(standin):
 
 
 def test_chat_completion_shape(shared):
-    body = shared.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hello"}],
-                                               "max_tokens": 3}).json()
+    body = shared.post(
+        "/v1/chat/completions", {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
+    ).json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
-    assert set(body) == {"id", "object", "created", "model", "choices", "service_tier", "system_fingerprint",
-                         "usage", "prompt_logprobs", "prompt_token_ids", "prompt_text", "kv_transfer_params",
-                         "ec_transfer_params", "metrics"}
+    assert set(body) == {
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "service_tier",
+        "system_fingerprint",
+        "usage",
+        "prompt_logprobs",
+        "prompt_token_ids",
+        "prompt_text",
+        "kv_transfer_params",
+        "ec_transfer_params",
+        "metrics",
+    }
     assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 3
 
 
 @pytest.mark.parametrize("chat", [False, True])
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_stream_chunks(shared, chat, include_usage):
-    path, ask = (("/v1/chat/completions", {"messages": [{"role": "user", "content": "a b"}]}) if chat
-                 else ("/v1/completions", {"prompt": "a b"}))
+    path, ask = (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a b"}]})
+        if chat
+        else ("/v1/completions", {"prompt": "a b"})
+    )
     body = {**ask, "max_tokens": 5, "ignore_eos": True, "stream": True}
     if include_usage:
         body["stream_options"] = {"include_usage": True}
@@ -183,8 +259,9 @@ def test_stream_chunks(shared, chat, include_usage):
     if chat:
         assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
         chunks = chunks[1:]
-    assert len(chunks) == 5 and {c["object"] for c in chunks} == {"chat.completion.chunk" if chat
-                                                                   else "text_completion"}
+    assert len(chunks) == 5 and {c["object"] for c in chunks} == {
+        "chat.completion.chunk" if chat else "text_completion"
+    }
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * 4 + ["length"]
     assert len({c["id"] for c in events[:-1]}) == 1
     usage = [e for e in events[:-1] if not e["choices"]]
@@ -196,12 +273,15 @@ def test_stream_chunks(shared, chat, include_usage):
         assert usage == [] and "system_fingerprint" in chunks[-1]
 
 
-@pytest.mark.parametrize("body,status,kind,param", [
-    ({"model": "other", "prompt": "x"}, 404, "NotFoundError", "model"),
-    ({"prompt": ""}, 400, "BadRequestError", "prompt"),
-    ({"prompt": "x", "max_tokens": 0}, 400, "BadRequestError", "max_tokens"),
-    ({"prompt": "x", "max_tokens": 100000}, 400, "BadRequestError", "max_tokens"),
-])
+@pytest.mark.parametrize(
+    "body,status,kind,param",
+    [
+        ({"model": "other", "prompt": "x"}, 404, "NotFoundError", "model"),
+        ({"prompt": ""}, 400, "BadRequestError", "prompt"),
+        ({"prompt": "x", "max_tokens": 0}, 400, "BadRequestError", "max_tokens"),
+        ({"prompt": "x", "max_tokens": 100000}, 400, "BadRequestError", "max_tokens"),
+    ],
+)
 def test_bad_requests_use_vllms_error_shape(shared, body, status, kind, param):
     r = shared.post("/v1/completions", body)
     error = r.json()["error"]
@@ -210,16 +290,25 @@ def test_bad_requests_use_vllms_error_shape(shared, body, status, kind, param):
 
 
 def test_invalid_json_and_missing_messages(shared):
-    r = requests.post(f"{shared.url}/v1/completions", data=b"not json", timeout=5,
-                      headers={"content-type": "application/json"})
+    r = requests.post(
+        f"{shared.url}/v1/completions", data=b"not json", timeout=5, headers={"content-type": "application/json"}
+    )
     assert (r.status_code, r.json()["error"]["type"]) == (400, "Bad Request")
     r = shared.post("/v1/chat/completions", {})
     assert (r.status_code, r.json()["error"]["param"]) == (400, "body.messages")
 
 
 def test_vllm_command_line_forms_are_accepted(standin):
-    s = standin(*FAST, "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9", "--enforce-eager",
-                "--version-string", "0.32.1")
+    s = standin(
+        *FAST,
+        "--tensor-parallel-size",
+        "2",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--enforce-eager",
+        "--version-string",
+        "0.32.1",
+    )
     assert requests.get(f"{s.url}/version", timeout=5).json() == {"version": "0.32.1"}
     env = standin(*FAST, env={"FLEETCTL_STANDIN_VERSION": "0.33.0"})
     assert requests.get(f"{env.url}/version", timeout=5).json() == {"version": "0.33.0"}
@@ -227,25 +316,34 @@ def test_vllm_command_line_forms_are_accepted(standin):
 
 # --- metrics ---------------------------------------------------------------------------------------------------
 
+
 def test_metrics_names_types_labels_and_buckets(shared):
     fams = shared.metrics()
     kinds = {name: fams[name]["type"] for name in fams}
-    assert {k: kinds[k] for k in ("vllm:num_requests_running", "vllm:num_requests_waiting",
-                                  "vllm:kv_cache_usage_perc")} == dict.fromkeys(
-        ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"), "gauge")
+    assert {
+        k: kinds[k] for k in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
+    } == dict.fromkeys(("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"), "gauge")
     for counter in ("vllm:request_success", "vllm:prompt_tokens", "vllm:generation_tokens"):
         assert kinds[counter] == "counter"
-    for hist in ("vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-                 "vllm:e2e_request_latency_seconds"):
+    for hist in (
+        "vllm:time_to_first_token_seconds",
+        "vllm:inter_token_latency_seconds",
+        "vllm:e2e_request_latency_seconds",
+    ):
         assert kinds[hist] == "histogram"
     running = fams["vllm:num_requests_running"]["samples"][0]
     assert running.labels == {"model_name": MODEL, "engine": "0"}
-    reasons = {s.labels["finished_reason"] for s in fams["vllm:request_success"]["samples"]
-               if s.name == "vllm:request_success_total"}
+    reasons = {
+        s.labels["finished_reason"]
+        for s in fams["vllm:request_success"]["samples"]
+        if s.name == "vllm:request_success_total"
+    }
     assert reasons == {"stop", "length", "abort", "error", "repetition"}
-    for name, bounds in (("vllm:time_to_first_token_seconds", TTFT_BOUNDS),
-                         ("vllm:inter_token_latency_seconds", ITL_BOUNDS),
-                         ("vllm:e2e_request_latency_seconds", E2E_BOUNDS)):
+    for name, bounds in (
+        ("vllm:time_to_first_token_seconds", TTFT_BOUNDS),
+        ("vllm:inter_token_latency_seconds", ITL_BOUNDS),
+        ("vllm:e2e_request_latency_seconds", E2E_BOUNDS),
+    ):
         les = [s.labels["le"] for s in fams[name]["samples"] if s.name.endswith("_bucket")]
         assert les == [str(b) for b in bounds] + ["+Inf"]
 
@@ -269,8 +367,9 @@ def test_counters_are_exact_under_concurrency(standin):
     assert s.value("vllm:request_success", "vllm:request_success_total", finished_reason="length") == n
     assert s.value("vllm:request_success", "vllm:request_success_total") == n
     assert s.value("vllm:generation_tokens", "vllm:generation_tokens_total") == n * tokens
-    assert s.value("vllm:prompt_tokens", "vllm:prompt_tokens_total") == sum(r["usage"]["prompt_tokens"]
-                                                                            for r in results)
+    assert s.value("vllm:prompt_tokens", "vllm:prompt_tokens_total") == sum(
+        r["usage"]["prompt_tokens"] for r in results
+    )
     assert s.value("vllm:e2e_request_latency_seconds", "vllm:e2e_request_latency_seconds_count") == n
     assert s.value("vllm:time_to_first_token_seconds", "vllm:time_to_first_token_seconds_count") == n
     assert s.value("vllm:inter_token_latency_seconds", "vllm:inter_token_latency_seconds_count") == n * (tokens - 1)
@@ -281,8 +380,14 @@ def test_counters_are_exact_under_concurrency(standin):
 def test_running_waiting_and_kv_gauges_follow_the_load(standin):
     s = standin("--ttft-ms", "5", "--tokens-per-s", "20", "--max-num-seqs", "2")
     done: list[int] = []
-    threads = [threading.Thread(target=lambda: done.append(s.post("/v1/completions", {
-        "prompt": "a b c", "max_tokens": 30, "ignore_eos": True}).status_code)) for _ in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda: done.append(
+                s.post("/v1/completions", {"prompt": "a b c", "max_tokens": 30, "ignore_eos": True}).status_code
+            )
+        )
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     time.sleep(0.5)
@@ -296,8 +401,9 @@ def test_running_waiting_and_kv_gauges_follow_the_load(standin):
 
 def test_client_that_goes_away_counts_as_abort(standin):
     s = standin("--ttft-ms", "5", "--tokens-per-s", "50")
-    with s.post("/v1/completions", {"prompt": "x", "max_tokens": 200, "ignore_eos": True, "stream": True},
-                stream=True) as r:
+    with s.post(
+        "/v1/completions", {"prompt": "x", "max_tokens": 200, "ignore_eos": True, "stream": True}, stream=True
+    ) as r:
         next(r.iter_lines())
     deadline = time.monotonic() + 5
     while s.value("vllm:request_success", "vllm:request_success_total", finished_reason="abort") < 1:
@@ -307,6 +413,7 @@ def test_client_that_goes_away_counts_as_abort(standin):
 
 
 # --- behaviours ------------------------------------------------------------------------------------------------
+
 
 def test_loading_refuses_connections_then_turns_healthy(standin):
     s = standin(*FAST, "--startup-s", "1.5", ready=False)
@@ -355,10 +462,10 @@ def test_failing_answers_500_or_finishes_with_error_and_counts_them(standin):
         statuses.append(r.status_code)
         bodies.append(r.json())
     failed = statuses.count(500)
-    assert set(statuses) == {200, 500} and 8 <= failed <= 32          # 30 % of 60, loosely
+    assert set(statuses) == {200, 500} and 8 <= failed <= 32  # 30 % of 60, loosely
     assert all(b["error"]["type"] == "InternalServerError" for b in bodies if "error" in b)
     errors = s.value("vllm:request_success", "vllm:request_success_total", finished_reason="error")
-    assert 0 < errors < failed                       # the rest never reached the engine
+    assert 0 < errors < failed  # the rest never reached the engine
     assert s.value("vllm:request_success", "vllm:request_success_total") == statuses.count(200) + errors
     assert s.value("http_requests", "http_requests_total", status="5xx") == failed
 
@@ -373,13 +480,22 @@ def test_engine_error_in_a_stream_is_an_error_event(standin):
 
 # --- SIGTERM ---------------------------------------------------------------------------------------------------
 
+
 def stream_in_background(s: Standin, max_tokens: int) -> tuple[threading.Thread, list]:
     out: list = []
 
     def run() -> None:
-        with s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "ignore_eos": True,
-                                             "max_tokens": max_tokens, "stream": True,
-                                             "stream_options": {"include_usage": True}}, stream=True) as r:
+        with s.post(
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "ignore_eos": True,
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            stream=True,
+        ) as r:
             out.extend(sse(r))
 
     t = threading.Thread(target=run)
@@ -404,14 +520,14 @@ def test_sigterm_default_aborts_in_flight_streams_and_exits(standin):
 
 def test_sigterm_with_timeout_lets_in_flight_finish_and_refuses_new(standin):
     s = standin("--ttft-ms", "5", "--tokens-per-s", "50", "--shutdown-timeout", "20")
-    t, events = stream_in_background(s, 100)            # about 2 s
+    t, events = stream_in_background(s, 100)  # about 2 s
     time.sleep(0.5)
     start = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     r = s.post("/v1/completions", {"prompt": "x", "max_tokens": 2})
     assert r.status_code == 500 and "after shutdown" in r.json()["error"]["message"]
-    assert s.health() == 200                            # vLLM keeps answering /health while draining
+    assert s.health() == 200  # vLLM keeps answering /health while draining
     t.join(10)
     assert s.proc.wait(10) == 0 and time.monotonic() - start < 5
     reasons = [e["choices"][0]["finish_reason"] for e in events[:-1] if e["choices"]]

@@ -28,10 +28,10 @@ GOOD_FINISH = ("stop", "length")
 KINDS = ("chat", "chat+stream", "completions", "completions+stream")
 LAB_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 EXCERPT_CHARS = 200
-KEEP_FAILURES = 20              # descriptions kept in a report; every failure is still counted by reason
-STOP_GRACE_S = 5.0              # beyond timeout_s, how long stop() waits for a client to finish its request
+KEEP_FAILURES = 20  # descriptions kept in a report; every failure is still counted by reason
+STOP_GRACE_S = 5.0  # beyond timeout_s, how long stop() waits for a client to finish its request
 
-Verdict = tuple[str, str] | None        # (reason, detail) of a failed request; None when it is fine
+Verdict = tuple[str, str] | None  # (reason, detail) of a failed request; None when it is fine
 
 
 def check_lab_url(url: str) -> str:
@@ -53,16 +53,18 @@ def check_lab_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Failure:
-    at_s: float                  # seconds after start() when the request ended
-    kind: str                    # one of KINDS
-    reason: str                  # connection | timeout | status | json | error | finish | cut
+    at_s: float  # seconds after start() when the request ended
+    kind: str  # one of KINDS
+    reason: str  # connection | timeout | status | json | error | finish | cut
     detail: str
-    served_by: str | None = None     # the answer's system_fingerprint (vLLM version and model), when one came
-    request_id: str | None = None    # the router's x-request-id header
+    served_by: str | None = None  # the answer's system_fingerprint (vLLM version and model), when one came
+    request_id: str | None = None  # the router's x-request-id header
 
     def describe(self) -> str:
-        extra = [f"served by {self.served_by}" if self.served_by else "",
-                 f"request {self.request_id}" if self.request_id else ""]
+        extra = [
+            f"served by {self.served_by}" if self.served_by else "",
+            f"request {self.request_id}" if self.request_id else "",
+        ]
         where = ", ".join(x for x in extra if x)
         return f"{self.at_s:.2f}s {self.kind}: {self.reason}: {self.detail}" + (f" ({where})" if where else "")
 
@@ -72,16 +74,17 @@ class LoadReport:
     total: int
     ok: int
     failed: int
-    failures: tuple[str, ...]                # descriptions of the first KEEP_FAILURES failures
-    reasons: dict[str, int]                  # every failure, counted by reason
-    by_kind: dict[str, int]                  # completed requests per kind (chat, chat+stream, ...)
+    failures: tuple[str, ...]  # descriptions of the first KEEP_FAILURES failures
+    reasons: dict[str, int]  # every failure, counted by reason
+    by_kind: dict[str, int]  # completed requests per kind (chat, chat+stream, ...)
     per_second: tuple[tuple[int, int], ...]  # (ok, failed) completed in each second after start()
     duration_s: float
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
-        return (f"{self.total} requests in {self.duration_s:.1f}s: {self.ok} ok, {self.failed} failed"
-                + (f" ({reasons})" if reasons else ""))
+        return f"{self.total} requests in {self.duration_s:.1f}s: {self.ok} ok, {self.failed} failed" + (
+            f" ({reasons})" if reasons else ""
+        )
 
     def assert_no_failures(self) -> None:
         """AssertionError naming the failures; also when no request completed (that would prove nothing)."""
@@ -92,6 +95,7 @@ class LoadReport:
 
 
 # -- judging answers (pure) ---------------------------------------------------------------------------------------
+
 
 def excerpt(text: str | bytes) -> str:
     if isinstance(text, bytes):
@@ -163,8 +167,10 @@ def judge_stream(lines: Iterable[bytes], deadline: float = float("inf")) -> tupl
         fingerprint = doc.get("system_fingerprint") or fingerprint
         last = finish_reason(doc) or last
     if not done:
-        return ("cut", f"stream ended without data: [DONE] after {count} events "
-                       f"(last finish_reason {last})"), fingerprint
+        return (
+            "cut",
+            f"stream ended without data: [DONE] after {count} events (last finish_reason {last})",
+        ), fingerprint
     if last not in GOOD_FINISH:
         return ("finish", f"stream finished with finish_reason {last}"), fingerprint
     return None, fingerprint
@@ -183,6 +189,7 @@ def kind_of(path: str, stream: bool) -> str:
 
 
 # -- counting ------------------------------------------------------------------------------------------------------
+
 
 class _Tally:
     """Counts shared by the client threads; notifies waiters on every completed request."""
@@ -219,13 +226,20 @@ class _Tally:
     def report(self) -> LoadReport:
         with self.cond:
             end = self.ended if self.ended is not None else time.monotonic()
-            return LoadReport(total=self.total, ok=self.ok, failed=self.total - self.ok,
-                              failures=tuple(f.describe() for f in self.failures), reasons=dict(self.reasons),
-                              by_kind=dict(self.by_kind), per_second=tuple((a, b) for a, b in self.seconds),
-                              duration_s=round(end - self.started, 3))
+            return LoadReport(
+                total=self.total,
+                ok=self.ok,
+                failed=self.total - self.ok,
+                failures=tuple(f.describe() for f in self.failures),
+                reasons=dict(self.reasons),
+                by_kind=dict(self.by_kind),
+                per_second=tuple((a, b) for a, b in self.seconds),
+                duration_s=round(end - self.started, 3),
+            )
 
 
 # -- the generator -------------------------------------------------------------------------------------------------
+
 
 class LoadGenerator:
     """``clients`` threads sending requests through ``base_url`` until stop(), or ``max_s`` after start().
@@ -234,12 +248,21 @@ class LoadGenerator:
     Each client waits ``pause_s`` after each of its requests (0: back to back, the server never idles).
     """
 
-    def __init__(self, base_url: str, model: str, clients: int = 8, stream_share: float = 0.5,
-                 max_tokens: int = 16, timeout_s: float = 30, max_s: float = 600, pause_s: float = 0) -> None:
-        if clients < 1 or max_tokens < 1 or timeout_s <= 0 or max_s <= 0 or pause_s < 0 \
-                or not 0 <= stream_share <= 1:
-            raise ValueError("need clients >= 1, max_tokens >= 1, timeout_s > 0, max_s > 0, pause_s >= 0, "
-                             "0 <= stream_share <= 1")
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        clients: int = 8,
+        stream_share: float = 0.5,
+        max_tokens: int = 16,
+        timeout_s: float = 30,
+        max_s: float = 600,
+        pause_s: float = 0,
+    ) -> None:
+        if clients < 1 or max_tokens < 1 or timeout_s <= 0 or max_s <= 0 or pause_s < 0 or not 0 <= stream_share <= 1:
+            raise ValueError(
+                "need clients >= 1, max_tokens >= 1, timeout_s > 0, max_s > 0, pause_s >= 0, 0 <= stream_share <= 1"
+            )
         self.base_url, self.model = check_lab_url(base_url), model
         self.clients, self.stream_share, self.max_tokens = clients, stream_share, max_tokens
         self.timeout_s, self.max_s, self.pause_s = timeout_s, max_s, pause_s
@@ -260,8 +283,10 @@ class LoadGenerator:
             raise RuntimeError("this LoadGenerator was already started")
         self._tally = _Tally()
         self._deadline = self._tally.started + self.max_s
-        self._threads = [threading.Thread(target=self._client, args=(i,), name=f"load-client-{i}", daemon=True)
-                         for i in range(self.clients)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,), name=f"load-client-{i}", daemon=True)
+            for i in range(self.clients)
+        ]
         for thread in self._threads:
             thread.start()
         return self
@@ -275,9 +300,16 @@ class LoadGenerator:
         for thread in self._threads:
             thread.join(max(0.0, until - time.monotonic()))
         for thread in self._threads:
-            if thread.is_alive():       # its request outlived its own deadline: count it, do not wait more
-                self._tally.record("unknown", Failure(round(self._tally.elapsed(), 2), "unknown", "timeout",
-                                                      f"{thread.name} still in a request when stopped"))
+            if thread.is_alive():  # its request outlived its own deadline: count it, do not wait more
+                self._tally.record(
+                    "unknown",
+                    Failure(
+                        round(self._tally.elapsed(), 2),
+                        "unknown",
+                        "timeout",
+                        f"{thread.name} still in a request when stopped",
+                    ),
+                )
         with self._tally.cond:
             self._tally.ended = min(time.monotonic(), self._deadline)
         self._final = self._tally.report()
@@ -305,17 +337,16 @@ class LoadGenerator:
         raise TimeoutError(f"fewer than {n} requests completed in {wait:.0f}s: {self.report().summary()}")
 
     def _halted(self) -> bool:
-        return self._stop.is_set() or time.monotonic() >= self._deadline \
-            or not any(t.is_alive() for t in self._threads)
+        return self._stop.is_set() or time.monotonic() >= self._deadline or not any(t.is_alive() for t in self._threads)
 
     def _client(self, index: int) -> None:
-        session, n = requests.Session(), index      # starting at its index puts each client in another phase
+        session, n = requests.Session(), index  # starting at its index puts each client in another phase
         try:
             while not self._stop.is_set() and time.monotonic() < self._deadline:
                 path, stream = plan_request(n, self.stream_share)
                 failure = self._send(session, path, stream)
                 self._tally.record(kind_of(path, stream), failure)
-                if failure is not None:             # a broken connection must not fail the next request too
+                if failure is not None:  # a broken connection must not fail the next request too
                     session.close()
                     session = requests.Session()
                 n += 1
@@ -336,8 +367,9 @@ class LoadGenerator:
         deadline = time.monotonic() + self.timeout_s
         request_id, verdict, fingerprint = None, None, None
         try:
-            with session.post(self.base_url + path, json=self._body(path, stream), stream=stream,
-                              timeout=self.timeout_s) as resp:
+            with session.post(
+                self.base_url + path, json=self._body(path, stream), stream=stream, timeout=self.timeout_s
+            ) as resp:
                 request_id = resp.headers.get("x-request-id")
                 if stream and resp.status_code == 200:
                     verdict, fingerprint = judge_stream(resp.iter_lines(), deadline)
@@ -347,15 +379,16 @@ class LoadGenerator:
             verdict = _exception_verdict(e)
         if verdict is None:
             return None
-        return Failure(round(self._tally.elapsed(), 2), kind_of(path, stream), verdict[0], verdict[1],
-                       fingerprint, request_id)
+        return Failure(
+            round(self._tally.elapsed(), 2), kind_of(path, stream), verdict[0], verdict[1], fingerprint, request_id
+        )
 
 
 def _exception_verdict(e: requests.RequestException) -> tuple[str, str]:
     text = excerpt(f"{type(e).__name__}: {e}")
     if isinstance(e, requests.Timeout) or "timed out" in str(e).lower():
         return "timeout", text
-    if isinstance(e, requests.exceptions.ChunkedEncodingError):   # the body broke off after the status line
+    if isinstance(e, requests.exceptions.ChunkedEncodingError):  # the body broke off after the status line
         return "cut", text
     return "connection", text
 
@@ -380,8 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     load = LoadGenerator(args.url, args.model, clients=args.clients, max_s=args.seconds).start()
     done.wait(args.seconds)
     report = load.stop()
-    doc = json.dumps({"total": report.total, "ok": report.ok, "failed": report.failed,
-                      "failures": list(report.failures), "reasons": dict(report.reasons)})
+    doc = json.dumps(
+        {
+            "total": report.total,
+            "ok": report.ok,
+            "failed": report.failed,
+            "failures": list(report.failures),
+            "reasons": dict(report.reasons),
+        }
+    )
     if args.report:
         with open(args.report, "w") as f:
             f.write(doc + "\n")

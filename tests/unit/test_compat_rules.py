@@ -17,27 +17,51 @@ MATRIX = parse_matrix({str(p): p.read_text() for p in (PROFILES / "matrix").glob
 H100, A100, B200, B300 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA B200", "NVIDIA B300"
 V100, T4, L40S = "Tesla V100-SXM2-32GB", "Tesla T4", "NVIDIA L40S"
 RTX4090, RTX6000 = "NVIDIA GeForce RTX 4090", "NVIDIA RTX 6000 Ada Generation"
-CC = {H100: "9.0", A100: "8.0", B200: "10.0", B300: "10.3", V100: "7.0", T4: "7.5", L40S: "8.9", RTX4090: "8.9",
-      RTX6000: "8.9", "NVIDIA A10G": None}
+CC = {
+    H100: "9.0",
+    A100: "8.0",
+    B200: "10.0",
+    B300: "10.3",
+    V100: "7.0",
+    T4: "7.5",
+    L40S: "8.9",
+    RTX4090: "8.9",
+    RTX6000: "8.9",
+    "NVIDIA A10G": None,
+}
 
 
 def gpu(name=H100, index=0, **kw) -> GpuFacts:
-    fields = {"name": name, "compute_capability": CC.get(name, "9.0"), "memory_total_mib": 81559,
-              "ecc_uncorrected_volatile": 0, "remapped_rows_pending": False, "remapped_rows_failed": False,
-              "mig_mode": False, **kw}
+    fields = {
+        "name": name,
+        "compute_capability": CC.get(name, "9.0"),
+        "memory_total_mib": 81559,
+        "ecc_uncorrected_volatile": 0,
+        "remapped_rows_pending": False,
+        "remapped_rows_failed": False,
+        "mig_mode": False,
+        **kw,
+    }
     return GpuFacts(index=index, **fields)
 
 
 def host(driver="570.133.20", gpus=None, n=1, name=H100, docker="27.5.1", ctk="1.17.8", fm=None, **gpu_kw):
     found = gpus if gpus is not None else [gpu(name, i, **gpu_kw) for i in range(n)]
-    return HostFacts(driver_version=driver, docker_version=docker, nvidia_container_toolkit_version=ctk,
-                     fabric_manager_version=fm, gpus=tuple(found))
+    return HostFacts(
+        driver_version=driver,
+        docker_version=docker,
+        nvidia_container_toolkit_version=ctk,
+        fabric_manager_version=fm,
+        gpus=tuple(found),
+    )
 
 
 def profile(cuda="12.8", vllm="0.11.0", ref=None, requires="", extra_image=""):
     ref = ref or f"vllm/vllm-openai:v{vllm}"
-    text = (f'[profile]\nname = "t"\n[image]\nref = "{ref}"\ncuda = "{cuda}"\nvllm = "{vllm}"\n{extra_image}\n'
-            f"[requires]\n{requires}\n")
+    text = (
+        f'[profile]\nname = "t"\n[image]\nref = "{ref}"\ncuda = "{cuda}"\nvllm = "{vllm}"\n{extra_image}\n'
+        f"[requires]\n{requires}\n"
+    )
     return parse_profile(text, "t.toml", MATRIX)
 
 
@@ -52,28 +76,32 @@ def status(rule, facts, prof=None):
 
 # ------------------------------------------------------------------------------------------ driver_for_cuda
 
-@pytest.mark.parametrize("cuda, driver, gpu_name, expected", [
-    ("12.8", "570.26", H100, "pass"),            # exactly at the 12.8 GA floor
-    ("12.8", "570.26.0", H100, "pass"),
-    ("12.8", "570.25.99", H100, "fail"),         # one patch below, R570 is no forward-compat branch for 12.8
-    ("12.8.1", "570.124.06", H100, "pass"),      # exactly at the 12.8 Update 1 floor
-    ("12.8.1", "570.124.05", H100, "fail"),      # one patch below
-    ("12.4.1", "550.54.15", L40S, "pass"),
-    ("12.4.1", "550.54.14", L40S, "fail"),
-    ("13.0.2", "580.95.05", B200, "pass"),
-    ("13.0.2", "580.95.04", B200, "fail"),       # R580 is native for 13.0, not a forward-compat branch
-    ("12.8", "580.65.06", H100, "pass"),         # a newer branch runs older CUDA (backward compatibility)
-    ("12.8", "535.230.02", H100, "warn"),        # data-center GPU on a supported branch: forward compatibility
-    ("12.8", "535.230.02", A100, "warn"),
-    ("13.0.2", "570.133.20", H100, "warn"),      # cuda-compat-13-0 on R570
-    ("12.8", "535.230.02", RTX4090, "fail"),     # GeForce: forward compatibility does not apply (error 804)
-    ("12.8", "535.230.02", RTX6000, "fail"),     # RTX workstation: neither
-    ("12.8", "550.54.15", H100, "fail"),         # R550 is not a supported forward-compat branch
-    ("12.8", "520.61.05", H100, "fail"),         # below CUDA 12's family minimum
-    ("13.4", "615.10", H100, "warn"),            # the 13.4 floor is unconfirmed: never a clean pass
-    ("13.4", "595.58.03", H100, "warn"),         # ... nor a failure
-    ("13.0.3", "580.95.05", H100, "warn"),       # no row for 13.0.3: nearest update's floor, flagged
-])
+
+@pytest.mark.parametrize(
+    "cuda, driver, gpu_name, expected",
+    [
+        ("12.8", "570.26", H100, "pass"),  # exactly at the 12.8 GA floor
+        ("12.8", "570.26.0", H100, "pass"),
+        ("12.8", "570.25.99", H100, "fail"),  # one patch below, R570 is no forward-compat branch for 12.8
+        ("12.8.1", "570.124.06", H100, "pass"),  # exactly at the 12.8 Update 1 floor
+        ("12.8.1", "570.124.05", H100, "fail"),  # one patch below
+        ("12.4.1", "550.54.15", L40S, "pass"),
+        ("12.4.1", "550.54.14", L40S, "fail"),
+        ("13.0.2", "580.95.05", B200, "pass"),
+        ("13.0.2", "580.95.04", B200, "fail"),  # R580 is native for 13.0, not a forward-compat branch
+        ("12.8", "580.65.06", H100, "pass"),  # a newer branch runs older CUDA (backward compatibility)
+        ("12.8", "535.230.02", H100, "warn"),  # data-center GPU on a supported branch: forward compatibility
+        ("12.8", "535.230.02", A100, "warn"),
+        ("13.0.2", "570.133.20", H100, "warn"),  # cuda-compat-13-0 on R570
+        ("12.8", "535.230.02", RTX4090, "fail"),  # GeForce: forward compatibility does not apply (error 804)
+        ("12.8", "535.230.02", RTX6000, "fail"),  # RTX workstation: neither
+        ("12.8", "550.54.15", H100, "fail"),  # R550 is not a supported forward-compat branch
+        ("12.8", "520.61.05", H100, "fail"),  # below CUDA 12's family minimum
+        ("13.4", "615.10", H100, "warn"),  # the 13.4 floor is unconfirmed: never a clean pass
+        ("13.4", "595.58.03", H100, "warn"),  # ... nor a failure
+        ("13.0.3", "580.95.05", H100, "warn"),  # no row for 13.0.3: nearest update's floor, flagged
+    ],
+)
 def test_driver_for_cuda(cuda, driver, gpu_name, expected):
     prof = profile(cuda=cuda, vllm="0.20.0", ref="my/vllm:1", extra_image="cuda_compat = true")
     assert status("driver_for_cuda", host(driver, name=gpu_name), prof) == expected
@@ -93,13 +121,15 @@ def test_forward_compatibility_warns_on_data_center_and_fails_on_geforce():
     assert "runs only through forward compatibility (cuda-compat-12-8 in the image, R535 branch" in warn.message
     assert warn.fix == "upgrade the driver to ≥ 570.26 to stop relying on forward compatibility"
     fail = run("driver_for_cuda", host("535.230.02", name=RTX4090))
-    assert "works only on data-center GPUs, not on NVIDIA GeForce RTX 4090 (geforce): CUDA fails with error 804" \
-           in fail.message
+    assert (
+        "works only on data-center GPUs, not on NVIDIA GeForce RTX 4090 (geforce): CUDA fails with error 804"
+        in fail.message
+    )
     assert fail.fix == "upgrade the driver to ≥ 570.26, or use a CUDA ≤ 12.2 image"
 
 
 def test_forward_compatibility_needs_the_compat_libraries_in_the_image():
-    custom = profile(ref="registry.local/vllm:custom")            # not an official vLLM image
+    custom = profile(ref="registry.local/vllm:custom")  # not an official vLLM image
     r = run("driver_for_cuda", host("535.230.02"), custom)
     assert r.status == "fail" and "the image carries no cuda-compat-12-8 libraries" in r.message
 
@@ -122,18 +152,22 @@ def test_an_unreadable_driver_version_is_a_warning():
 
 # ------------------------------------------------------------------------------------------- driver_for_gpu
 
-@pytest.mark.parametrize("driver, name, mig, expected", [
-    ("570.133.20", B200, False, "pass"),      # B200: GPU Operator floor 570.133.20, always
-    ("570.133.19", B200, False, "fail"),
-    ("570.26", B200, False, "fail"),
-    ("525.85.12", H100, True, "pass"),        # H100 in MIG mode: 525.85.12
-    ("525.85.11", H100, True, "fail"),
-    ("525.60.13", H100, False, "pass"),       # not in MIG mode: only the Hopper floor (520.61.05)
-    ("520.61.04", H100, False, "fail"),
-    ("575.51.03", B300, False, "pass"),       # Blackwell sm_103: 575.51.03
-    ("575.51.02", B300, False, "fail"),
-    ("535.230.02", A100, False, None),        # nothing NVIDIA publishes applies
-])
+
+@pytest.mark.parametrize(
+    "driver, name, mig, expected",
+    [
+        ("570.133.20", B200, False, "pass"),  # B200: GPU Operator floor 570.133.20, always
+        ("570.133.19", B200, False, "fail"),
+        ("570.26", B200, False, "fail"),
+        ("525.85.12", H100, True, "pass"),  # H100 in MIG mode: 525.85.12
+        ("525.85.11", H100, True, "fail"),
+        ("525.60.13", H100, False, "pass"),  # not in MIG mode: only the Hopper floor (520.61.05)
+        ("520.61.04", H100, False, "fail"),
+        ("575.51.03", B300, False, "pass"),  # Blackwell sm_103: 575.51.03
+        ("575.51.02", B300, False, "fail"),
+        ("535.230.02", A100, False, None),  # nothing NVIDIA publishes applies
+    ],
+)
 def test_driver_for_gpu(driver, name, mig, expected):
     assert status("driver_for_gpu", host(driver, name=name, mig_mode=mig)) == expected
 
@@ -145,15 +179,19 @@ def test_driver_for_gpu_names_the_floor():
 
 # -------------------------------------------------------------------------------------------- arch_for_cuda
 
-@pytest.mark.parametrize("cuda, name, expected, words", [
-    ("12.8", H100, "pass", "CUDA 12.8 supports Hopper (CC 9.0)"),
-    ("12.8", B200, "pass", ""),
-    ("12.4", B200, "fail", "Blackwell (CC 10.0) needs CUDA ≥ 12.8"),
-    ("12.8", B300, "fail", "needs CUDA ≥ 12.9"),
-    ("12.9", B300, "pass", ""),
-    ("13.0", V100, "fail", "CUDA 13.0 removed Volta (CC 7.0)"),
-    ("12.9", V100, "pass", ""),
-])
+
+@pytest.mark.parametrize(
+    "cuda, name, expected, words",
+    [
+        ("12.8", H100, "pass", "CUDA 12.8 supports Hopper (CC 9.0)"),
+        ("12.8", B200, "pass", ""),
+        ("12.4", B200, "fail", "Blackwell (CC 10.0) needs CUDA ≥ 12.8"),
+        ("12.8", B300, "fail", "needs CUDA ≥ 12.9"),
+        ("12.9", B300, "pass", ""),
+        ("13.0", V100, "fail", "CUDA 13.0 removed Volta (CC 7.0)"),
+        ("12.9", V100, "pass", ""),
+    ],
+)
 def test_arch_for_cuda(cuda, name, expected, words):
     r = run("arch_for_cuda", host("600.1", name=name), profile(cuda=cuda, vllm="0.20.0", ref="my/vllm:1"))
     assert r.status == expected and words in r.message
@@ -166,15 +204,19 @@ def test_arch_for_cuda_warns_on_an_architecture_it_does_not_know():
 
 # --------------------------------------------------------------------------------------- compute_capability
 
-@pytest.mark.parametrize("vllm, requires, name, expected", [
-    ("0.21.0", "", T4, "pass"),                            # 7.5 meets vLLM's 7.5
-    ("0.21.0", "", V100, "fail"),                          # 7.0 < 7.5
-    ("0.9.0", "", V100, "pass"),                           # vLLM <= 0.9.0 still ran on Volta
-    ("0.11.0", "", V100, "warn"),                          # dropped between 0.9.0 and 0.21.0: unconfirmed
-    ("0.21.0", 'compute_capability = ">=8.0"', T4, "fail"),
-    ("0.21.0", 'compute_capability = ">=8.0"', A100, "pass"),
-    ("0.21.0", "", "NVIDIA A10G", "warn"),                 # CC only from an unconfirmed matrix row
-])
+
+@pytest.mark.parametrize(
+    "vllm, requires, name, expected",
+    [
+        ("0.21.0", "", T4, "pass"),  # 7.5 meets vLLM's 7.5
+        ("0.21.0", "", V100, "fail"),  # 7.0 < 7.5
+        ("0.9.0", "", V100, "pass"),  # vLLM <= 0.9.0 still ran on Volta
+        ("0.11.0", "", V100, "warn"),  # dropped between 0.9.0 and 0.21.0: unconfirmed
+        ("0.21.0", 'compute_capability = ">=8.0"', T4, "fail"),
+        ("0.21.0", 'compute_capability = ">=8.0"', A100, "pass"),
+        ("0.21.0", "", "NVIDIA A10G", "warn"),  # CC only from an unconfirmed matrix row
+    ],
+)
 def test_compute_capability(vllm, requires, name, expected):
     prof = profile(cuda="12.9", vllm=vllm, ref="my/vllm:1", requires=requires)
     assert status("compute_capability", host(name=name), prof) == expected
@@ -188,17 +230,21 @@ def test_compute_capability_takes_the_lowest_gpu():
 
 # ------------------------------------------------------------------------------------------------- features
 
-@pytest.mark.parametrize("cuda, feature, name, expected", [
-    ("12.9", "fp8", A100, "fail"),
-    ("12.9", "fp8", H100, "pass"),
-    ("12.9", "fp8", L40S, "pass"),
-    ("12.9", "fa3", H100, "pass"),
-    ("12.9", "fa3", B200, "fail"),
-    ("12.9", "fp4", B200, "pass"),
-    ("12.9", "fp4", B300, "fail"),     # CUDA < 13 builds FP4 for 10.0a/10.1a/12.0a/12.1a only
-    ("13.0", "fp4", B300, "pass"),     # CUDA >= 13 builds the 10.0f family
-    ("13.0", "fp4", H100, "fail"),
-])
+
+@pytest.mark.parametrize(
+    "cuda, feature, name, expected",
+    [
+        ("12.9", "fp8", A100, "fail"),
+        ("12.9", "fp8", H100, "pass"),
+        ("12.9", "fp8", L40S, "pass"),
+        ("12.9", "fa3", H100, "pass"),
+        ("12.9", "fa3", B200, "fail"),
+        ("12.9", "fp4", B200, "pass"),
+        ("12.9", "fp4", B300, "fail"),  # CUDA < 13 builds FP4 for 10.0a/10.1a/12.0a/12.1a only
+        ("13.0", "fp4", B300, "pass"),  # CUDA >= 13 builds the 10.0f family
+        ("13.0", "fp4", H100, "fail"),
+    ],
+)
 def test_features(cuda, feature, name, expected):
     prof = profile(cuda=cuda, vllm="0.20.0", ref="my/vllm:1", requires=f'features = ["{feature}"]')
     assert status("features", host("600.1", name=name), prof) == expected
@@ -207,7 +253,7 @@ def test_features(cuda, feature, name, expected):
 def test_fp8_on_an_a100_explains_the_weight_only_fallback():
     r = run("features", host(name=A100), profile(requires='features = ["fp8"]'))
     assert "fp8 (FP8 W8A8 compute) needs CC >=8.9; NVIDIA A100-SXM4-80GB is CC 8.0" in r.message
-    assert "drop \"fp8\" from requires.features" in r.fix and "W8A16" in r.fix
+    assert 'drop "fp8" from requires.features' in r.fix and "W8A16" in r.fix
 
 
 def test_features_do_not_apply_without_features():
@@ -216,37 +262,48 @@ def test_features_do_not_apply_without_features():
 
 # ------------------------------------------------------------------------------------- gpu_count, gpu_memory
 
-@pytest.mark.parametrize("requires, facts, expected", [
-    ('gpus = ">=4"', host(n=4), "pass"),
-    ('gpus = ">=4"', host(n=2), "fail"),
-    ('gpus = ">=4"', host(gpus=[gpu(index=i, lost=(i == 3)) for i in range(4)]), "fail"),   # a lost GPU
-    ("", host(gpus=[]), "fail"),                                                            # default >=1
-    ('gpus = "==8"', host(n=8), "pass"),
-])
+
+@pytest.mark.parametrize(
+    "requires, facts, expected",
+    [
+        ('gpus = ">=4"', host(n=4), "pass"),
+        ('gpus = ">=4"', host(n=2), "fail"),
+        ('gpus = ">=4"', host(gpus=[gpu(index=i, lost=(i == 3)) for i in range(4)]), "fail"),  # a lost GPU
+        ("", host(gpus=[]), "fail"),  # default >=1
+        ('gpus = "==8"', host(n=8), "pass"),
+    ],
+)
 def test_gpu_count(requires, facts, expected):
     assert status("gpu_count", facts, profile(requires=requires)) == expected
 
 
-@pytest.mark.parametrize("requires, memory, expected", [
-    ('gpu_memory_mib = ">=40000"', 40000, "pass"),
-    ('gpu_memory_mib = ">=40000"', 39999, "fail"),
-    ('gpu_memory_mib = ">=40000"', None, "warn"),
-    ("", 1000, None),
-])
+@pytest.mark.parametrize(
+    "requires, memory, expected",
+    [
+        ('gpu_memory_mib = ">=40000"', 40000, "pass"),
+        ('gpu_memory_mib = ">=40000"', 39999, "fail"),
+        ('gpu_memory_mib = ">=40000"', None, "warn"),
+        ("", 1000, None),
+    ],
+)
 def test_gpu_memory(requires, memory, expected):
     assert status("gpu_memory", host(memory_total_mib=memory), profile(requires=requires)) == expected
 
 
 # ------------------------------------------------------------------------------------- gpu_health, mixed_gpus
 
-@pytest.mark.parametrize("gpu_kw, expected, words", [
-    ({}, "pass", "1 GPUs healthy"),
-    ({"lost": True}, "fail", "GPU 0 is lost"),
-    ({"ecc_uncorrected_volatile": 3}, "fail", "GPU 0 has 3 volatile uncorrected ECC error(s)"),
-    ({"remapped_rows_pending": True}, "fail", "memory row remapping pending"),
-    ({"remapped_rows_failed": True}, "fail", "failed to remap a memory row"),
-    ({"ecc_uncorrected_volatile": None, "remapped_rows_pending": None}, "pass", ""),   # unknown is not a finding
-])
+
+@pytest.mark.parametrize(
+    "gpu_kw, expected, words",
+    [
+        ({}, "pass", "1 GPUs healthy"),
+        ({"lost": True}, "fail", "GPU 0 is lost"),
+        ({"ecc_uncorrected_volatile": 3}, "fail", "GPU 0 has 3 volatile uncorrected ECC error(s)"),
+        ({"remapped_rows_pending": True}, "fail", "memory row remapping pending"),
+        ({"remapped_rows_failed": True}, "fail", "failed to remap a memory row"),
+        ({"ecc_uncorrected_volatile": None, "remapped_rows_pending": None}, "pass", ""),  # unknown is not a finding
+    ],
+)
 def test_gpu_health(gpu_kw, expected, words):
     r = run("gpu_health", host(**gpu_kw))
     assert r.status == expected and words in r.message
@@ -267,10 +324,19 @@ def test_mixed_gpus_warn():
 
 # ------------------------------------------------------------------------ docker, container_toolkit, fabric_manager
 
-@pytest.mark.parametrize("docker, expected", [
-    ("27.5.1", "pass"), ("19.03", "pass"), ("19.03.0", "pass"), ("20.10.24+dfsg1", "pass"),
-    ("18.09.9", "fail"), (None, "fail"), ("weird", "warn"),
-])
+
+@pytest.mark.parametrize(
+    "docker, expected",
+    [
+        ("27.5.1", "pass"),
+        ("19.03", "pass"),
+        ("19.03.0", "pass"),
+        ("20.10.24+dfsg1", "pass"),
+        ("18.09.9", "fail"),
+        (None, "fail"),
+        ("weird", "warn"),
+    ],
+)
 def test_docker(docker, expected):
     assert status("docker", host(docker=docker)) == expected
 
@@ -281,14 +347,17 @@ def test_no_container_toolkit_fails_with_the_fix():
     assert status("container_toolkit", host(ctk="1.17.8")) == "pass"
 
 
-@pytest.mark.parametrize("driver, fm, n, expected", [
-    ("570.133.20", "570.133.20", 8, "pass"),
-    ("550.120", "550.127.05", 8, "fail"),          # observed in the field: FM refuses to start
-    ("530.41.03", "530.30.02", 8, "fail"),
-    ("570.133.20", None, 8, "warn"),               # 8 × H100 SXM is an NVSwitch board without Fabric Manager
-    ("570.133.20", None, 2, None),                 # not an NVSwitch board: FM does not apply
-    ("570.133.20", "570.133.20", 2, "pass"),       # installed anyway: must still match
-])
+@pytest.mark.parametrize(
+    "driver, fm, n, expected",
+    [
+        ("570.133.20", "570.133.20", 8, "pass"),
+        ("550.120", "550.127.05", 8, "fail"),  # observed in the field: FM refuses to start
+        ("530.41.03", "530.30.02", 8, "fail"),
+        ("570.133.20", None, 8, "warn"),  # 8 × H100 SXM is an NVSwitch board without Fabric Manager
+        ("570.133.20", None, 2, None),  # not an NVSwitch board: FM does not apply
+        ("570.133.20", "570.133.20", 2, "pass"),  # installed anyway: must still match
+    ],
+)
 def test_fabric_manager(driver, fm, n, expected):
     assert status("fabric_manager", host(driver, n=n, fm=fm)) == expected
 
@@ -300,6 +369,7 @@ def test_fabric_manager_mismatch_message_and_fix():
 
 
 # ----------------------------------------------------------------------------------- hosts and snapshots
+
 
 def test_a_healthy_host_passes_every_rule_that_applies():
     prof = profile(requires='gpus = ">=8"\ngpu_memory_mib = ">=80000"')
@@ -327,10 +397,15 @@ def test_check_snapshot_verdicts_and_unprobed_hosts():
 
 def test_shared_evaluation_equals_evaluating_every_host_on_its_own():
     """Hosts that agree on the facts rules read share one evaluation; the answers must not change."""
-    variants = [host(), host("535.230.02", n=8, fm="535.230.02"), host(name=RTX4090, driver="535.1"),
-                host(gpus=[gpu(H100, 0, temperature_c=80), gpu(A100, 1, lost=True)]),
-                host(docker=None, ctk=None), host(gpus=[gpu(V100, 0, compute_capability=None)]),
-                replace(host(), hostname="x", kernel="6.1")]
+    variants = [
+        host(),
+        host("535.230.02", n=8, fm="535.230.02"),
+        host(name=RTX4090, driver="535.1"),
+        host(gpus=[gpu(H100, 0, temperature_c=80), gpu(A100, 1, lost=True)]),
+        host(docker=None, ctk=None),
+        host(gpus=[gpu(V100, 0, compute_capability=None)]),
+        replace(host(), hostname="x", kernel="6.1"),
+    ]
     prof = profile(requires='gpus = ">=2"\ngpu_memory_mib = ">=40000"\nfeatures = ["fp8"]')
     reports = tuple(_report(f"h{i}", facts) for i, facts in enumerate(variants * 3))
     checked = check_snapshot(Snapshot("t", reports), prof, MATRIX)

@@ -27,13 +27,24 @@ def test_healthy_host_all_facts():
     assert result.error_kind is None
     f = result.facts
     assert (f.hostname, f.driver_version, f.cuda_driver_version, f.nvml_version) == (
-        "gpu-a01", "570.133.20", "12.8", "12.570.133.20")
+        "gpu-a01",
+        "570.133.20",
+        "12.8",
+        "12.570.133.20",
+    )
     assert (f.docker_version, f.nvidia_container_toolkit_version, f.fabric_manager_version) == (
-        "27.5.1", "1.17.8", "570.133.20")
+        "27.5.1",
+        "1.17.8",
+        "570.133.20",
+    )
     assert [g.index for g in f.gpus] == [0, 1]
     g1 = f.gpus[1]
     assert (g1.name, g1.memory_total_mib, g1.memory_used_mib, g1.compute_capability) == (
-        "NVIDIA H100 80GB HBM3", 81559, 512, "9.0")
+        "NVIDIA H100 80GB HBM3",
+        81559,
+        512,
+        "9.0",
+    )
     assert (g1.power_draw_w, g1.power_limit_w, g1.ecc_uncorrected_volatile, g1.lost) == (80.0, 700.0, 0, False)
     assert f.gpus[0].throttle_reasons == ["gpu_idle"]
 
@@ -43,7 +54,7 @@ def test_driver_not_loaded_keeps_host_facts_and_reports_kind():
     assert result.error_kind == "nvml_driver_not_loaded"
     assert "not loaded" in result.error_message
     assert result.facts.os == "Debian GNU/Linux 12 (bookworm)"
-    assert result.facts.docker_version is None          # the daemon did not answer: null, not invented
+    assert result.facts.docker_version is None  # the daemon did not answer: null, not invented
 
 
 def test_lost_gpu_marks_that_gpu_only():
@@ -51,7 +62,7 @@ def test_lost_gpu_marks_that_gpu_only():
     assert result.error_kind is None
     assert [g.lost for g in result.facts.gpus] == [False, True]
     assert result.facts.gpus[1].name is None
-    assert result.facts.nvidia_container_toolkit_version == "1.14.6"   # fell back to nvidia-container-cli
+    assert result.facts.nvidia_container_toolkit_version == "1.14.6"  # fell back to nvidia-container-cli
 
 
 def test_banner_lines_before_the_document_are_ignored():
@@ -59,22 +70,29 @@ def test_banner_lines_before_the_document_are_ignored():
     assert parse_probe_output(text).facts.hostname == "gpu-a01"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no JSON document"),
-    ("Traceback (most recent call last):\n  File x\nSyntaxError: invalid syntax", "no JSON document"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {', "not valid JSON"),
-    ('{"schema": "fleetctl.probe/v9", "facts": {}}', "unknown probe schema"),
-    ('{"schema": "fleetctl.probe/v1"}', "no facts object"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {"driver_version": 570}}', "driver_version: expected str"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": {"0": {}}}}', "gpus must be a list"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"name": "x"}]}}', "without an integer index"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"index": 0, "memory_total_mib": "80GB"}]}}',
-     "memory_total_mib: expected int"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"index": 0, "temperature_c": true}]}}',
-     "temperature_c: expected int, got a boolean"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {}, "error": {"kind": "meltdown"}}', "unknown probe error kind"),
-    ('{"schema": "fleetctl.probe/v1", "facts": {}, "tools": []}', "tools must be an object"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no JSON document"),
+        ("Traceback (most recent call last):\n  File x\nSyntaxError: invalid syntax", "no JSON document"),
+        ('{"schema": "fleetctl.probe/v1", "facts": {', "not valid JSON"),
+        ('{"schema": "fleetctl.probe/v9", "facts": {}}', "unknown probe schema"),
+        ('{"schema": "fleetctl.probe/v1"}', "no facts object"),
+        ('{"schema": "fleetctl.probe/v1", "facts": {"driver_version": 570}}', "driver_version: expected str"),
+        ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": {"0": {}}}}', "gpus must be a list"),
+        ('{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"name": "x"}]}}', "without an integer index"),
+        (
+            '{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"index": 0, "memory_total_mib": "80GB"}]}}',
+            "memory_total_mib: expected int",
+        ),
+        (
+            '{"schema": "fleetctl.probe/v1", "facts": {"gpus": [{"index": 0, "temperature_c": true}]}}',
+            "temperature_c: expected int, got a boolean",
+        ),
+        ('{"schema": "fleetctl.probe/v1", "facts": {}, "error": {"kind": "meltdown"}}', "unknown probe error kind"),
+        ('{"schema": "fleetctl.probe/v1", "facts": {}, "tools": []}', "tools must be an object"),
+    ],
+)
 def test_garbage_is_rejected_with_a_reason(text, message):
     with pytest.raises(ProbeOutputError, match=message):
         parse_probe_output(text)
@@ -86,19 +104,22 @@ def test_facts_round_trip_through_dict():
     assert again == facts
 
 
-@pytest.mark.parametrize("parser, out, expected", [
-    (parse_docker_version, "20.10.24+dfsg1\n", "20.10.24+dfsg1"),
-    (parse_docker_version, "28.2.2", "28.2.2"),
-    (parse_docker_version, "Cannot connect to the Docker daemon", None),
-    (parse_docker_version, "", None),
-    (parse_docker_version, None, None),
-    (parse_ctk_version, "NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc\n", "1.17.8"),
-    (parse_ctk_version, "nvidia-ctk: command not found", None),
-    (parse_container_cli_version, "cli-version: 1.14.3\nlib-version: 1.14.3\nbuild date: x\n", "1.14.3"),
-    (parse_container_cli_version, "version: 1.3.0\nbuild date: 2020\n", "1.3.0"),
-    (parse_fabric_manager_version, "Fabric Manager version is : 570.133.20\n", "570.133.20"),
-    (parse_fabric_manager_version, "usage: nv-fabricmanager [options]", None),
-])
+@pytest.mark.parametrize(
+    "parser, out, expected",
+    [
+        (parse_docker_version, "20.10.24+dfsg1\n", "20.10.24+dfsg1"),
+        (parse_docker_version, "28.2.2", "28.2.2"),
+        (parse_docker_version, "Cannot connect to the Docker daemon", None),
+        (parse_docker_version, "", None),
+        (parse_docker_version, None, None),
+        (parse_ctk_version, "NVIDIA Container Toolkit CLI version 1.17.8\ncommit: abc\n", "1.17.8"),
+        (parse_ctk_version, "nvidia-ctk: command not found", None),
+        (parse_container_cli_version, "cli-version: 1.14.3\nlib-version: 1.14.3\nbuild date: x\n", "1.14.3"),
+        (parse_container_cli_version, "version: 1.3.0\nbuild date: 2020\n", "1.3.0"),
+        (parse_fabric_manager_version, "Fabric Manager version is : 570.133.20\n", "570.133.20"),
+        (parse_fabric_manager_version, "usage: nv-fabricmanager [options]", None),
+    ],
+)
 def test_tool_output_parsers(parser, out, expected):
     assert parser(out) == expected
 

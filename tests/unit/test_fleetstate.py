@@ -9,25 +9,40 @@ import os
 import pytest
 
 from fleetctl.core.fleet import Fleet
-from fleetctl.core.fleetstate import (STATE_SCHEMA, DrainRecord, FleetState, ServingRecord, StateError,
-                                      intended_upstreams, worker_url)
+from fleetctl.core.fleetstate import (
+    STATE_SCHEMA,
+    DrainRecord,
+    FleetState,
+    ServingRecord,
+    StateError,
+    intended_upstreams,
+    worker_url,
+)
 from fleetctl.errors import ConfigError
 
 
 def serving(host: str, url: str) -> ServingRecord:
-    return ServingRecord(host=host, url=url, profile="stable", image="vllm/vllm-openai:v0.32.0", revision="r1",
-                         since="2026-01-02T03:04:05Z")
+    return ServingRecord(
+        host=host,
+        url=url,
+        profile="stable",
+        image="vllm/vllm-openai:v0.32.0",
+        revision="r1",
+        since="2026-01-02T03:04:05Z",
+    )
 
 
 def drained(host: str) -> DrainRecord:
     return DrainRecord(host=host, reason="xid 79 on GPU 3", by="alice", at="2026-01-02T04:00:00Z")
 
 
-STATE = (FleetState()
-         .with_serving(serving("gpu-a02", "http://10.0.0.2:8000"))
-         .with_serving(serving("gpu-a01", "http://10.0.0.1:8000"))
-         .with_serving(serving("gpu-a03", "http://10.0.0.3:8000"))
-         .with_drained(drained("gpu-a03")))
+STATE = (
+    FleetState()
+    .with_serving(serving("gpu-a02", "http://10.0.0.2:8000"))
+    .with_serving(serving("gpu-a01", "http://10.0.0.1:8000"))
+    .with_serving(serving("gpu-a03", "http://10.0.0.3:8000"))
+    .with_drained(drained("gpu-a03"))
+)
 
 
 def test_round_trip_through_json():
@@ -43,22 +58,31 @@ def test_empty_state_and_missing_tables():
     assert FleetState().to_dict() == {"schema": STATE_SCHEMA, "serving": {}, "drained": {}}
 
 
-@pytest.mark.parametrize("doc, words", [
-    (None, "not a fleetctl.state/v1 document"),
-    ([], "not a fleetctl.state/v1 document"),
-    ({"schema": "fleetctl.state/v2"}, "not a fleetctl.state/v1 document"),
-    ({"serving": {}}, "not a fleetctl.state/v1 document"),
-    ({"schema": STATE_SCHEMA, "serving": []}, "serving must be an object"),
-    ({"schema": STATE_SCHEMA, "drained": "gpu-a01"}, "drained must be an object"),
-    ({"schema": STATE_SCHEMA, "serving": {"gpu-a01": "http://x:8000"}}, "serving.gpu-a01 must be an object"),
-    ({"schema": STATE_SCHEMA, "serving": {"gpu-a01": {"url": "http://x:8000"}}},
-     "serving.gpu-a01: profile, image, revision, since must be string(s)"),
-    ({"schema": STATE_SCHEMA, "serving": {"gpu-a01": {**serving("x", "ftp://x").to_dict()}}},
-     "url must start with http:// or https://"),
-    ({"schema": STATE_SCHEMA, "drained": {"gpu-a01": {"reason": "r", "by": 3, "at": "t"}}},
-     "drained.gpu-a01: by must be string(s)"),
-    ({"schema": STATE_SCHEMA, "drained": {"": {"reason": "r", "by": "b", "at": "t"}}}, "a host name is empty"),
-])
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        (None, "not a fleetctl.state/v1 document"),
+        ([], "not a fleetctl.state/v1 document"),
+        ({"schema": "fleetctl.state/v2"}, "not a fleetctl.state/v1 document"),
+        ({"serving": {}}, "not a fleetctl.state/v1 document"),
+        ({"schema": STATE_SCHEMA, "serving": []}, "serving must be an object"),
+        ({"schema": STATE_SCHEMA, "drained": "gpu-a01"}, "drained must be an object"),
+        ({"schema": STATE_SCHEMA, "serving": {"gpu-a01": "http://x:8000"}}, "serving.gpu-a01 must be an object"),
+        (
+            {"schema": STATE_SCHEMA, "serving": {"gpu-a01": {"url": "http://x:8000"}}},
+            "serving.gpu-a01: profile, image, revision, since must be string(s)",
+        ),
+        (
+            {"schema": STATE_SCHEMA, "serving": {"gpu-a01": {**serving("x", "ftp://x").to_dict()}}},
+            "url must start with http:// or https://",
+        ),
+        (
+            {"schema": STATE_SCHEMA, "drained": {"gpu-a01": {"reason": "r", "by": 3, "at": "t"}}},
+            "drained.gpu-a01: by must be string(s)",
+        ),
+        ({"schema": STATE_SCHEMA, "drained": {"": {"reason": "r", "by": "b", "at": "t"}}}, "a host name is empty"),
+    ],
+)
 def test_bad_documents_are_refused_with_a_reason(doc, words):
     with pytest.raises(StateError, match=words.replace("(", r"\(").replace(")", r"\)")):
         FleetState.from_dict(doc)
@@ -70,8 +94,9 @@ def test_intended_upstreams_are_serving_minus_drained():
     # a drain record for a host that serves nothing yet changes nothing, and keeps it out once it serves
     later = STATE.with_drained(drained("gpu-a04"))
     assert intended_upstreams(later) == intended_upstreams(STATE)
-    assert "http://10.0.0.4:8000" not in intended_upstreams(later.with_serving(serving("gpu-a04",
-                                                                                      "http://10.0.0.4:8000")))
+    assert "http://10.0.0.4:8000" not in intended_upstreams(
+        later.with_serving(serving("gpu-a04", "http://10.0.0.4:8000"))
+    )
     assert intended_upstreams(STATE.without_serving("gpu-a01")) == {"http://10.0.0.2:8000"}
 
 
@@ -84,18 +109,22 @@ def test_state_is_immutable_and_updates_return_new_states():
     assert STATE.is_drained("gpu-a03") and not STATE.is_drained("gpu-a01")
 
 
-@pytest.mark.parametrize("address, port, url", [
-    ("10.0.0.1", 8000, "http://10.0.0.1:8000"),
-    ("gpu-a01.lab", 8001, "http://gpu-a01.lab:8001"),
-    ("fd00::1", 8000, "http://[fd00::1]:8000"),
-    ("[fd00::1]", 8000, "http://[fd00::1]:8000"),
-    ("fe80::1%eth0", 8000, "http://[fe80::1%25eth0]:8000"),
-])
+@pytest.mark.parametrize(
+    "address, port, url",
+    [
+        ("10.0.0.1", 8000, "http://10.0.0.1:8000"),
+        ("gpu-a01.lab", 8001, "http://gpu-a01.lab:8001"),
+        ("fd00::1", 8000, "http://[fd00::1]:8000"),
+        ("[fd00::1]", 8000, "http://[fd00::1]:8000"),
+        ("fe80::1%eth0", 8000, "http://[fe80::1%25eth0]:8000"),
+    ],
+)
 def test_worker_url(address, port, url):
     assert worker_url(address, port) == url
 
 
 # -- the state file (services) ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fleet(tmp_path) -> Fleet:
@@ -112,8 +141,10 @@ def test_missing_file_is_empty_state_and_save_load_round_trips(fleet):
     assert load_state(fleet) == STATE
 
 
-@pytest.mark.parametrize("text, words", [("{\n  not json", "state.json:2: not valid JSON"),
-                                         ('{"schema": "other"}', "state.json: not a fleetctl.state/v1")])
+@pytest.mark.parametrize(
+    "text, words",
+    [("{\n  not json", "state.json:2: not valid JSON"), ('{"schema": "other"}', "state.json: not a fleetctl.state/v1")],
+)
 def test_bad_state_file_is_a_config_error_with_the_path(fleet, text, words):
     from fleetctl.services.fleetstate import load_state, state_path
 

@@ -14,7 +14,7 @@ def figures(finished, errors=0, fast=None):
     return WindowFigures(finished, errors, Histogram(((0.1, fast), (1.0, finished), (INF, finished)), finished, 1.0))
 
 
-BASE = figures(100)                     # p95 = 0.095 s
+BASE = figures(100)  # p95 = 0.095 s
 SETTINGS = GateSettings(max_error_rate=0.05, max_ttft_p95_ratio=2.0)
 
 
@@ -37,7 +37,7 @@ def test_error_rate_boundary(errors, passed):
 
 
 def test_slow_ring_fails_on_ttft_ratio():
-    v = judge_ring({"a": figures(100, fast=0)}, BASE, (), SETTINGS)   # every first token after 0.1 s
+    v = judge_ring({"a": figures(100, fast=0)}, BASE, (), SETTINGS)  # every first token after 0.1 s
     assert not v.passed and v.failures[0].metric == "ttft_p95_ratio" and v.failures[0].value > 2.0
     assert "TTFT p95" in v.failures[0].detail
 

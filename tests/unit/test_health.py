@@ -43,7 +43,7 @@ def wait(vllm, timeout=10, still_running=None):
 
 
 def test_healthy_after_loading():
-    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(3 * POLL_S)   # 3 polls
+    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(3 * POLL_S)  # 3 polls
 
 
 def test_timeout_names_the_last_problem():

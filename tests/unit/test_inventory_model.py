@@ -19,16 +19,22 @@ def healthy_report():
 
 def test_report_from_a_healthy_probe():
     r = healthy_report()
-    assert r.ok and r.facts.driver_version == "570.133.20" and (r.name, r.address, r.ring) == (
-        "gpu-a01", "10.0.1.11", "canary")
+    assert (
+        r.ok
+        and r.facts.driver_version == "570.133.20"
+        and (r.name, r.address, r.ring) == ("gpu-a01", "10.0.1.11", "canary")
+    )
 
 
-@pytest.mark.parametrize("rc, stdout, stderr, kind", [
-    (127, "", "bash: line 1: python3: command not found\n", "no_python"),
-    (127, "", "sh: 1: python3: not found\n", "no_python"),
-    (1, "", "Traceback...\nMemoryError\n", "probe_failed"),
-    (0, "garbage\n", "", "probe_failed"),
-])
+@pytest.mark.parametrize(
+    "rc, stdout, stderr, kind",
+    [
+        (127, "", "bash: line 1: python3: command not found\n", "no_python"),
+        (127, "", "sh: 1: python3: not found\n", "no_python"),
+        (1, "", "Traceback...\nMemoryError\n", "probe_failed"),
+        (0, "garbage\n", "", "probe_failed"),
+    ],
+)
 def test_failed_probe_runs(rc, stdout, stderr, kind):
     r = report_from_probe(HOST, rc, stdout, stderr)
     assert not r.ok and r.error.kind == kind and r.facts is None
@@ -46,19 +52,37 @@ def test_snapshot_json_schema_and_round_trip():
     host = doc["hosts"][0]
     assert set(host) == {"name", "address", "ring", "ok", "error", "facts"}
     assert set(host["facts"]["gpus"][0]) >= {
-        "index", "name", "uuid", "pci_bus_id", "memory_total_mib", "memory_used_mib", "compute_capability",
-        "temperature_c", "power_draw_w", "power_limit_w", "utilization_pct", "ecc_uncorrected_volatile",
-        "remapped_rows_pending", "throttle_reasons", "persistence_mode", "mig_mode", "lost"}
+        "index",
+        "name",
+        "uuid",
+        "pci_bus_id",
+        "memory_total_mib",
+        "memory_used_mib",
+        "compute_capability",
+        "temperature_c",
+        "power_draw_w",
+        "power_limit_w",
+        "utilization_pct",
+        "ecc_uncorrected_volatile",
+        "remapped_rows_pending",
+        "throttle_reasons",
+        "persistence_mode",
+        "mig_mode",
+        "lost",
+    }
     assert Snapshot.from_dict(doc) == snap
 
 
-@pytest.mark.parametrize("doc, message", [
-    ([], "not a fleetctl.inventory/v1"),
-    ({"schema": "fleetctl.inventory/v1", "hosts": {}}, "hosts must be a list"),
-    ({"schema": "fleetctl.inventory/v1", "hosts": [{"address": "x"}]}, "string name"),
-    ({"schema": "fleetctl.inventory/v1", "hosts": [{"name": "a", "error": "boom"}]}, "error must be null"),
-    ({"schema": "fleetctl.inventory/v1", "hosts": [{"name": "a", "facts": {"gpus": 3}}]}, "host a: facts.gpus"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ([], "not a fleetctl.inventory/v1"),
+        ({"schema": "fleetctl.inventory/v1", "hosts": {}}, "hosts must be a list"),
+        ({"schema": "fleetctl.inventory/v1", "hosts": [{"address": "x"}]}, "string name"),
+        ({"schema": "fleetctl.inventory/v1", "hosts": [{"name": "a", "error": "boom"}]}, "error must be null"),
+        ({"schema": "fleetctl.inventory/v1", "hosts": [{"name": "a", "facts": {"gpus": 3}}]}, "host a: facts.gpus"),
+    ],
+)
 def test_bad_snapshots_are_rejected(doc, message):
     with pytest.raises(SnapshotError, match=message):
         Snapshot.from_dict(doc)

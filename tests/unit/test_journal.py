@@ -9,7 +9,7 @@ def test_append_read_and_torn_tail(tmp_path):
     j.append("step", host="gpu-01", step="drain", phase="begin")
     j.close()
     with open(j.path, "a") as f:
-        f.write('{"schema": "fleetctl.journal/v1", "event": "st')          # killed mid-write
+        f.write('{"schema": "fleetctl.journal/v1", "event": "st')  # killed mid-write
     records = read_journal(j.path)
     assert [r["event"] for r in records] == ["run_started", "step"]
     assert records[1]["host"] == "gpu-01" and records[0]["run_id"] == "20261122T080000Z-aaaaaa"

@@ -7,10 +7,19 @@ from fleetctl.core.rollout_plan import Ring, RolloutPlan
 
 PLAN = RolloutPlan(rings=(Ring("canary", (("a",),)), Ring("rest", (("b", "c"),))), batch_size=2)
 STEPS = ("drain", "replace", "healthy", "undrain")
-PASSED = [{"metric": "error_rate", "passed": True, "value": 0.0, "threshold": 0.01, "hosts": ["a"],
-           "detail": "0.00% ≤ 1.00%"}]
-FAILED = [{"metric": "ttft_p95", "passed": False, "value": 3.1, "threshold": 1.5, "hosts": ["a"],
-           "detail": "×3.10 the baseline > ×1.5"}]
+PASSED = [
+    {"metric": "error_rate", "passed": True, "value": 0.0, "threshold": 0.01, "hosts": ["a"], "detail": "0.00% ≤ 1.00%"}
+]
+FAILED = [
+    {
+        "metric": "ttft_p95",
+        "passed": False,
+        "value": 3.1,
+        "threshold": 1.5,
+        "hosts": ["a"],
+        "detail": "×3.10 the baseline > ×1.5",
+    }
+]
 
 
 def step(host, name, ring=None, kind="upgrade_step"):
@@ -23,10 +32,13 @@ def ring_events(ring, hosts, checks=PASSED):
     for name in STEPS:
         for host in hosts:
             events += step(host, name, ring)
-    events += [{"event": "bake", "kind": "bake", "ring": ring}, {"event": "done", "kind": "bake", "ring": ring},
-               {"event": "judge", "kind": "judge", "ring": ring},
-               {"event": "gate", "ring": ring, "passed": all(c["passed"] for c in checks), "checks": checks},
-               {"event": "done", "kind": "judge", "ring": ring}]
+    events += [
+        {"event": "bake", "kind": "bake", "ring": ring},
+        {"event": "done", "kind": "bake", "ring": ring},
+        {"event": "judge", "kind": "judge", "ring": ring},
+        {"event": "gate", "ring": ring, "passed": all(c["passed"] for c in checks), "checks": checks},
+        {"event": "done", "kind": "judge", "ring": ring},
+    ]
     return events
 
 
@@ -51,31 +63,38 @@ def test_a_new_view_has_every_ring_pending_and_every_host_waiting():
     assert (view.hosts["b"].ring, view.status()) == ("rest", "running")
 
 
-@pytest.mark.parametrize(("events", "row", "state"), [
-    ([{"event": "pull", "kind": "pull", "ring": "canary"}], "canary", "pre-pull"),
-    ([{"event": "pull", "kind": "pull", "ring": "canary"}, {"event": "done", "kind": "pull", "ring": "canary"}],
-     "canary", "upgrading"),
-    (step("a", "drain", "canary")[:1], "a", "draining"),
-    (step("a", "drain", "canary")[:1], "canary", "upgrading"),
-    (step("a", "replace", "canary")[:1], "a", "replacing"),
-    (step("a", "healthy", "canary")[:1], "a", "waiting healthy"),
-    (step("a", "undrain", "canary")[:1], "a", "back in router"),
-    (step("a", "undrain", "canary"), "a", "done"),
-    (step("a", "replace", "canary"), "a", "replacing"),            # done, but not yet the next step
-    ([{"event": "bake", "kind": "bake", "ring": "canary"}], "canary", "baking"),
-    ([{"event": "judge", "kind": "judge", "ring": "canary"}], "canary", "judging"),
-    (step("a", "restore", kind="rollback_step")[:1], "a", "rolling back: restore"),
-    (step("a", "undrain", kind="rollback_step"), "a", "rolled back"),
-    ([{"event": "failed", "host": "a", "reason": "docker: no space"}], "a", "failed: docker: no space"),
-    ([{"event": "no_such_event", "host": "a"}], "a", "waiting"),
-])
+@pytest.mark.parametrize(
+    ("events", "row", "state"),
+    [
+        ([{"event": "pull", "kind": "pull", "ring": "canary"}], "canary", "pre-pull"),
+        (
+            [{"event": "pull", "kind": "pull", "ring": "canary"}, {"event": "done", "kind": "pull", "ring": "canary"}],
+            "canary",
+            "upgrading",
+        ),
+        (step("a", "drain", "canary")[:1], "a", "draining"),
+        (step("a", "drain", "canary")[:1], "canary", "upgrading"),
+        (step("a", "replace", "canary")[:1], "a", "replacing"),
+        (step("a", "healthy", "canary")[:1], "a", "waiting healthy"),
+        (step("a", "undrain", "canary")[:1], "a", "back in router"),
+        (step("a", "undrain", "canary"), "a", "done"),
+        (step("a", "replace", "canary"), "a", "replacing"),  # done, but not yet the next step
+        ([{"event": "bake", "kind": "bake", "ring": "canary"}], "canary", "baking"),
+        ([{"event": "judge", "kind": "judge", "ring": "canary"}], "canary", "judging"),
+        (step("a", "restore", kind="rollback_step")[:1], "a", "rolling back: restore"),
+        (step("a", "undrain", kind="rollback_step"), "a", "rolled back"),
+        ([{"event": "failed", "host": "a", "reason": "docker: no space"}], "a", "failed: docker: no space"),
+        ([{"event": "no_such_event", "host": "a"}], "a", "waiting"),
+    ],
+)
 def test_one_event_at_a_time(events, row, state):
     assert states(feed(events))[row] == state
 
 
 def test_a_clean_run_ends_with_every_host_done_and_every_gate_passed():
-    view = feed(ring_events("canary", ["a"]) + ring_events("rest", ["b", "c"]) +
-                [{"event": "finished", "outcome": "completed"}])
+    view = feed(
+        ring_events("canary", ["a"]) + ring_events("rest", ["b", "c"]) + [{"event": "finished", "outcome": "completed"}]
+    )
     assert states(view) == {"canary": "gate passed", "rest": "gate passed", "a": "done", "b": "done", "c": "done"}
     assert (view.outcome, view.status(), view.failure) == ("completed", "completed", None)
     assert all(view.elapsed(row, 1000.0) is None for row in [*view.rings.values(), *view.hosts.values()])
@@ -98,7 +117,7 @@ def test_the_bake_counts_down_and_a_step_counts_up_until_it_is_done():
     view.apply(step("b", "replace", "rest")[0], 100.0)
     assert view.elapsed(view.hosts["b"], 107.5) == 7.5
     view.apply(step("b", "replace", "rest")[1], 109.0)
-    assert view.elapsed(view.hosts["b"], 150.0) == 9.0               # the clock stops when the step is done
+    assert view.elapsed(view.hosts["b"], 150.0) == 9.0  # the clock stops when the step is done
 
 
 def test_a_failed_gate_rolls_back_and_names_the_failing_check():
@@ -108,26 +127,42 @@ def test_a_failed_gate_rolls_back_and_names_the_failing_check():
     feed(rollback("a")[:1], view)
     assert (view.hosts["a"].state, view.status()) == ("rolling back: drain", "rolling back")
     feed(rollback("a")[1:] + [{"event": "finished", "outcome": "rolled_back"}], view)
-    assert states(view) == {"canary": "gate FAILED", "rest": "skipped", "a": "rolled back", "b": "not upgraded",
-                            "c": "not upgraded"}
+    assert states(view) == {
+        "canary": "gate FAILED",
+        "rest": "skipped",
+        "a": "rolled back",
+        "b": "not upgraded",
+        "c": "not upgraded",
+    }
     assert view.status() == "rolled back"
 
 
 def test_a_failed_step_marks_the_host_and_its_ring_and_the_reason_stays_after_rollback():
-    events = ring_events("canary", ["a"]) + ring_events("rest", ["b", "c"])[:6]     # pull, b and c drained
-    view = feed(events + step("b", "replace", "rest")[:1] +
-                [{"event": "failed", "host": "b", "reason": "docker: image not found"}])
+    events = ring_events("canary", ["a"]) + ring_events("rest", ["b", "c"])[:6]  # pull, b and c drained
+    view = feed(
+        events
+        + step("b", "replace", "rest")[:1]
+        + [{"event": "failed", "host": "b", "reason": "docker: image not found"}]
+    )
     assert view.hosts["b"].state == "failed: docker: image not found"
     assert (view.rings["rest"].state, view.rings["rest"].detail) == ("failed", "b: docker: image not found")
     feed(rollback("c")[-2:] + rollback("b") + rollback("a") + [{"event": "finished", "outcome": "rolled_back"}], view)
-    assert states(view) == {"canary": "gate passed", "rest": "failed", "a": "rolled back", "b": "rolled back",
-                            "c": "rolled back"}
+    assert states(view) == {
+        "canary": "gate passed",
+        "rest": "failed",
+        "a": "rolled back",
+        "b": "rolled back",
+        "c": "rolled back",
+    }
     assert (view.hosts["b"].error, view.failure) == ("docker: image not found", "b: docker: image not found")
 
 
 def test_a_failed_rollback_step_leaves_the_run_rolling_back():
-    view = feed(ring_events("canary", ["a"], checks=FAILED) + rollback("a")[:3] +
-                [{"event": "failed", "host": "a", "reason": "ssh: unreachable"}])
+    view = feed(
+        ring_events("canary", ["a"], checks=FAILED)
+        + rollback("a")[:3]
+        + [{"event": "failed", "host": "a", "reason": "ssh: unreachable"}]
+    )
     assert (view.hosts["a"].state, view.rings["canary"].state) == ("failed: ssh: unreachable", "gate FAILED")
     assert (view.outcome, view.status()) == (None, "rolling back")
 
@@ -145,29 +180,48 @@ def done(**fields):
 
 
 def test_resume_starts_from_the_journal_then_follows_the_new_events():
-    records = journal({"event": "run_started", "plan": PLAN.to_dict(), "bake_s": 30},
-                      begin(key="pull:canary", kind="pull", ring="canary"),
-                      done(key="pull:canary", kind="pull", ring="canary"),
-                      begin(key="upgrade_step:canary:a:drain", kind="upgrade_step", ring="canary", host="a",
-                            step="drain"),
-                      done(key="upgrade_step:canary:a:drain", kind="upgrade_step", ring="canary", host="a",
-                           step="drain"),
-                      begin(key="upgrade_step:canary:a:replace", kind="upgrade_step", ring="canary", host="a",
-                            step="replace"))
+    records = journal(
+        {"event": "run_started", "plan": PLAN.to_dict(), "bake_s": 30},
+        begin(key="pull:canary", kind="pull", ring="canary"),
+        done(key="pull:canary", kind="pull", ring="canary"),
+        begin(key="upgrade_step:canary:a:drain", kind="upgrade_step", ring="canary", host="a", step="drain"),
+        done(key="upgrade_step:canary:a:drain", kind="upgrade_step", ring="canary", host="a", step="drain"),
+        begin(key="upgrade_step:canary:a:replace", kind="upgrade_step", ring="canary", host="a", step="replace"),
+    )
     view = feed(list(journal_events(records)))
-    assert states(view) == {"canary": "upgrading", "rest": "pending", "a": "replacing", "b": "waiting",
-                            "c": "waiting"}
-    feed([{"event": "resume", "run_id": "r1", "records": len(records)}] + step("a", "replace", "canary") +
-         step("a", "healthy", "canary") + step("a", "undrain", "canary"), view)
+    assert states(view) == {"canary": "upgrading", "rest": "pending", "a": "replacing", "b": "waiting", "c": "waiting"}
+    feed(
+        [{"event": "resume", "run_id": "r1", "records": len(records)}]
+        + step("a", "replace", "canary")
+        + step("a", "healthy", "canary")
+        + step("a", "undrain", "canary"),
+        view,
+    )
     assert (view.run_id, view.hosts["a"].state) == ("r1", "done")
 
 
 def test_a_journaled_judge_becomes_a_gate_event_and_a_failure_a_failed_event():
-    records = journal({"event": "action_done", "key": "judge:canary", "kind": "judge", "ring": "canary",
-                       "host": None, "step": None, "passed": False, "verdict": {"ring": "canary", "checks": FAILED}},
-                      {"event": "action_failed", "key": "rollback_step:a:restore", "kind": "rollback_step",
-                       "host": "a", "step": "restore", "reason": "docker: gone"},
-                      {"event": "abort_requested"})
+    records = journal(
+        {
+            "event": "action_done",
+            "key": "judge:canary",
+            "kind": "judge",
+            "ring": "canary",
+            "host": None,
+            "step": None,
+            "passed": False,
+            "verdict": {"ring": "canary", "checks": FAILED},
+        },
+        {
+            "event": "action_failed",
+            "key": "rollback_step:a:restore",
+            "kind": "rollback_step",
+            "host": "a",
+            "step": "restore",
+            "reason": "docker: gone",
+        },
+        {"event": "abort_requested"},
+    )
     assert [e["event"] for e in journal_events(records)] == ["gate", "done", "failed"]
     view = feed(list(journal_events(records)))
     assert (view.rings["canary"].state, view.hosts["a"].state) == ("gate FAILED", "failed: docker: gone")

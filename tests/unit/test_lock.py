@@ -20,8 +20,9 @@ with fleet_lock(sys.argv[1], "fleetctl upgrade --profile next", run_id="run-1"):
 
 
 def hold_in_subprocess(state_dir, seconds):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(state_dir), str(seconds)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(state_dir), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -34,7 +35,7 @@ def test_second_holder_is_refused_with_the_holder_named(tmp_path):
                 pass
         assert e.value.exit_code == ExitCode.LOCKED == 6
         assert f"pid {proc.pid}" in e.value.message and "fleetctl upgrade --profile next" in e.value.message
-        with pytest.raises(LockHeld):                 # --force-unlock never steals from a live holder
+        with pytest.raises(LockHeld):  # --force-unlock never steals from a live holder
             with fleet_lock(str(tmp_path), "fleetctl drain gpu-01", force=True):
                 pass
     finally:

@@ -60,7 +60,7 @@ def test_parse_gauges_counters_and_histograms():
     assert s.counter("vllm:request_success_total", "length") == 10.0
     ttft = s.histograms["vllm:time_to_first_token_seconds"]
     assert ttft.buckets == ((0.1, 50.0), (0.5, 90.0), (float("inf"), 100.0)) and ttft.count == 100.0
-    assert s.counter("http_requests_total", "2xx") == 100.0      # /v1/ handlers only, /metrics not counted
+    assert s.counter("http_requests_total", "2xx") == 100.0  # /v1/ handlers only, /metrics not counted
 
 
 def test_window_uses_deltas_not_lifetime_totals():
@@ -110,6 +110,6 @@ def test_api_5xx_and_engine_errors_are_two_rates_never_summed():
     after = parse_metrics(text(stop=120, error=3, http5xx=9))
     w = window(before, after)
     assert (w.finished, w.errors, w.answers, w.answers_5xx) == (33.0, 3.0, 7.0, 7.0)
-    assert w.error_rate == 1.0                        # every API answer in the window was a 5xx
+    assert w.error_rate == 1.0  # every API answer in the window was a 5xx
     calm = window(before, parse_metrics(text(stop=120, error=3, http5xx=2)))
-    assert calm.error_rate == pytest.approx(3 / 33)   # engine errors only; no 5xx: nothing counted twice
+    assert calm.error_rate == pytest.approx(3 / 33)  # engine errors only; no 5xx: nothing counted twice

@@ -32,7 +32,7 @@ def test_a_slow_answer_is_asked_again_until_nothing_is_in_flight():
     ops = Ops(["vllm_slow", (2.0, 0.0), "vllm_slow", (0.0, 0.0)])
     assert serving.quiesce(ops, 8000, 60, False, events.append) == "drained"
     assert [e["event"] for e in events] == ["slow_metrics", "slow_metrics", "drained"]
-    assert ops.script == [(0.0, 0.0)]                          # every scripted answer was asked for
+    assert ops.script == [(0.0, 0.0)]  # every scripted answer was asked for
 
 
 def test_a_vllm_that_is_gone_has_nothing_in_flight():

@@ -4,13 +4,23 @@ from fleetctl.core.fleet import Host, RolloutSettings
 from fleetctl.core.rollout import Action, decide, replay
 from fleetctl.core.rollout_plan import plan_rollout
 
-PLAN = plan_rollout((Host("a", "a", ring="canary"), Host("b", "b", ring="main"), Host("c", "c", ring="main")),
-                    RolloutSettings(rings=("canary", "main"), max_unavailable=2), serving=3, min_serving=1)
+PLAN = plan_rollout(
+    (Host("a", "a", ring="canary"), Host("b", "b", ring="main"), Host("c", "c", ring="main")),
+    RolloutSettings(rings=("canary", "main"), max_unavailable=2),
+    serving=3,
+    min_serving=1,
+)
 
 
 def begin(action):
-    return {"event": "action_begin", "key": action.key(), "kind": action.kind, "host": action.host,
-            "step": action.step, "ring": action.ring}
+    return {
+        "event": "action_begin",
+        "key": action.key(),
+        "kind": action.kind,
+        "host": action.host,
+        "step": action.step,
+        "ring": action.ring,
+    }
 
 
 def done(action, **extra):
@@ -37,12 +47,26 @@ def actions_until_finish(records=(), fail=None, limit=100):
 
 def test_a_clean_run_goes_ring_by_ring_batch_step_by_step():
     assert actions_until_finish() == [
-        "pull:canary", "upgrade_step:canary:a:drain", "upgrade_step:canary:a:replace", "upgrade_step:canary:a:healthy",
-        "upgrade_step:canary:a:undrain", "bake:canary", "judge:canary",
-        "pull:main", "upgrade_step:main:b:drain", "upgrade_step:main:c:drain", "upgrade_step:main:b:replace",
-        "upgrade_step:main:c:replace", "upgrade_step:main:b:healthy", "upgrade_step:main:c:healthy",
-        "upgrade_step:main:b:undrain", "upgrade_step:main:c:undrain", "bake:main", "judge:main",
-        "finish:completed"]
+        "pull:canary",
+        "upgrade_step:canary:a:drain",
+        "upgrade_step:canary:a:replace",
+        "upgrade_step:canary:a:healthy",
+        "upgrade_step:canary:a:undrain",
+        "bake:canary",
+        "judge:canary",
+        "pull:main",
+        "upgrade_step:main:b:drain",
+        "upgrade_step:main:c:drain",
+        "upgrade_step:main:b:replace",
+        "upgrade_step:main:c:replace",
+        "upgrade_step:main:b:healthy",
+        "upgrade_step:main:c:healthy",
+        "upgrade_step:main:b:undrain",
+        "upgrade_step:main:c:undrain",
+        "bake:main",
+        "judge:main",
+        "finish:completed",
+    ]
 
 
 def test_a_failed_gate_rolls_back_every_touched_host_newest_first():
@@ -57,16 +81,22 @@ def test_a_failed_gate_rolls_back_every_touched_host_newest_first():
     state = replay(PLAN, records)
     assert state.failure["verdict"] == {"metric": "error_rate"}
     assert actions_until_finish(records) == [
-        "rollback_step:a:drain", "rollback_step:a:restore", "rollback_step:a:healthy", "rollback_step:a:undrain",
-        "finish:rolled_back"]
+        "rollback_step:a:drain",
+        "rollback_step:a:restore",
+        "rollback_step:a:healthy",
+        "rollback_step:a:undrain",
+        "finish:rolled_back",
+    ]
 
 
 def test_a_host_that_never_becomes_healthy_turns_the_run_around():
     keys = actions_until_finish(fail="upgrade_step:main:b:healthy")
     failed_at = keys.index("upgrade_step:main:b:healthy")
-    assert keys[failed_at + 1:] == [
-        f"rollback_step:{host}:{step}" for host in ("c", "b", "a")
-        for step in ("drain", "restore", "healthy", "undrain")] + ["finish:rolled_back"]
+    assert keys[failed_at + 1 :] == [
+        f"rollback_step:{host}:{step}"
+        for host in ("c", "b", "a")
+        for step in ("drain", "restore", "healthy", "undrain")
+    ] + ["finish:rolled_back"]
 
 
 def test_crash_mid_action_resumes_with_the_same_action():
@@ -75,13 +105,13 @@ def test_crash_mid_action_resumes_with_the_same_action():
         action = decide(replay(PLAN, records))
         records += [begin(action), done(action)]
     crashed = decide(replay(PLAN, records))
-    records.append(begin(crashed))                    # SIGKILL here: begun, never done
+    records.append(begin(crashed))  # SIGKILL here: begun, never done
     assert decide(replay(PLAN, records)) == crashed
 
 
 def test_abort_puts_back_a_host_that_was_only_drained():
     records = []
-    for _ in range(2):                                # pull, drain a
+    for _ in range(2):  # pull, drain a
         action = decide(replay(PLAN, records))
         records += [begin(action), done(action)]
     records.append({"event": "abort_requested"})
@@ -90,7 +120,8 @@ def test_abort_puts_back_a_host_that_was_only_drained():
 
 def test_finished_run_stays_finished():
     assert decide(replay(PLAN, [{"event": "run_finished", "outcome": "completed"}])) == Action(
-        "finish", outcome="completed")
+        "finish", outcome="completed"
+    )
 
 
 def figures(finished, ttft_fast, ttft_slow):
@@ -106,12 +137,15 @@ def test_old_version_figures_add_the_opening_window_and_every_ring_baseline():
     from fleetctl.core.rollout import old_version_figures
 
     judge = Action("judge", ring="canary", hosts=("a",))
-    records = [{"event": "run_started", "reference": {**figures(10, 10, 0), "seconds": 1.5}},
-               begin(judge), done(judge, passed=True, baseline=figures(30, 0, 30)),
-               done(Action("judge", ring="main", hosts=("b", "c")), passed=True)]          # no baseline: adds nothing
+    records = [
+        {"event": "run_started", "reference": {**figures(10, 10, 0), "seconds": 1.5}},
+        begin(judge),
+        done(judge, passed=True, baseline=figures(30, 0, 30)),
+        done(Action("judge", ring="main", hosts=("b", "c")), passed=True),
+    ]  # no baseline: adds nothing
     total = old_version_figures(records)
     assert total.finished == 40 and total.ttft.count == 40
-    assert 0.05 < total.ttft_p95() <= 0.5                       # 30 of the 40 were slow
+    assert 0.05 < total.ttft_p95() <= 0.5  # 30 of the 40 were slow
     assert old_version_figures(records[:1]).ttft_p95() <= 0.05
     assert old_version_figures([{"event": "run_started", "reference": None}]) is None
 
@@ -121,6 +155,6 @@ def test_window_figures_survive_the_journal():
 
     from fleetctl.core.metrics import WindowFigures
 
-    doc = json.loads(json.dumps(figures(7, 3, 4)))                # inf bucket bound included
+    doc = json.loads(json.dumps(figures(7, 3, 4)))  # inf bucket bound included
     again = WindowFigures.from_dict(doc)
     assert again.to_dict() == figures(7, 3, 4) and again.ttft.buckets[-1][0] == float("inf")

@@ -19,8 +19,13 @@ def rings(plan):
 
 def test_rings_follow_the_configured_order_then_unlisted_labels_then_unlabeled():
     plan = plan_rollout(FLEET, RolloutSettings(rings=("canary", "early", "main")), serving=6, min_serving=1)
-    assert rings(plan) == [("canary", ["b"]), ("early", ["d"]), ("main", ["a", "e"]), ("edge", ["f"]),
-                           ("unlabeled", ["c"])]
+    assert rings(plan) == [
+        ("canary", ["b"]),
+        ("early", ["d"]),
+        ("main", ["a", "e"]),
+        ("edge", ["f"]),
+        ("unlabeled", ["c"]),
+    ]
 
 
 def test_default_is_one_host_then_a_quarter_then_the_rest():
@@ -36,11 +41,16 @@ def test_default_rings_on_small_fleets(n, sizes):
     assert [len(r.hosts) for r in plan.rings] == sizes
 
 
-@pytest.mark.parametrize("max_unavailable, serving, min_serving, batch", [
-    (1, 6, 1, 1), (2, 6, 1, 2), (5, 6, 4, 2), (3, 6, 5, 1)])
+@pytest.mark.parametrize(
+    "max_unavailable, serving, min_serving, batch", [(1, 6, 1, 1), (2, 6, 1, 2), (5, 6, 4, 2), (3, 6, 5, 1)]
+)
 def test_batches_respect_max_unavailable_and_min_serving(max_unavailable, serving, min_serving, batch):
-    plan = plan_rollout(FLEET, RolloutSettings(rings=("main",), max_unavailable=max_unavailable),
-                        serving=serving, min_serving=min_serving)
+    plan = plan_rollout(
+        FLEET,
+        RolloutSettings(rings=("main",), max_unavailable=max_unavailable),
+        serving=serving,
+        min_serving=min_serving,
+    )
     assert plan.batch_size == batch
     assert all(len(b) <= batch for r in plan.rings for b in r.batches)
 
@@ -52,11 +62,17 @@ def test_no_room_under_min_serving_is_refused():
 
 def test_plan_as_data():
     plan = plan_rollout(FLEET[:2], RolloutSettings(rings=("canary",)), serving=2, min_serving=1)
-    assert plan.to_dict() == {"batch_size": 1, "rings": [
-        {"name": "canary", "hosts": ["b"], "batches": [["b"]]}, {"name": "main", "hosts": ["a"], "batches": [["a"]]}]}
+    assert plan.to_dict() == {
+        "batch_size": 1,
+        "rings": [
+            {"name": "canary", "hosts": ["b"], "batches": [["b"]]},
+            {"name": "main", "hosts": ["a"], "batches": [["a"]]},
+        ],
+    }
 
 
 def test_plan_round_trips_through_the_journal():
     plan = plan_rollout(FLEET, RolloutSettings(rings=("canary", "main"), max_unavailable=2), serving=6, min_serving=1)
     from fleetctl.core.rollout_plan import RolloutPlan
+
     assert RolloutPlan.from_dict(plan.to_dict()) == plan

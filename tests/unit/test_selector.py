@@ -23,9 +23,9 @@ CASES = [
     ("ring=ca*", ["gpu-a01"]),
     ("label=rack=r1", ["gpu-a01", "gpu-a02"]),
     ("rack=r2", ["gpu-b01"]),
-    ("label=ring=label-not-ring", ["gpu-a02"]),             # label= reaches a label that is called ring
+    ("label=ring=label-not-ring", ["gpu-a02"]),  # label= reaches a label that is called ring
     (" gpu-b01 , ring = canary ", ["gpu-a01", "gpu-b01"]),  # fleet order, not pattern order; spaces ignored
-    ("gpu-b01,gpu-a01,gpu-b01", ["gpu-a01", "gpu-b01"]),    # each host once
+    ("gpu-b01,gpu-a01,gpu-b01", ["gpu-a01", "gpu-b01"]),  # each host once
     ("cpu-01,label=rack=r*", ["gpu-a01", "gpu-a02", "gpu-b01", "cpu-01"]),
 ]
 
@@ -63,15 +63,18 @@ def test_without_a_fleet_name_the_message_still_reads():
         select_hosts((), "*")
 
 
-@pytest.mark.parametrize("pattern, why", [
-    ("", "empty selector"),
-    ("gpu-a01,,gpu-a02", "empty selector"),
-    ("gpu-a01,", "empty selector"),
-    ("ring=", "'ring=' needs a key and a value"),
-    ("=r1", "'=r1' needs a key and a value"),
-    ("label=rack", "'label=rack' needs label=KEY=VALUE"),
-    ("label==r1", "'label==r1' needs a key and a value"),
-])
+@pytest.mark.parametrize(
+    "pattern, why",
+    [
+        ("", "empty selector"),
+        ("gpu-a01,,gpu-a02", "empty selector"),
+        ("gpu-a01,", "empty selector"),
+        ("ring=", "'ring=' needs a key and a value"),
+        ("=r1", "'=r1' needs a key and a value"),
+        ("label=rack", "'label=rack' needs label=KEY=VALUE"),
+        ("label==r1", "'label==r1' needs a key and a value"),
+    ],
+)
 def test_unreadable_patterns(pattern, why):
     with pytest.raises(UsageError) as e:
         parse_pattern(pattern)

@@ -11,31 +11,54 @@ from fleetctl.core.serve import (
     run_kwargs,
 )
 
-SERVE = ServeSettings(model="meta-llama/Llama-3.1-8B-Instruct", port=8000, args=("--max-model-len", "8192"),
-                      gpus=2, env={"HF_TOKEN": "env:FLEET_HF_TOKEN", "VLLM_LOGGING_LEVEL": "INFO"},
-                      volumes={"/data/hf": "/root/.cache/huggingface", "/etc/certs": "/certs:ro"},
-                      shutdown_timeout_s=45)
+SERVE = ServeSettings(
+    model="meta-llama/Llama-3.1-8B-Instruct",
+    port=8000,
+    args=("--max-model-len", "8192"),
+    gpus=2,
+    env={"HF_TOKEN": "env:FLEET_HF_TOKEN", "VLLM_LOGGING_LEVEL": "INFO"},
+    volumes={"/data/hf": "/root/.cache/huggingface", "/etc/certs": "/certs:ro"},
+    shutdown_timeout_s=45,
+)
 
 
 def spec(environ=None):
-    return container_spec("llama31", "vllm/vllm-openai:v0.11.0", SERVE, "r3", environ or {"FLEET_HF_TOKEN": "hf_s3cret"})
+    return container_spec(
+        "llama31", "vllm/vllm-openai:v0.11.0", SERVE, "r3", environ or {"FLEET_HF_TOKEN": "hf_s3cret"}
+    )
 
 
 def test_container_spec_and_run_arguments():
     kw = run_kwargs(spec())
     assert kw["name"] == CONTAINER_NAME and kw["image"] == "vllm/vllm-openai:v0.11.0"
-    assert kw["command"] == ["meta-llama/Llama-3.1-8B-Instruct", "--port", "8000", "--shutdown-timeout", "45",
-                             "--max-model-len", "8192"]
+    assert kw["command"] == [
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--port",
+        "8000",
+        "--shutdown-timeout",
+        "45",
+        "--max-model-len",
+        "8192",
+    ]
     assert kw["network_mode"] == "host" and kw["ipc_mode"] == "host" and kw["shm_size"] == "16g"
-    assert kw["init"] is True and kw["stop_signal"] == "SIGTERM"   # an init reaps vLLM's engine processes
-    assert kw["device_requests"] == [{"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]],
-                                      "Options": {}}]
-    assert kw["labels"] == {"fleetctl.managed": "true", "fleetctl.profile": "llama31", "fleetctl.revision": "r3",
-                            "fleetctl.image": "vllm/vllm-openai:v0.11.0"}
-    assert kw["volumes"] == {"/data/hf": {"bind": "/root/.cache/huggingface", "mode": "rw"},
-                             "/etc/certs": {"bind": "/certs", "mode": "ro"}}
-    assert kw["environment"]["HF_TOKEN"] == "hf_s3cret"       # the container gets the value...
-    assert spec().stop_timeout_s == 55 and "stop_timeout" not in kw and kw["restart_policy"] == {"Name": "unless-stopped"}
+    assert kw["init"] is True and kw["stop_signal"] == "SIGTERM"  # an init reaps vLLM's engine processes
+    assert kw["device_requests"] == [
+        {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+    ]
+    assert kw["labels"] == {
+        "fleetctl.managed": "true",
+        "fleetctl.profile": "llama31",
+        "fleetctl.revision": "r3",
+        "fleetctl.image": "vllm/vllm-openai:v0.11.0",
+    }
+    assert kw["volumes"] == {
+        "/data/hf": {"bind": "/root/.cache/huggingface", "mode": "rw"},
+        "/etc/certs": {"bind": "/certs", "mode": "ro"},
+    }
+    assert kw["environment"]["HF_TOKEN"] == "hf_s3cret"  # the container gets the value...
+    assert (
+        spec().stop_timeout_s == 55 and "stop_timeout" not in kw and kw["restart_policy"] == {"Name": "unless-stopped"}
+    )
 
 
 def test_secrets_never_reach_the_display():

@@ -38,8 +38,7 @@ def test_plain_address_with_nothing_configured():
 
 
 def test_proxy_jump_chain_from_fleet_file_resolves_each_hop_through_ssh_config():
-    t = resolve_target(Host("h", "10.0.2.2"), SshSettings(user="ops", proxy_jump="bastion,root@10.9.9.9:2200"),
-                       lookup)
+    t = resolve_target(Host("h", "10.0.2.2"), SshSettings(user="ops", proxy_jump="bastion,root@10.9.9.9:2200"), lookup)
     assert [(j.hostname, j.port, j.user) for j in t.jumps] == [("203.0.113.5", 22, "ops"), ("10.9.9.9", 2200, "root")]
 
 
@@ -55,18 +54,26 @@ def test_proxy_command_is_the_route_unless_the_fleet_file_jumps():
     assert t.endpoint.proxy_command is None and len(t.jumps) == 1
 
 
-@pytest.mark.parametrize("policy, flag, expected", [
-    ("strict", False, False), ("strict", True, True), ("accept-new", False, True)])
+@pytest.mark.parametrize(
+    "policy, flag, expected", [("strict", False, False), ("strict", True, True), ("accept-new", False, True)]
+)
 def test_accept_new_comes_from_policy_or_flag(policy, flag, expected):
     t = resolve_target(Host("h", "h"), SshSettings(host_key_policy=policy), lookup, accept_new=flag)
     assert t.accept_new is expected
 
 
-@pytest.mark.parametrize("spec, hops", [
-    (None, []), ("none", []), ("b", [(None, "b", None)]), ("u@b:22", [("u", "b", 22)]),
-    ("ssh://u@b:2022", [("u", "b", 2022)]), ("[2001:db8::1]:2222", [(None, "2001:db8::1", 2222)]),
-    ("a, u@b", [(None, "a", None), ("u", "b", None)]),
-])
+@pytest.mark.parametrize(
+    "spec, hops",
+    [
+        (None, []),
+        ("none", []),
+        ("b", [(None, "b", None)]),
+        ("u@b:22", [("u", "b", 22)]),
+        ("ssh://u@b:2022", [("u", "b", 2022)]),
+        ("[2001:db8::1]:2222", [(None, "2001:db8::1", 2222)]),
+        ("a, u@b", [(None, "a", None), ("u", "b", None)]),
+    ],
+)
 def test_parse_jump_chain(spec, hops):
     assert parse_jump_chain(spec) == hops
 

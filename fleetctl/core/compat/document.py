@@ -68,8 +68,7 @@ def parse_document(text: str, path: str) -> Document:
     except tomllib.TOMLDecodeError as e:
         found = _DECODE_AT.search(str(e))
         message = _DECODE_AT.sub("", str(e))
-        raise ConfigError(f"not valid TOML: {message}", path=path,
-                          line=int(found.group(1)) if found else None) from e
+        raise ConfigError(f"not valid TOML: {message}", path=path, line=int(found.group(1)) if found else None) from e
     return Document(path, data, key_lines(text))
 
 
@@ -179,7 +178,7 @@ class Fields:
         try:
             return spec(value)
         except InvalidSpecifier as e:
-            raise self.error(key, f"{key}: {value!r} is not a version specifier (e.g. \">=8.0\")") from e
+            raise self.error(key, f'{key}: {value!r} is not a version specifier (e.g. ">=8.0")') from e
 
     def source(self) -> str:
         url = self.text("source")
@@ -207,5 +206,11 @@ class Fields:
 
 
 def _type_of(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

@@ -14,8 +14,19 @@ from typing import Any
 
 from fleetctl.core.compat.document import Document, Fields, parse_document, ver, within
 from fleetctl.core.compat.model import (
-    UNKNOWN_CLASS, Architecture, ClassByName, CudaRelease, FeatureGate, ForwardCompat, GpuDriverFloor, GpuModel,
-    MinorCompat, Runtime, VllmImage, VllmMinCc, VllmRelease,
+    UNKNOWN_CLASS,
+    Architecture,
+    ClassByName,
+    CudaRelease,
+    FeatureGate,
+    ForwardCompat,
+    GpuDriverFloor,
+    GpuModel,
+    MinorCompat,
+    Runtime,
+    VllmImage,
+    VllmMinCc,
+    VllmRelease,
 )
 from fleetctl.errors import ConfigError
 
@@ -116,9 +127,14 @@ class Matrix:
         return self._memo("vllm_min_cc", vllm, lambda v: _first(self.vllm_min_cc, v))
 
     def feature(self, feature_id: str, cuda: str) -> FeatureGate | None:
-        return self._memo("feature", (feature_id, cuda), lambda key: next(
-            (f for f in self.features if f.id == key[0] and (f.cuda_spec is None or within(f.cuda_spec, key[1]))),
-            None))
+        return self._memo(
+            "feature",
+            (feature_id, cuda),
+            lambda key: next(
+                (f for f in self.features if f.id == key[0] and (f.cuda_spec is None or within(f.cuda_spec, key[1]))),
+                None,
+            ),
+        )
 
     def _memo(self, table: str, key: Any, compute: Callable[[Any], Any]) -> Any:
         """Lookups repeat for every host: each answer is computed once."""
@@ -222,20 +238,29 @@ def _parse_section(doc: Document, name: str, value: Any) -> Any:
 
 
 def _release(f: Fields) -> CudaRelease:
-    return CudaRelease(cuda=f.version("cuda"), min_driver=f.version("min_driver"), source=f.source(),
-                       confirmed=f.flag("confirmed", True), note=f.text("note", required=False, default=""))
+    return CudaRelease(
+        cuda=f.version("cuda"),
+        min_driver=f.version("min_driver"),
+        source=f.source(),
+        confirmed=f.flag("confirmed", True),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _minor(f: Fields) -> MinorCompat:
-    return MinorCompat(cuda_major=f.version("cuda_major"), min_driver=f.version("min_driver"),
-                       driver_below=f.version("driver_below", required=False), source=f.source())
+    return MinorCompat(
+        cuda_major=f.version("cuda_major"),
+        min_driver=f.version("min_driver"),
+        driver_below=f.version("driver_below", required=False),
+        source=f.source(),
+    )
 
 
 def _forward(f: Fields) -> ForwardCompat:
     branches = f.texts("branches")
     for branch in branches:
         if not branch.isdigit():
-            raise f.error("branches", f"branches: {branch!r} is not a driver branch number like \"535\"")
+            raise f.error("branches", f'branches: {branch!r} is not a driver branch number like "535"')
     return ForwardCompat(cuda=f.version("cuda"), branches=branches, source=f.source())
 
 
@@ -246,11 +271,18 @@ def _forward_policy(f: Fields) -> tuple[tuple[str, ...], str]:
 def _gpu(f: Fields) -> GpuModel:
     names = f.texts("names")
     if any(n != normalize_gpu_name(n) for n in names):
-        raise f.error("names", "names must be lower case, without \"nvidia \"/\"tesla \", with spaces for dashes")
-    return GpuModel(model=f.text("model"), family=f.text("family"), names=names,
-                    compute_capability=f.version("compute_capability"), gpu_class=_gpu_class(f),
-                    source=f.source(), nvswitch_at=f.number("nvswitch_at"), confirmed=f.flag("confirmed", True),
-                    note=f.text("note", required=False, default=""))
+        raise f.error("names", 'names must be lower case, without "nvidia "/"tesla ", with spaces for dashes')
+    return GpuModel(
+        model=f.text("model"),
+        family=f.text("family"),
+        names=names,
+        compute_capability=f.version("compute_capability"),
+        gpu_class=_gpu_class(f),
+        source=f.source(),
+        nvswitch_at=f.number("nvswitch_at"),
+        confirmed=f.flag("confirmed", True),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _class_by_name(f: Fields) -> ClassByName:
@@ -267,36 +299,62 @@ def _gpu_class(f: Fields) -> str:
 def _floor(f: Fields) -> GpuDriverFloor:
     when = f.text("when")
     if when not in ("always", "mig"):
-        raise f.error("when", f"when must be \"always\" or \"mig\", not {when!r}")
-    return GpuDriverFloor(family=f.text("family"), min_driver=f.version("min_driver"), when=when,
-                          source=f.source(), note=f.text("note", required=False, default=""))
+        raise f.error("when", f'when must be "always" or "mig", not {when!r}')
+    return GpuDriverFloor(
+        family=f.text("family"),
+        min_driver=f.version("min_driver"),
+        when=when,
+        source=f.source(),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _architecture(f: Fields) -> Architecture:
     ccs = f.texts("compute_capabilities")
     for cc in ccs:
         f.check_version("compute_capabilities", cc)
-    return Architecture(name=f.text("name"), compute_capabilities=ccs, first_cuda=f.version("first_cuda"),
-                        source=f.source(), removed_in_cuda=f.version("removed_in_cuda", required=False),
-                        min_driver=f.version("min_driver", required=False), confirmed=f.flag("confirmed", True),
-                        note=f.text("note", required=False, default=""))
+    return Architecture(
+        name=f.text("name"),
+        compute_capabilities=ccs,
+        first_cuda=f.version("first_cuda"),
+        source=f.source(),
+        removed_in_cuda=f.version("removed_in_cuda", required=False),
+        min_driver=f.version("min_driver", required=False),
+        confirmed=f.flag("confirmed", True),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _vllm_image(f: Fields) -> VllmImage:
-    return VllmImage(repositories=f.texts("repositories"), bundles_cuda_compat=f.flag("bundles_cuda_compat", False),
-                     source=f.source(), note=f.text("note", required=False, default=""))
+    return VllmImage(
+        repositories=f.texts("repositories"),
+        bundles_cuda_compat=f.flag("bundles_cuda_compat", False),
+        source=f.source(),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _vllm_release(f: Fields) -> VllmRelease:
-    return VllmRelease(vllm=f.text("vllm"), vllm_spec=f.specifier("vllm"), cuda=f.version("cuda"),
-                       source=f.source(), torch=f.version("torch", required=False),
-                       confirmed=f.flag("confirmed", True), note=f.text("note", required=False, default=""))
+    return VllmRelease(
+        vllm=f.text("vllm"),
+        vllm_spec=f.specifier("vllm"),
+        cuda=f.version("cuda"),
+        source=f.source(),
+        torch=f.version("torch", required=False),
+        confirmed=f.flag("confirmed", True),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _vllm_min_cc(f: Fields) -> VllmMinCc:
-    return VllmMinCc(vllm=f.text("vllm"), vllm_spec=f.specifier("vllm"),
-                     compute_capability=f.version("compute_capability"), source=f.source(),
-                     confirmed=f.flag("confirmed", True), note=f.text("note", required=False, default=""))
+    return VllmMinCc(
+        vllm=f.text("vllm"),
+        vllm_spec=f.specifier("vllm"),
+        compute_capability=f.version("compute_capability"),
+        source=f.source(),
+        confirmed=f.flag("confirmed", True),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _feature(f: Fields) -> FeatureGate:
@@ -304,11 +362,17 @@ def _feature(f: Fields) -> FeatureGate:
     if not ccs:
         raise f.error("compute_capability", "compute_capability needs at least one specifier")
     cuda = f.text("cuda", required=False)
-    return FeatureGate(id=f.text("id"), description=f.text("description"), compute_capability=ccs,
-                       cc_specs=tuple(f.parse_specifier("compute_capability", c) for c in ccs), source=f.source(),
-                       cuda=cuda, cuda_spec=None if cuda is None else f.parse_specifier("cuda", cuda),
-                       fallback=f.text("fallback", required=False, default=""),
-                       note=f.text("note", required=False, default=""))
+    return FeatureGate(
+        id=f.text("id"),
+        description=f.text("description"),
+        compute_capability=ccs,
+        cc_specs=tuple(f.parse_specifier("compute_capability", c) for c in ccs),
+        source=f.source(),
+        cuda=cuda,
+        cuda_spec=None if cuda is None else f.parse_specifier("cuda", cuda),
+        fallback=f.text("fallback", required=False, default=""),
+        note=f.text("note", required=False, default=""),
+    )
 
 
 def _status(f: Fields, key: str) -> str:
@@ -343,25 +407,53 @@ def _mixed(f: Fields) -> tuple[str, str]:
 
 
 _SECTIONS: dict[str, tuple[_Parser, bool]] = {
-    "release": (_release, True), "minor_compat": (_minor, True), "forward_compat": (_forward, True),
-    "forward_compat_policy": (_forward_policy, False), "gpu": (_gpu, True),
-    "gpu_class_by_name": (_class_by_name, True), "gpu_driver_floor": (_floor, True),
-    "architecture": (_architecture, True), "vllm_image": (_vllm_image, False),
-    "vllm_release": (_vllm_release, True), "vllm_min_compute_capability": (_vllm_min_cc, True),
-    "feature": (_feature, True), "docker": (_docker, False), "container_toolkit": (_toolkit, False),
-    "fabric_manager": (_fabric_manager, False), "gpu_health": (_health, False), "mixed_gpus": (_mixed, False),
+    "release": (_release, True),
+    "minor_compat": (_minor, True),
+    "forward_compat": (_forward, True),
+    "forward_compat_policy": (_forward_policy, False),
+    "gpu": (_gpu, True),
+    "gpu_class_by_name": (_class_by_name, True),
+    "gpu_driver_floor": (_floor, True),
+    "architecture": (_architecture, True),
+    "vllm_image": (_vllm_image, False),
+    "vllm_release": (_vllm_release, True),
+    "vllm_min_compute_capability": (_vllm_min_cc, True),
+    "feature": (_feature, True),
+    "docker": (_docker, False),
+    "container_toolkit": (_toolkit, False),
+    "fabric_manager": (_fabric_manager, False),
+    "gpu_health": (_health, False),
+    "mixed_gpus": (_mixed, False),
 }
 
 
 def _assemble(s: dict[str, Any]) -> Matrix:
     classes, fc_source = s["forward_compat_policy"]
-    runtime = Runtime(docker_min=s["docker"][0], docker_source=s["docker"][1],
-                      toolkit_required=s["container_toolkit"][0], toolkit_source=s["container_toolkit"][1], fm_must_equal_driver=s["fabric_manager"][0],
-                      fm_source=s["fabric_manager"][1], health=s["gpu_health"][0], health_source=s["gpu_health"][1],
-                      mixed_status=s["mixed_gpus"][0], mixed_source=s["mixed_gpus"][1])
-    return Matrix(releases=s["release"], minor_compat=s["minor_compat"], forward_compat=s["forward_compat"],
-                  forward_classes=classes, forward_source=fc_source, gpus=s["gpu"],
-                  classes_by_name=s["gpu_class_by_name"], driver_floors=s["gpu_driver_floor"],
-                  architectures=s["architecture"], vllm_image=s["vllm_image"], vllm_releases=s["vllm_release"],
-                  vllm_min_cc=s["vllm_min_compute_capability"], features=s["feature"], runtime=runtime)
-
+    runtime = Runtime(
+        docker_min=s["docker"][0],
+        docker_source=s["docker"][1],
+        toolkit_required=s["container_toolkit"][0],
+        toolkit_source=s["container_toolkit"][1],
+        fm_must_equal_driver=s["fabric_manager"][0],
+        fm_source=s["fabric_manager"][1],
+        health=s["gpu_health"][0],
+        health_source=s["gpu_health"][1],
+        mixed_status=s["mixed_gpus"][0],
+        mixed_source=s["mixed_gpus"][1],
+    )
+    return Matrix(
+        releases=s["release"],
+        minor_compat=s["minor_compat"],
+        forward_compat=s["forward_compat"],
+        forward_classes=classes,
+        forward_source=fc_source,
+        gpus=s["gpu"],
+        classes_by_name=s["gpu_class_by_name"],
+        driver_floors=s["gpu_driver_floor"],
+        architectures=s["architecture"],
+        vllm_image=s["vllm_image"],
+        vllm_releases=s["vllm_release"],
+        vllm_min_cc=s["vllm_min_compute_capability"],
+        features=s["feature"],
+        runtime=runtime,
+    )

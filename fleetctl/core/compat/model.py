@@ -12,7 +12,7 @@ UNKNOWN_CLASS = "unknown"
 
 @dataclass(frozen=True)
 class CudaRelease:
-    cuda: str                       # "12.8" (GA) or "12.8.1" (Update 1)
+    cuda: str  # "12.8" (GA) or "12.8.1" (Update 1)
     min_driver: str
     source: str
     confirmed: bool = True
@@ -29,8 +29,8 @@ class MinorCompat:
 
 @dataclass(frozen=True)
 class ForwardCompat:
-    cuda: str                       # X.Y of the cuda-compat-X-Y package
-    branches: tuple[str, ...]       # driver branches it supports ("535")
+    cuda: str  # X.Y of the cuda-compat-X-Y package
+    branches: tuple[str, ...]  # driver branches it supports ("535")
     source: str
 
 
@@ -58,7 +58,7 @@ class ClassByName:
 class GpuDriverFloor:
     family: str
     min_driver: str
-    when: str                       # "always" or "mig"
+    when: str  # "always" or "mig"
     source: str
     note: str = ""
 
@@ -85,7 +85,7 @@ class VllmImage:
 
 @dataclass(frozen=True)
 class VllmRelease:
-    vllm: str                       # specifier text, e.g. ">=0.9,<0.10"
+    vllm: str  # specifier text, e.g. ">=0.9,<0.10"
     vllm_spec: SpecifierSet
     cuda: str
     source: str
@@ -108,10 +108,10 @@ class VllmMinCc:
 class FeatureGate:
     id: str
     description: str
-    compute_capability: tuple[str, ...]           # any-of specifier texts
+    compute_capability: tuple[str, ...]  # any-of specifier texts
     cc_specs: tuple[SpecifierSet, ...]
     source: str
-    cuda: str | None = None                       # specifier over the image's CUDA
+    cuda: str | None = None  # specifier over the image's CUDA
     cuda_spec: SpecifierSet | None = None
     fallback: str = ""
     note: str = ""
@@ -125,7 +125,7 @@ class Runtime:
     toolkit_source: str
     fm_must_equal_driver: bool
     fm_source: str
-    health: dict[str, str]                        # finding -> "fail" | "warn"
+    health: dict[str, str]  # finding -> "fail" | "warn"
     health_source: str
     mixed_status: str
     mixed_source: str

@@ -38,10 +38,10 @@ class Profile:
     cuda: str
     description: str = ""
     vllm: str | None = None
-    cuda_compat: bool = False           # the image carries cuda-compat libraries (forward compatibility)
+    cuda_compat: bool = False  # the image carries cuda-compat libraries (forward compatibility)
     requires: Requirements = Requirements()
     serve: ServeSettings | None = None
-    rollout: dict[str, Any] = field(default_factory=dict)   # overrides of the fleet file's [rollout] thresholds
+    rollout: dict[str, Any] = field(default_factory=dict)  # overrides of the fleet file's [rollout] thresholds
 
 
 def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
@@ -57,8 +57,18 @@ def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
     requires = _requires(_table(doc, "requires"), matrix)
     serve = _serve(_table(doc, "serve")) if "serve" in doc.data else None
     rollout = _rollout(_table(doc, "rollout"))
-    return Profile(name=name, path=path, image=ref, cuda=cuda, description=description, vllm=vllm,
-                   cuda_compat=compat, requires=requires, serve=serve, rollout=rollout)
+    return Profile(
+        name=name,
+        path=path,
+        image=ref,
+        cuda=cuda,
+        description=description,
+        vllm=vllm,
+        cuda_compat=compat,
+        requires=requires,
+        serve=serve,
+        rollout=rollout,
+    )
 
 
 def _table(doc: Document, name: str, *, required: bool = False) -> Fields:
@@ -74,8 +84,12 @@ def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
     compat = f.flag("cuda_compat", matrix.bundles_cuda_compat(ref))
     f.finish()
     tag = _TAG.search(ref.split("@", 1)[0])
-    if vllm is not None and tag and image_repository(ref) in matrix.vllm_image.repositories \
-            and ver(tag.group(1)) != ver(vllm):
+    if (
+        vllm is not None
+        and tag
+        and image_repository(ref) in matrix.vllm_image.repositories
+        and ver(tag.group(1)) != ver(vllm)
+    ):
         raise f.error("vllm", f"vllm = {vllm!r} but the image tag says {tag.group(1)}")
     expected, why = _expected_cuda(ref, vllm, matrix)
     if cuda is None and expected is None:
@@ -113,13 +127,16 @@ def _requires(f: Fields, matrix: Matrix) -> Requirements:
         if feature not in matrix.feature_ids:
             raise f.error("features", f"unknown feature {feature!r} (known: {', '.join(matrix.feature_ids)})")
     f.finish()
-    return Requirements(gpus=gpus if gpus is not None else spec(">=1"), gpu_memory_mib=memory,
-                        compute_capability=cc, features=features)
+    return Requirements(
+        gpus=gpus if gpus is not None else spec(">=1"), gpu_memory_mib=memory, compute_capability=cc, features=features
+    )
 
 
 _ROLLOUT = {  # key: (types, type name, lowest allowed, highest allowed)
-    "bake_s": ((int, float), "a number", 0, None), "max_error_rate": ((int, float), "a number", 0, 1),
-    "max_ttft_p95_ratio": ((int, float), "a number", 0, None), "max_unavailable": ((int,), "an integer", 1, None),
+    "bake_s": ((int, float), "a number", 0, None),
+    "max_error_rate": ((int, float), "a number", 0, 1),
+    "max_ttft_p95_ratio": ((int, float), "a number", 0, None),
+    "max_unavailable": ((int,), "an integer", 1, None),
 }
 
 
@@ -140,11 +157,16 @@ def _rollout(f: Fields) -> dict[str, Any]:
 def _serve(f: Fields) -> ServeSettings:
     values: dict[str, Any] = {"model": f.text("model")}
     optional = {
-        "port": ((int,), "an integer"), "args": ((list,), "a list of strings"),
+        "port": ((int,), "an integer"),
+        "args": ((list,), "a list of strings"),
         "gpus": ((str, int), '"all" or a count'),
-        "env": ((dict,), "a table of strings"), "volumes": ((dict,), "a table of strings"),
-        "shm_size": ((str,), "a string"), "ipc_host": ((bool,), "true or false"), "restart": ((str,), "a string"),
-        "health_timeout_s": ((int, float), "a number"), "shutdown_timeout_s": ((int,), "an integer"),
+        "env": ((dict,), "a table of strings"),
+        "volumes": ((dict,), "a table of strings"),
+        "shm_size": ((str,), "a string"),
+        "ipc_host": ((bool,), "true or false"),
+        "restart": ((str,), "a string"),
+        "health_timeout_s": ((int, float), "a number"),
+        "shutdown_timeout_s": ((int,), "an integer"),
     }
     for key, (types, type_name) in optional.items():
         value = f.value(key, types, type_name, required=False)
@@ -159,8 +181,13 @@ def _checked_serve_value(f: Fields, key: str, value: Any) -> Any:
         raise f.error(key, f"{key} must be a list of strings")
     if key in ("env", "volumes") and not all(isinstance(v, str) for v in value.values()):
         raise f.error(key, f"{key} must be a table of strings")
-    if key == "port" and not 0 < value < 65536 or key == "gpus" and value != "all" and not (
-            isinstance(value, int) and value >= 0):
+    if (
+        key == "port"
+        and not 0 < value < 65536
+        or key == "gpus"
+        and value != "all"
+        and not (isinstance(value, int) and value >= 0)
+    ):
         raise f.error(key, f"{key}: {value!r} is out of range")
     if key == "restart" and value not in _RESTART:
         raise f.error(key, f"restart must be one of {', '.join(_RESTART)}, not {value!r}")

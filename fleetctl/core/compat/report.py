@@ -11,7 +11,7 @@ CHECK_SCHEMA = "fleetctl.check/v1"
 
 
 def to_json(report: CheckReport) -> dict[str, Any]:
-    results: dict[int, dict[str, str]] = {}     # hosts share result objects: convert each one once
+    results: dict[int, dict[str, str]] = {}  # hosts share result objects: convert each one once
     return {
         "schema": CHECK_SCHEMA,
         "profile": report.profile,
@@ -32,23 +32,32 @@ def summary(report: CheckReport) -> dict[str, int]:
 
 def _host_json(host: HostCheck, results: dict[int, dict[str, str]]) -> dict[str, Any]:
     error = None if host.error is None else {"kind": host.error.kind, "message": host.error.message}
-    return {"name": host.name, "ok": host.ok, "status": host.status, "error": error,
-            "results": [results.get(id(r)) or results.setdefault(id(r), r.to_dict()) for r in host.results]}
+    return {
+        "name": host.name,
+        "ok": host.ok,
+        "status": host.status,
+        "error": error,
+        "results": [results.get(id(r)) or results.setdefault(id(r), r.to_dict()) for r in host.results],
+    }
 
 
-_HOST = "\x1fHOST\x1f"     # stands for the host name in a suite serialized once per distinct result set
+_HOST = "\x1fHOST\x1f"  # stands for the host name in a suite serialized once per distinct result set
 
 
 def to_junit(report: CheckReport) -> str:
     """One ``testsuite`` per host, one ``testcase`` per rule; a failed rule is a ``failure``, an unprobed
     host a single ``probe`` testcase with an ``error``. Warnings pass and are kept in ``system-out``."""
     s = summary(report)
-    root = ET.Element("testsuites", name=f"fleetctl check {report.profile}",
-                      tests=str(sum(max(len(h.results), 1) for h in report.hosts)),
-                      failures=str(sum(_count(h, FAIL) for h in report.hosts)), errors=str(s["unprobed"]))
+    root = ET.Element(
+        "testsuites",
+        name=f"fleetctl check {report.profile}",
+        tests=str(sum(max(len(h.results), 1) for h in report.hosts)),
+        failures=str(sum(_count(h, FAIL) for h in report.hosts)),
+        errors=str(s["unprobed"]),
+    )
     root.text = _HOST
     head, tail = ET.tostring(root, encoding="unicode").split(_HOST)
-    shared: dict[int, str] = {}         # hosts with the same configuration share one results tuple
+    shared: dict[int, str] = {}  # hosts with the same configuration share one results tuple
     suites = []
     for host in report.hosts:
         if host.error is not None:
@@ -76,8 +85,14 @@ def _count(host: HostCheck, status: str) -> int:
 
 
 def _suite(host: HostCheck, profile: str, name: str) -> ET.Element:
-    suite = ET.Element("testsuite", name=name, tests=str(max(len(host.results), 1)),
-                       failures=str(_count(host, FAIL)), errors="0" if host.probed else "1", skipped="0")
+    suite = ET.Element(
+        "testsuite",
+        name=name,
+        tests=str(max(len(host.results), 1)),
+        failures=str(_count(host, FAIL)),
+        errors="0" if host.probed else "1",
+        skipped="0",
+    )
     classname = f"fleetctl.check.{profile}.{name}"
     if host.error is not None:
         case = ET.SubElement(suite, "testcase", name="probe", classname=classname)

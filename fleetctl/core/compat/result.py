@@ -16,22 +16,28 @@ STATUSES = (PASS, WARN, FAIL)
 @dataclass(frozen=True, slots=True)
 class RuleResult:
     rule: str
-    status: str             # pass | warn | fail
+    status: str  # pass | warn | fail
     expected: str
     actual: str
     message: str
     fix: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"rule": self.rule, "status": self.status, "expected": self.expected, "actual": self.actual,
-                "message": self.message, "fix": self.fix}
+        return {
+            "rule": self.rule,
+            "status": self.status,
+            "expected": self.expected,
+            "actual": self.actual,
+            "message": self.message,
+            "fix": self.fix,
+        }
 
 
 @dataclass(frozen=True)
 class HostCheck:
     name: str
     results: tuple[RuleResult, ...] = ()
-    error: HostFailure | None = None      # set when the host could not be probed: no results then
+    error: HostFailure | None = None  # set when the host could not be probed: no results then
 
     @property
     def probed(self) -> bool:

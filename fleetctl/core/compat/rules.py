@@ -53,8 +53,17 @@ RULE_SUMMARIES: dict[str, str] = {
 #: the only facts rules read. Rules run on a projection of the facts onto these fields, so hosts that
 #: agree on them share one evaluation (a fleet repeats a handful of configurations thousands of times).
 HOST_FIELDS = ("driver_version", "docker_version", "nvidia_container_toolkit_version", "fabric_manager_version")
-GPU_FIELDS = ("index", "name", "compute_capability", "memory_total_mib", "lost", "ecc_uncorrected_volatile",
-              "remapped_rows_pending", "remapped_rows_failed", "mig_mode")
+GPU_FIELDS = (
+    "index",
+    "name",
+    "compute_capability",
+    "memory_total_mib",
+    "lost",
+    "ecc_uncorrected_volatile",
+    "remapped_rows_pending",
+    "remapped_rows_failed",
+    "mig_mode",
+)
 
 Results = tuple[RuleResult, ...]
 
@@ -64,8 +73,9 @@ def check_host(facts: HostFacts, profile: Profile, matrix: Matrix) -> Results:
     return tuple(r for r in results if r is not None)
 
 
-def check_report(report: HostReport, profile: Profile, matrix: Matrix,
-                 memo: dict[tuple, Results] | None = None) -> HostCheck:
+def check_report(
+    report: HostReport, profile: Profile, matrix: Matrix, memo: dict[tuple, Results] | None = None
+) -> HostCheck:
     if report.error is not None or report.facts is None:
         error = report.error or HostFailure("no_facts", "the snapshot holds no facts for this host")
         return HostCheck(report.name, error=error)
@@ -79,8 +89,7 @@ def check_report(report: HostReport, profile: Profile, matrix: Matrix,
 def check_snapshot(snapshot: Snapshot, profile: Profile, matrix: Matrix) -> CheckReport:
     memo: dict[tuple, Results] = {}
     hosts = tuple(check_report(h, profile, matrix, memo) for h in snapshot.hosts)
-    return CheckReport(profile=profile.name, image=profile.image, cuda=profile.cuda, rules=tuple(RULES),
-                       hosts=hosts)
+    return CheckReport(profile=profile.name, image=profile.image, cuda=profile.cuda, rules=tuple(RULES), hosts=hosts)
 
 
 _host_key = attrgetter(*HOST_FIELDS)
@@ -93,5 +102,4 @@ def relevant_facts(facts: HostFacts) -> tuple:
 
 def projected_facts(key: tuple) -> HostFacts:
     *host, gpus = key
-    return HostFacts(**dict(zip(HOST_FIELDS, host)),
-                     gpus=tuple(GpuFacts(**dict(zip(GPU_FIELDS, gpu))) for gpu in gpus))
+    return HostFacts(**dict(zip(HOST_FIELDS, host)), gpus=tuple(GpuFacts(**dict(zip(GPU_FIELDS, gpu))) for gpu in gpus))

@@ -35,6 +35,7 @@ def distinct_gpus(facts: HostFacts) -> list[GpuFacts]:
 
 # ------------------------------------------------------------------------------------------ driver_for_cuda
 
+
 def driver_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult:
     rule = "driver_for_cuda"
     release, exact = matrix.cuda_release(profile.cuda)
@@ -42,14 +43,24 @@ def driver_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleR
     expected = f">= {release.min_driver} (CUDA {profile.cuda})"
     driver = parsed(facts.driver_version)
     if driver is None:
-        return result(rule, WARN, expected, facts.driver_version or "unknown",
-                      f"the driver version ({facts.driver_version or 'not reported'}) cannot be compared",
-                      "check nvidia-smi on the host and run the inventory again")
+        return result(
+            rule,
+            WARN,
+            expected,
+            facts.driver_version or "unknown",
+            f"the driver version ({facts.driver_version or 'not reported'}) cannot be compared",
+            "check nvidia-smi on the host and run the inventory again",
+        )
     sure = exact and release.confirmed
     doubt = "" if sure else f" ({_doubt(release, exact, profile.cuda)})"
     if driver >= ver(release.min_driver):
-        return result(rule, settle(PASS, sure), expected, facts.driver_version,
-                      f"driver {facts.driver_version} >= {release.min_driver} required by CUDA {profile.cuda}{doubt}")
+        return result(
+            rule,
+            settle(PASS, sure),
+            expected,
+            facts.driver_version,
+            f"driver {facts.driver_version} >= {release.min_driver} required by CUDA {profile.cuda}{doubt}",
+        )
     return _below_floor(facts, profile, matrix, release, sure, doubt)
 
 
@@ -59,8 +70,9 @@ def _doubt(release: CudaRelease, exact: bool, cuda: str) -> str:
     return f"the floor for CUDA {release.cuda} is not confirmed: {release.note or release.source}"
 
 
-def _below_floor(facts: HostFacts, profile: Profile, matrix: Matrix, release: CudaRelease, sure: bool,
-                 doubt: str) -> RuleResult:
+def _below_floor(
+    facts: HostFacts, profile: Profile, matrix: Matrix, release: CudaRelease, sure: bool, doubt: str
+) -> RuleResult:
     rule, drv, need = "driver_for_cuda", facts.driver_version, release.min_driver
     expected = f">= {need} (CUDA {profile.cuda})"
     base = f"driver {drv} < {need} required by CUDA {profile.cuda} (image {profile.image})"
@@ -68,11 +80,17 @@ def _below_floor(facts: HostFacts, profile: Profile, matrix: Matrix, release: Cu
     fix = f"upgrade the driver to ≥ {need}" + (f", or use a CUDA ≤ {older} image" if older else "")
     forward, why_not = _forward_compat(facts, profile, matrix)
     if forward is not None:
-        return result(rule, settle(WARN, sure), expected, drv,
-                      f"{base}: runs only through forward compatibility ({forward}){doubt}",
-                      f"upgrade the driver to ≥ {need} to stop relying on forward compatibility")
-    return result(rule, settle(FAIL, sure), expected, drv,
-                  base + why_not + _minor_note(drv, profile, matrix) + doubt, fix)
+        return result(
+            rule,
+            settle(WARN, sure),
+            expected,
+            drv,
+            f"{base}: runs only through forward compatibility ({forward}){doubt}",
+            f"upgrade the driver to ≥ {need} to stop relying on forward compatibility",
+        )
+    return result(
+        rule, settle(FAIL, sure), expected, drv, base + why_not + _minor_note(drv, profile, matrix) + doubt, fix
+    )
 
 
 def _forward_compat(facts: HostFacts, profile: Profile, matrix: Matrix) -> tuple[str | None, str]:
@@ -89,8 +107,10 @@ def _forward_compat(facts: HostFacts, profile: Profile, matrix: Matrix) -> tuple
     blockers = [f"{name} ({cls})" for name, cls, sure in classes if cls not in matrix.forward_classes or not sure]
     if not classes or blockers:
         gpus = ", ".join(blockers) or "no GPU found"
-        return None, (f"; forward compatibility ({package}) works only on data-center GPUs, not on {gpus}: "
-                      "CUDA fails with error 804")
+        return None, (
+            f"; forward compatibility ({package}) works only on data-center GPUs, not on {gpus}: "
+            "CUDA fails with error 804"
+        )
     return f"{package} in the image, R{branch} branch, data-center GPUs", ""
 
 
@@ -101,11 +121,14 @@ def _minor_note(driver: str, profile: Profile, matrix: Matrix) -> str:
     major = profile.cuda.split(".")[0]
     if ver(driver) < ver(minor.min_driver):
         return f"; below CUDA {major}.x's minimum driver {minor.min_driver}: CUDA cannot initialize"
-    return (f"; minor-version compatibility (CUDA {major}.x from {minor.min_driver}) does not start an image "
-            f"that requires cuda>={minor_of(profile.cuda)}")
+    return (
+        f"; minor-version compatibility (CUDA {major}.x from {minor.min_driver}) does not start an image "
+        f"that requires cuda>={minor_of(profile.cuda)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- driver_for_gpu
+
 
 def driver_for_gpu(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
     """Per-GPU minimum drivers: the first CUDA of the architecture, and NVIDIA's per-product floors."""
@@ -117,12 +140,22 @@ def driver_for_gpu(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleRe
     below = [(floor, why) for floor, why in needs if driver < ver(floor)]
     expected = f">= {top[0]} ({top[1]})"
     if not below:
-        return result("driver_for_gpu", PASS, expected, facts.driver_version,
-                      f"driver {facts.driver_version} >= {top[0]} required by {top[1]}")
+        return result(
+            "driver_for_gpu",
+            PASS,
+            expected,
+            facts.driver_version,
+            f"driver {facts.driver_version} >= {top[0]} required by {top[1]}",
+        )
     worst = max(below, key=lambda n: ver(n[0]))
-    return result("driver_for_gpu", FAIL, f">= {worst[0]} ({worst[1]})", facts.driver_version,
-                  "; ".join(f"driver {facts.driver_version} < {floor} required by {why}" for floor, why in below),
-                  f"upgrade the driver to ≥ {worst[0]}")
+    return result(
+        "driver_for_gpu",
+        FAIL,
+        f">= {worst[0]} ({worst[1]})",
+        facts.driver_version,
+        "; ".join(f"driver {facts.driver_version} < {floor} required by {why}" for floor, why in below),
+        f"upgrade the driver to ≥ {worst[0]}",
+    )
 
 
 def _gpu_floors(facts: HostFacts, matrix: Matrix) -> list[tuple[str, str]]:
@@ -141,6 +174,7 @@ def _gpu_floors(facts: HostFacts, matrix: Matrix) -> list[tuple[str, str]]:
 
 # -------------------------------------------------------------------------------------------- arch_for_cuda
 
+
 def arch_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
     """The image's CUDA supports every GPU architecture on the host (not too new, not removed)."""
     if not facts.gpus:
@@ -153,22 +187,40 @@ def arch_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleRes
     expected = f"CUDA {profile.cuda} supports " + (", ".join(a.name for _, a in archs if a) or "the GPUs")
     for cc, arch in archs:
         if arch is not None and cuda < ver(arch.first_cuda):
-            return result("arch_for_cuda", FAIL, f"CUDA >= {arch.first_cuda} for {arch.name}", actual,
-                          f"{arch.name} (CC {cc}) needs CUDA ≥ {arch.first_cuda}; image {profile.image} is CUDA "
-                          f"{profile.cuda}", f"use an image built with CUDA ≥ {arch.first_cuda}")
+            return result(
+                "arch_for_cuda",
+                FAIL,
+                f"CUDA >= {arch.first_cuda} for {arch.name}",
+                actual,
+                f"{arch.name} (CC {cc}) needs CUDA ≥ {arch.first_cuda}; image {profile.image} is CUDA {profile.cuda}",
+                f"use an image built with CUDA ≥ {arch.first_cuda}",
+            )
         if arch is not None and arch.removed_in_cuda and cuda >= ver(arch.removed_in_cuda):
-            return result("arch_for_cuda", FAIL, f"CUDA < {arch.removed_in_cuda} for {arch.name}", actual,
-                          f"CUDA {arch.removed_in_cuda} removed {arch.name} (CC {cc}); image {profile.image} is "
-                          f"CUDA {profile.cuda}", f"use an image built with CUDA < {arch.removed_in_cuda}")
+            return result(
+                "arch_for_cuda",
+                FAIL,
+                f"CUDA < {arch.removed_in_cuda} for {arch.name}",
+                actual,
+                f"CUDA {arch.removed_in_cuda} removed {arch.name} (CC {cc}); image {profile.image} is "
+                f"CUDA {profile.cuda}",
+                f"use an image built with CUDA < {arch.removed_in_cuda}",
+            )
     unknown = [cc for cc, arch in archs if arch is None]
     if unknown or None in found:
         what = ", ".join(f"CC {cc}" for cc in unknown) or "a GPU's compute capability"
-        return result("arch_for_cuda", WARN, expected, actual, f"{what} is not in the matrix: cannot tell "
-                      f"whether CUDA {profile.cuda} supports it", "add the architecture to profiles/matrix")
+        return result(
+            "arch_for_cuda",
+            WARN,
+            expected,
+            actual,
+            f"{what} is not in the matrix: cannot tell whether CUDA {profile.cuda} supports it",
+            "add the architecture to profiles/matrix",
+        )
     return result("arch_for_cuda", PASS, expected, actual, f"CUDA {profile.cuda} supports {actual}")
 
 
 # --------------------------------------------------------------------------------------- compute_capability
+
 
 def compute_capability(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
     """The lowest compute capability on the host meets the profile's and vLLM's minimum."""
@@ -178,21 +230,34 @@ def compute_capability(facts: HostFacts, profile: Profile, matrix: Matrix) -> Ru
     needs = _cc_needs(profile, matrix)
     expected = "; ".join(f"{n.text} ({n.origin})" for n in needs) or "any"
     if any(cc is None for cc, _ in found):
-        return result("compute_capability", WARN, expected, "unknown",
-                      "the compute capability of a GPU is unknown", "check the GPU with nvidia-smi")
+        return result(
+            "compute_capability",
+            WARN,
+            expected,
+            "unknown",
+            "the compute capability of a GPU is unknown",
+            "check the GPU with nvidia-smi",
+        )
     low = min((cc for cc, _ in found), key=ver)
     sure = all(ok for _, ok in found)
     failing = [n for n in needs if not within(n.spec, low)]
     if not failing:
-        return result("compute_capability", settle(PASS, sure), expected, low,
-                      f"lowest compute capability {low} meets {expected}")
+        return result(
+            "compute_capability", settle(PASS, sure), expected, low, f"lowest compute capability {low} meets {expected}"
+        )
     status = FAIL if any(n.confirmed for n in failing) and sure else WARN
     notes = "; ".join(f"CC {low} does not meet {n.text} ({n.origin})" for n in failing)
     floor = matrix.vllm_min_compute_capability(profile.vllm)
     if floor is not None and not floor.confirmed and any(not n.confirmed for n in failing):
         notes += f"; {floor.note}"
-    return result("compute_capability", status, expected, low, notes,
-                  f"run this profile on GPUs with compute capability {failing[0].text}")
+    return result(
+        "compute_capability",
+        status,
+        expected,
+        low,
+        notes,
+        f"run this profile on GPUs with compute capability {failing[0].text}",
+    )
 
 
 class Need(NamedTuple):
@@ -205,17 +270,25 @@ class Need(NamedTuple):
 def _cc_needs(profile: Profile, matrix: Matrix) -> list[Need]:
     needs = []
     if profile.requires.compute_capability is not None:
-        needs.append(Need(profile.requires.compute_capability, str(profile.requires.compute_capability),
-                          f"profile {profile.name}", True))
+        needs.append(
+            Need(
+                profile.requires.compute_capability,
+                str(profile.requires.compute_capability),
+                f"profile {profile.name}",
+                True,
+            )
+        )
     floor = matrix.vllm_min_compute_capability(profile.vllm)
     if floor is not None:
         origin = f"vLLM {profile.vllm}" + ("" if floor.confirmed else " (unconfirmed)")
-        needs.append(Need(spec(f">={floor.compute_capability}"), f">={floor.compute_capability}", origin,
-                          floor.confirmed))
+        needs.append(
+            Need(spec(f">={floor.compute_capability}"), f">={floor.compute_capability}", origin, floor.confirmed)
+        )
     return needs
 
 
 # ------------------------------------------------------------------------------------------------- features
+
 
 def features(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
     """Every feature the profile requires is available on every GPU (its compute capability gate)."""
@@ -230,16 +303,18 @@ def features(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult |
         wanted.append(f"{feature}: CC {' or '.join(gate.compute_capability)}")
         bad = _gpus_outside(facts, matrix, gate.cc_specs)
         if bad:
-            problems.append(f"{feature} ({gate.description}) needs CC {' or '.join(gate.compute_capability)}; "
-                            + ", ".join(bad))
-            fixes.append(f"use GPUs with CC {' or '.join(gate.compute_capability)}, or drop \"{feature}\" from "
-                         f"requires.features" + (f" ({gate.fallback})" if gate.fallback else ""))
+            problems.append(
+                f"{feature} ({gate.description}) needs CC {' or '.join(gate.compute_capability)}; " + ", ".join(bad)
+            )
+            fixes.append(
+                f'use GPUs with CC {" or ".join(gate.compute_capability)}, or drop "{feature}" from '
+                f"requires.features" + (f" ({gate.fallback})" if gate.fallback else "")
+            )
     expected = "; ".join(wanted) or ", ".join(profile.requires.features)
     actual = ", ".join(sorted({f"CC {cc}" for cc, _ in (gpu_cc(g, matrix) for g in facts.gpus) if cc})) or "unknown"
     if problems:
         return result("features", FAIL, expected, actual, "; ".join(problems), "; ".join(fixes))
-    return result("features", PASS, expected, actual,
-                  f"{', '.join(profile.requires.features)} available on every GPU")
+    return result("features", PASS, expected, actual, f"{', '.join(profile.requires.features)} available on every GPU")
 
 
 def _gpus_outside(facts: HostFacts, matrix: Matrix, specs: tuple[SpecifierSet, ...]) -> list[str]:

@@ -21,8 +21,14 @@ def gpu_count(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult:
     actual = f"{len(usable)}" + (f" ({lost} lost)" if lost else "")
     if within(wanted, str(len(usable))):
         return result("gpu_count", PASS, str(wanted), actual, f"{len(usable)} usable GPUs meet {wanted}")
-    return result("gpu_count", FAIL, str(wanted), actual, f"{len(usable)} usable GPUs do not meet {wanted}",
-                  "run this profile on hosts with enough GPUs" + (", or recover the lost GPUs" if lost else ""))
+    return result(
+        "gpu_count",
+        FAIL,
+        str(wanted),
+        actual,
+        f"{len(usable)} usable GPUs do not meet {wanted}",
+        "run this profile on hosts with enough GPUs" + (", or recover the lost GPUs" if lost else ""),
+    )
 
 
 def gpu_memory(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
@@ -32,25 +38,41 @@ def gpu_memory(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult
         return None
     sizes = [g.memory_total_mib for g in usable]
     if None in sizes:
-        return result("gpu_memory", WARN, f"{wanted} MiB", "unknown", "the memory of a GPU is unknown",
-                      "check the GPU with nvidia-smi")
+        return result(
+            "gpu_memory",
+            WARN,
+            f"{wanted} MiB",
+            "unknown",
+            "the memory of a GPU is unknown",
+            "check the GPU with nvidia-smi",
+        )
     low = min(sizes)
     if within(wanted, str(low)):
         return result("gpu_memory", PASS, f"{wanted} MiB", f"{low} MiB", f"smallest GPU has {low} MiB")
-    return result("gpu_memory", FAIL, f"{wanted} MiB", f"{low} MiB",
-                  f"smallest GPU has {low} MiB, profile needs {wanted} MiB",
-                  "run this profile on GPUs with more memory, or lower the model's memory needs")
+    return result(
+        "gpu_memory",
+        FAIL,
+        f"{wanted} MiB",
+        f"{low} MiB",
+        f"smallest GPU has {low} MiB, profile needs {wanted} MiB",
+        "run this profile on GPUs with more memory, or lower the model's memory needs",
+    )
 
 
 _FINDINGS = {
-    "lost": ("GPU {i} is lost (fallen off the bus)",
-             "drain the host and reset the GPU (reboot); if it stays lost, replace it"),
-    "remapped_rows_failed": ("GPU {i} failed to remap a memory row",
-                             "drain the host and have the GPU replaced"),
-    "ecc_uncorrected_volatile": ("GPU {i} has {n} volatile uncorrected ECC error(s)",
-                                 "drain the host and reset the GPU (nvidia-smi -r or reboot)"),
-    "remapped_rows_pending": ("GPU {i} has memory row remapping pending",
-                              "drain the host and reset the GPU (nvidia-smi -r or reboot) to apply the remapping"),
+    "lost": (
+        "GPU {i} is lost (fallen off the bus)",
+        "drain the host and reset the GPU (reboot); if it stays lost, replace it",
+    ),
+    "remapped_rows_failed": ("GPU {i} failed to remap a memory row", "drain the host and have the GPU replaced"),
+    "ecc_uncorrected_volatile": (
+        "GPU {i} has {n} volatile uncorrected ECC error(s)",
+        "drain the host and reset the GPU (nvidia-smi -r or reboot)",
+    ),
+    "remapped_rows_pending": (
+        "GPU {i} has memory row remapping pending",
+        "drain the host and reset the GPU (nvidia-smi -r or reboot) to apply the remapping",
+    ),
 }
 
 
@@ -60,14 +82,25 @@ def gpu_health(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult
         return None
     found = [(kind, gpu) for gpu in facts.gpus for kind in _findings(gpu)]
     if not found:
-        return result("gpu_health", PASS, "no lost GPU, no uncorrected ECC error, no pending remap", "healthy",
-                      f"{len(facts.gpus)} GPUs healthy")
+        return result(
+            "gpu_health",
+            PASS,
+            "no lost GPU, no uncorrected ECC error, no pending remap",
+            "healthy",
+            f"{len(facts.gpus)} GPUs healthy",
+        )
     statuses = [matrix.runtime.health[kind] for kind, _ in found]
     status = FAIL if FAIL in statuses else WARN
     messages = [_FINDINGS[kind][0].format(i=g.index, n=g.ecc_uncorrected_volatile) for kind, g in found]
     fixes = list(dict.fromkeys(_FINDINGS[kind][1] for kind, _ in found))
-    return result("gpu_health", status, "no lost GPU, no uncorrected ECC error, no pending remap",
-                  f"{len(found)} finding(s)", "; ".join(messages), "; ".join(fixes))
+    return result(
+        "gpu_health",
+        status,
+        "no lost GPU, no uncorrected ECC error, no pending remap",
+        f"{len(found)} finding(s)",
+        "; ".join(messages),
+        "; ".join(fixes),
+    )
 
 
 def _findings(gpu: GpuFacts) -> list[str]:
@@ -90,24 +123,46 @@ def mixed_gpus(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult
     actual = ", ".join(f"{n} × {name}" for name, n in models.items())
     if len(models) == 1:
         return result("mixed_gpus", PASS, "one GPU model", actual, f"all GPUs are {next(iter(models))}")
-    return result("mixed_gpus", matrix.runtime.mixed_status, "one GPU model", actual,
-                  f"mixed GPU models ({actual}): tensor parallelism runs at the smallest GPU's memory and speed",
-                  "pin the deployment to one model with [serve] gpus / CUDA_VISIBLE_DEVICES, or exclude the host")
+    return result(
+        "mixed_gpus",
+        matrix.runtime.mixed_status,
+        "one GPU model",
+        actual,
+        f"mixed GPU models ({actual}): tensor parallelism runs at the smallest GPU's memory and speed",
+        "pin the deployment to one model with [serve] gpus / CUDA_VISIBLE_DEVICES, or exclude the host",
+    )
 
 
 def docker(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult:
     need = matrix.runtime.docker_min
     version = parsed(facts.docker_version)
     if facts.docker_version is None:
-        return result("docker", FAIL, f">= {need}", "not found", "Docker not found (or `docker version` failed)",
-                      f"install Docker ≥ {need} and make sure the SSH user may use it")
+        return result(
+            "docker",
+            FAIL,
+            f">= {need}",
+            "not found",
+            "Docker not found (or `docker version` failed)",
+            f"install Docker ≥ {need} and make sure the SSH user may use it",
+        )
     if version is None:
-        return result("docker", WARN, f">= {need}", facts.docker_version,
-                      f"Docker version {facts.docker_version!r} cannot be compared", "")
+        return result(
+            "docker",
+            WARN,
+            f">= {need}",
+            facts.docker_version,
+            f"Docker version {facts.docker_version!r} cannot be compared",
+            "",
+        )
     if version < ver(need):
-        return result("docker", FAIL, f">= {need}", facts.docker_version,
-                      f"Docker {facts.docker_version} < {need}: `docker run --gpus` needs {need}",
-                      f"upgrade Docker to ≥ {need}")
+        return result(
+            "docker",
+            FAIL,
+            f">= {need}",
+            facts.docker_version,
+            f"Docker {facts.docker_version} < {need}: `docker run --gpus` needs {need}",
+            f"upgrade Docker to ≥ {need}",
+        )
     return result("docker", PASS, f">= {need}", facts.docker_version, f"Docker {facts.docker_version} >= {need}")
 
 
@@ -116,11 +171,15 @@ def container_toolkit(facts: HostFacts, profile: Profile, matrix: Matrix) -> Rul
         return None
     version = facts.nvidia_container_toolkit_version
     if version is None:
-        return result("container_toolkit", FAIL, "installed", "not found",
-                      "NVIDIA Container Toolkit not found (neither nvidia-ctk nor nvidia-container-cli answered): "
-                      "Docker cannot give containers GPUs",
-                      "install nvidia-container-toolkit, run `nvidia-ctk runtime configure --runtime=docker` and "
-                      "restart Docker")
+        return result(
+            "container_toolkit",
+            FAIL,
+            "installed",
+            "not found",
+            "NVIDIA Container Toolkit not found (neither nvidia-ctk nor nvidia-container-cli answered): "
+            "Docker cannot give containers GPUs",
+            "install nvidia-container-toolkit, run `nvidia-ctk runtime configure --runtime=docker` and restart Docker",
+        )
     return result("container_toolkit", PASS, "installed", version, f"NVIDIA Container Toolkit {version}")
 
 
@@ -130,18 +189,32 @@ def fabric_manager(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleRe
     if not matrix.runtime.fm_must_equal_driver or drv is None:
         return None
     branch = drv.split(".")[0]
-    fix = (f"install Fabric Manager {drv} (nvidia-fabricmanager-{branch}, the exact driver version), hold the "
-           "driver and Fabric Manager packages together, and restart nvidia-fabricmanager")
+    fix = (
+        f"install Fabric Manager {drv} (nvidia-fabricmanager-{branch}, the exact driver version), hold the "
+        "driver and Fabric Manager packages together, and restart nvidia-fabricmanager"
+    )
     if fm is None:
         board = _nvswitch_board(facts, matrix)
         if board is None:
             return None
-        return result("fabric_manager", WARN, f"== {drv}", "not found",
-                      f"{board} is usually an NVSwitch (HGX) board, which needs Fabric Manager; none found", fix)
+        return result(
+            "fabric_manager",
+            WARN,
+            f"== {drv}",
+            "not found",
+            f"{board} is usually an NVSwitch (HGX) board, which needs Fabric Manager; none found",
+            fix,
+        )
     if fm != drv:
-        return result("fabric_manager", FAIL, f"== {drv}", fm,
-                      f"Fabric Manager {fm} ≠ driver {drv}: Fabric Manager will not start, the NVSwitch fabric stays "
-                      "down and CUDA fails with error 802", fix)
+        return result(
+            "fabric_manager",
+            FAIL,
+            f"== {drv}",
+            fm,
+            f"Fabric Manager {fm} ≠ driver {drv}: Fabric Manager will not start, the NVSwitch fabric stays "
+            "down and CUDA fails with error 802",
+            fix,
+        )
     return result("fabric_manager", PASS, f"== {drv}", fm, f"Fabric Manager {fm} matches the driver")
 
 

@@ -18,13 +18,30 @@ import tempfile
 from .config import gpu_uuid, host_values, pci_bus_id, render_config
 from .tools import install_tools
 
-__all__ = ["build_library", "render_config", "install_tools", "host_values", "gpu_uuid", "pci_bus_id",
-           "SOURCE", "LIBRARY_NAME", "CFLAGS"]
+__all__ = [
+    "build_library",
+    "render_config",
+    "install_tools",
+    "host_values",
+    "gpu_uuid",
+    "pci_bus_id",
+    "SOURCE",
+    "LIBRARY_NAME",
+    "CFLAGS",
+]
 
 SOURCE = pathlib.Path(__file__).with_name("fake_nvml.c")
 LIBRARY_NAME = "libnvidia-ml.so.1"
-CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-fvisibility=hidden", "-pthread",
-          f"-Wl,-soname,{LIBRARY_NAME}"]
+CFLAGS = [
+    "-shared",
+    "-fPIC",
+    "-O2",
+    "-Wall",
+    "-Werror",
+    "-fvisibility=hidden",
+    "-pthread",
+    f"-Wl,-soname,{LIBRARY_NAME}",
+]
 
 
 def build_library(out_dir: pathlib.Path) -> pathlib.Path:

@@ -12,11 +12,25 @@ MIB = 1024 * 1024
 MAX_GPUS = 16  # MAX_GPUS in fake_nvml.c
 
 DEFAULTS: dict[str, Any] = {
-    "gpu": "NVIDIA H100 80GB HBM3", "gpu_count": 1, "compute_capability": "9.0", "memory_mib": 81559,
-    "driver": "570.133.20", "cuda": "12.8", "nvidia_container_toolkit": None, "fabric_manager": None,
-    "nvml": "ok", "ecc_uncorrected_volatile": 0, "remapped_rows_pending": False, "temperature_c": 35,
-    "power_draw_w": 72.5, "power_limit_w": 700, "utilization_pct": 0, "memory_used_mib": 0,
-    "persistence_mode": True, "mig_mode": False, "throttle_reasons": 0,
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "gpu_count": 1,
+    "compute_capability": "9.0",
+    "memory_mib": 81559,
+    "driver": "570.133.20",
+    "cuda": "12.8",
+    "nvidia_container_toolkit": None,
+    "fabric_manager": None,
+    "nvml": "ok",
+    "ecc_uncorrected_volatile": 0,
+    "remapped_rows_pending": False,
+    "temperature_c": 35,
+    "power_draw_w": 72.5,
+    "power_limit_w": 700,
+    "utilization_pct": 0,
+    "memory_used_mib": 0,
+    "persistence_mode": True,
+    "mig_mode": False,
+    "throttle_reasons": 0,
 }
 
 # PCI buses of the eight GPUs on an HGX H100 board, in NVML index order; more GPUs continue at 0xE0.
@@ -25,7 +39,7 @@ HGX_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 
 @dataclass(frozen=True)
 class Board:
-    pci_device_id: int      # device << 16 | vendor 0x10DE
+    pci_device_id: int  # device << 16 | vendor 0x10DE
     pci_subsystem_id: int
     vbios_version: str
     part_number: str
@@ -67,6 +81,7 @@ def _int(lo: int, hi: int):
     def check(v: Any) -> str | None:
         ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
         return None if ok else f"expected an integer from {lo} to {hi}"
+
     return check
 
 
@@ -74,6 +89,7 @@ def _number(lo: float, hi: float):
     def check(v: Any) -> str | None:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
         return None if ok else f"expected a number from {lo} to {hi}"
+
     return check
 
 
@@ -86,6 +102,7 @@ def _text(pattern: re.Pattern[str] | None, maxlen: int, optional: bool = False):
         if pattern is not None and not pattern.fullmatch(v):
             return f"expected something like {pattern.pattern}"
         return None
+
     return check
 
 
@@ -94,14 +111,25 @@ def _bool(v: Any) -> str | None:
 
 
 CHECKS = {
-    "gpu": _text(None, 96), "gpu_count": _int(0, MAX_GPUS), "compute_capability": _text(MAJOR_MINOR, 16),
-    "memory_mib": _int(1, 2**40), "driver": _text(VERSION, 60), "cuda": _text(MAJOR_MINOR, 16),
+    "gpu": _text(None, 96),
+    "gpu_count": _int(0, MAX_GPUS),
+    "compute_capability": _text(MAJOR_MINOR, 16),
+    "memory_mib": _int(1, 2**40),
+    "driver": _text(VERSION, 60),
+    "cuda": _text(MAJOR_MINOR, 16),
     "nvidia_container_toolkit": _text(VERSION, 40, optional=True),
-    "fabric_manager": _text(VERSION, 40, optional=True), "nvml": _text(NVML_STATES, 40),
-    "ecc_uncorrected_volatile": _int(0, 2**63), "remapped_rows_pending": _bool,
-    "temperature_c": _int(0, 200), "power_draw_w": _number(0, 100_000), "power_limit_w": _number(0, 100_000),
-    "utilization_pct": _int(0, 100), "memory_used_mib": _int(0, 2**40), "persistence_mode": _bool,
-    "mig_mode": _bool, "throttle_reasons": _int(0, 2**64 - 1),
+    "fabric_manager": _text(VERSION, 40, optional=True),
+    "nvml": _text(NVML_STATES, 40),
+    "ecc_uncorrected_volatile": _int(0, 2**63),
+    "remapped_rows_pending": _bool,
+    "temperature_c": _int(0, 200),
+    "power_draw_w": _number(0, 100_000),
+    "power_limit_w": _number(0, 100_000),
+    "utilization_pct": _int(0, 100),
+    "memory_used_mib": _int(0, 2**40),
+    "persistence_mode": _bool,
+    "mig_mode": _bool,
+    "throttle_reasons": _int(0, 2**64 - 1),
 }
 
 
@@ -128,7 +156,7 @@ def pci_bus_id(index: int) -> str:
 
 
 def cuda_version_int(cuda: str) -> int:
-    """"12.8" → 12080, as nvmlSystemGetCudaDriverVersion returns it."""
+    """ "12.8" → 12080, as nvmlSystemGetCudaDriverVersion returns it."""
     major, minor = MAJOR_MINOR.fullmatch(cuda).groups()
     return int(major) * 1000 + int(minor) * 10
 
@@ -140,22 +168,44 @@ def gpu_lines(values: dict[str, Any], index: int) -> list[str]:
     mig = int(values["mig_mode"])
     ecc_unc = values["ecc_uncorrected_volatile"]
     fields = {
-        "name": values["gpu"], "uuid": gpu_uuid(values["name"], index),
-        "serial": gpu_serial(values["name"], index), "pci_bus_id": pci_bus_id(index),
-        "pci_device_id": f"0x{board.pci_device_id:08X}", "pci_subsystem_id": f"0x{board.pci_subsystem_id:08X}",
-        "vbios_version": board.vbios_version, "board_part_number": board.part_number, "minor_number": index,
-        "memory_total_bytes": values["memory_mib"] * MIB, "memory_reserved_bytes": 0,
-        "memory_used_bytes": values["memory_used_mib"] * MIB, "cc_major": cc_major, "cc_minor": cc_minor,
-        "temperature_c": values["temperature_c"], "power_draw_mw": round(values["power_draw_w"] * 1000),
-        "power_limit_mw": limit_mw, "enforced_power_limit_mw": limit_mw,
-        "utilization_gpu": values["utilization_pct"], "utilization_memory": 0,
-        "ecc_current": 1, "ecc_pending": 1, "ecc_uncorrected_volatile": ecc_unc,
-        "ecc_uncorrected_aggregate": ecc_unc, "ecc_corrected_volatile": 0, "ecc_corrected_aggregate": 0,
-        "remapped_rows_correctable": 0, "remapped_rows_uncorrectable": 0,
-        "remapped_rows_pending": int(values["remapped_rows_pending"]), "remapped_rows_failure": 0,
-        "retired_pages_supported": 1, "retired_pages_pending": 0, "retired_pages_sbe": "",
-        "retired_pages_dbe": "", "clocks_event_reasons": f"0x{values['throttle_reasons']:X}",
-        "persistence_mode": int(values["persistence_mode"]), "mig_current": mig, "mig_pending": mig,
+        "name": values["gpu"],
+        "uuid": gpu_uuid(values["name"], index),
+        "serial": gpu_serial(values["name"], index),
+        "pci_bus_id": pci_bus_id(index),
+        "pci_device_id": f"0x{board.pci_device_id:08X}",
+        "pci_subsystem_id": f"0x{board.pci_subsystem_id:08X}",
+        "vbios_version": board.vbios_version,
+        "board_part_number": board.part_number,
+        "minor_number": index,
+        "memory_total_bytes": values["memory_mib"] * MIB,
+        "memory_reserved_bytes": 0,
+        "memory_used_bytes": values["memory_used_mib"] * MIB,
+        "cc_major": cc_major,
+        "cc_minor": cc_minor,
+        "temperature_c": values["temperature_c"],
+        "power_draw_mw": round(values["power_draw_w"] * 1000),
+        "power_limit_mw": limit_mw,
+        "enforced_power_limit_mw": limit_mw,
+        "utilization_gpu": values["utilization_pct"],
+        "utilization_memory": 0,
+        "ecc_current": 1,
+        "ecc_pending": 1,
+        "ecc_uncorrected_volatile": ecc_unc,
+        "ecc_uncorrected_aggregate": ecc_unc,
+        "ecc_corrected_volatile": 0,
+        "ecc_corrected_aggregate": 0,
+        "remapped_rows_correctable": 0,
+        "remapped_rows_uncorrectable": 0,
+        "remapped_rows_pending": int(values["remapped_rows_pending"]),
+        "remapped_rows_failure": 0,
+        "retired_pages_supported": 1,
+        "retired_pages_pending": 0,
+        "retired_pages_sbe": "",
+        "retired_pages_dbe": "",
+        "clocks_event_reasons": f"0x{values['throttle_reasons']:X}",
+        "persistence_mode": int(values["persistence_mode"]),
+        "mig_current": mig,
+        "mig_pending": mig,
         "lost": int(lost_gpu(values) == index),
     }
     return [f"gpu.{index}.{key}={value}" for key, value in fields.items()]

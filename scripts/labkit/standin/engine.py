@@ -13,25 +13,27 @@ from dataclasses import dataclass
 
 try:
     from . import metrics as m
-except ImportError:                      # run as a script: server.py's folder is on sys.path
+except ImportError:  # run as a script: server.py's folder is on sys.path
     import metrics as m  # type: ignore[no-redef]
 
 BEHAVIOURS = ("healthy", "slow", "failing", "crash", "never-ready")
 SLOW_FACTOR = 5.0
 FAILING_RATE = 0.3
 FAIL_MODES = ("mixed", "500", "error")
-WORDS = ("the fleet serves tokens from every host while the router spreads requests and drains the sick "
-         "ones without dropping a stream").split()
+WORDS = (
+    "the fleet serves tokens from every host while the router spreads requests and drains the sick "
+    "ones without dropping a stream"
+).split()
 
 
 @dataclass(frozen=True)
 class Settings:
     behaviour: str = "healthy"
     ttft_s: float = 0.02
-    token_s: float = 0.01                 # time between two tokens of one request
+    token_s: float = 0.01  # time between two tokens of one request
     fail_rate: float = 0.0
     fail_mode: str = "mixed"
-    reply_tokens: int = 16                # a reply's natural length (then "stop") unless ignore_eos
+    reply_tokens: int = 16  # a reply's natural length (then "stop") unless ignore_eos
     max_num_seqs: int = 256
     kv_cache_tokens: int = 65536
     seed: int | None = None
@@ -54,9 +56,9 @@ class Job:
     prompt_tokens: int
     max_tokens: int
     ignore_eos: bool
-    fails: bool = False                   # finishes with reason "error" halfway
+    fails: bool = False  # finishes with reason "error" halfway
     arrived: float = 0.0
-    state: str = "new"                    # new | waiting | running | done
+    state: str = "new"  # new | waiting | running | done
     generated: int = 0
     finish_reason: str | None = None
 

@@ -12,16 +12,21 @@ from typing import Any
 
 try:
     from . import engine as eng, metrics as m, shapes
-except ImportError:                      # run as a script: server.py's folder is on sys.path
+except ImportError:  # run as a script: server.py's folder is on sys.path
     import engine as eng  # type: ignore[no-redef]
     import metrics as m  # type: ignore[no-redef]
     import shapes  # type: ignore[no-redef]
 
 GET, POST = "GET", "POST"
 ROUTES = {
-    ("/health", GET): "health", ("/ping", GET): "health", ("/ping", POST): "health",
-    ("/version", GET): "version", ("/v1/models", GET): "models", ("/metrics", GET): "metrics",
-    ("/v1/completions", POST): "completions", ("/v1/chat/completions", POST): "chat",
+    ("/health", GET): "health",
+    ("/ping", GET): "health",
+    ("/ping", POST): "health",
+    ("/version", GET): "version",
+    ("/v1/models", GET): "models",
+    ("/metrics", GET): "metrics",
+    ("/v1/completions", POST): "completions",
+    ("/v1/chat/completions", POST): "chat",
 }
 PATHS = {path for path, _ in ROUTES}
 
@@ -32,8 +37,9 @@ class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address, served: shapes.Served, engine: eng.Engine, metrics: m.Metrics,
-                 access_log: bool = True) -> None:
+    def __init__(
+        self, address, served: shapes.Served, engine: eng.Engine, metrics: m.Metrics, access_log: bool = True
+    ) -> None:
         super().__init__(address, Handler, bind_and_activate=False)
         self.served, self.engine, self.metrics, self.access_log = served, engine, metrics, access_log
         self.active = 0
@@ -81,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
             if route is None:
                 self._no_route(path, method)
             else:
-                if route not in ("completions", "chat"):     # those count their own status
+                if route not in ("completions", "chat"):  # those count their own status
                     self.server.metrics.count_http(path, method, 200)
                 getattr(self, f"_{route}")()
         except shapes.ApiError as e:
@@ -137,13 +143,17 @@ class Handler(BaseHTTPRequestHandler):
     def _complete(self, ask: shapes.Ask, job: eng.Job, path: str) -> None:
         with contextlib.closing(self.server.engine.run(job)) as tokens:
             text = "".join(piece for piece, _ in tokens)
-        if job.finish_reason == "error":            # vLLM turns an engine error into HTTP 500
+        if job.finish_reason == "error":  # vLLM turns an engine error into HTTP 500
             self.server.metrics.count_http(path, POST, 500)
             raise shapes.ApiError(500, "Internal server error", "InternalServerError")
         self.server.metrics.count_http(path, POST, 200)
         served = self.server.served
-        self._json(200, shapes.full_response(ask, shapes.new_id(ask.chat), text, job.finish_reason or "abort",
-                                             job.generated, served))
+        self._json(
+            200,
+            shapes.full_response(
+                ask, shapes.new_id(ask.chat), text, job.finish_reason or "abort", job.generated, served
+            ),
+        )
 
     def _stream(self, ask: shapes.Ask, job: eng.Job) -> None:
         served, rid = self.server.served, shapes.new_id(ask.chat)
@@ -152,13 +162,13 @@ class Handler(BaseHTTPRequestHandler):
             for i, (piece, last) in enumerate(tokens):
                 if i == 0 and ask.chat:
                     self._event(shapes.compact(shapes.role_chunk(ask, rid)))
-                if last and job.finish_reason == "error":     # vLLM raises before sending that chunk
+                if last and job.finish_reason == "error":  # vLLM raises before sending that chunk
                     break
                 chunk = shapes.token_chunk(ask, rid, piece, job.finish_reason if last else None, served)
                 self._event(shapes.compact(chunk))
         if job.finish_reason == "error":
             error = shapes.ApiError(500, "Internal server error", "InternalServerError").body()
-            self._event(json.dumps(error).encode())   # vLLM writes this one with json.dumps' spaces
+            self._event(json.dumps(error).encode())  # vLLM writes this one with json.dumps' spaces
         else:
             if job.finish_reason == "abort":
                 self._event(shapes.compact(shapes.token_chunk(ask, rid, "", "abort", served)))

@@ -13,12 +13,74 @@ import time
 from dataclasses import dataclass, field
 
 # vllm/v1/metrics/buckets.py (0.32.0)
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-               40.0, 80.0)
-LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-                   240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+ITL_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+LATENCY_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 # prometheus_fastapi_instrumentator as vLLM sets it up: these paths are not counted in http_requests_total.
 UNCOUNTED_HANDLERS = frozenset({"/metrics", "/health", "/load", "/ping", "/version", "/server_info"})
@@ -38,9 +100,9 @@ HTTP = "http_requests"
 @dataclass(frozen=True)
 class Family:
     name: str
-    kind: str                       # gauge | counter | histogram
+    kind: str  # gauge | counter | histogram
     help: str
-    labels: tuple[str, ...] = ()    # beyond model_name and engine
+    labels: tuple[str, ...] = ()  # beyond model_name and engine
     buckets: tuple[float, ...] = ()
     engine_labels: bool = True
 
@@ -55,8 +117,13 @@ FAMILIES = (
     Family(TTFT, "histogram", "Histogram of time to first token in seconds.", buckets=TTFT_BUCKETS),
     Family(ITL, "histogram", "Histogram of inter-token latency in seconds.", buckets=ITL_BUCKETS),
     Family(E2E, "histogram", "Histogram of e2e request latency in seconds.", buckets=LATENCY_BUCKETS),
-    Family(HTTP, "counter", "Total number of requests by method, status and handler.",
-           ("handler", "method", "status"), engine_labels=False),
+    Family(
+        HTTP,
+        "counter",
+        "Total number of requests by method, status and handler.",
+        ("handler", "method", "status"),
+        engine_labels=False,
+    ),
 )
 
 
@@ -169,6 +236,6 @@ def go_float(value: float) -> str:
     text = repr(value)
     dot = text.find(".")
     if value > 0 and dot > 6:
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+0{dot - 1}"
     return text

@@ -29,7 +29,7 @@ import shapes  # noqa: E402
 
 DEFAULT_VERSION = "0.32.0"
 CRASH_AFTER_S = 1.0
-ABORT_GRACE_S = 2.0            # time for aborted streams to write their last chunks
+ABORT_GRACE_S = 2.0  # time for aborted streams to write their last chunks
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,15 +45,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shutdown-timeout", type=int, default=0)
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--max-num-seqs", type=int, default=256)
-    p.add_argument("--behaviour", "--behavior", choices=eng.BEHAVIOURS,
-                   default=os.environ.get("FLEETCTL_STANDIN_BEHAVIOUR", "healthy"))
+    p.add_argument(
+        "--behaviour",
+        "--behavior",
+        choices=eng.BEHAVIOURS,
+        default=os.environ.get("FLEETCTL_STANDIN_BEHAVIOUR", "healthy"),
+    )
     p.add_argument("--version-string", default=os.environ.get("FLEETCTL_STANDIN_VERSION", DEFAULT_VERSION))
     p.add_argument("--ttft-ms", type=float, default=20.0)
     p.add_argument("--tokens-per-s", type=float, default=100.0)
     p.add_argument("--startup-s", type=float, default=0.0, help="time 'loading the model' before listening")
     p.add_argument("--fail-rate", type=float, default=None, help="share of failed requests (failing: 0.3)")
-    p.add_argument("--fail-mode", choices=eng.FAIL_MODES, default="mixed",
-                   help="500: rejected with HTTP 500; error: finished with reason error; mixed: either")
+    p.add_argument(
+        "--fail-mode",
+        choices=eng.FAIL_MODES,
+        default="mixed",
+        help="500: rejected with HTTP 500; error: finished with reason error; mixed: either",
+    )
     p.add_argument("--reply-tokens", type=int, default=16, help="natural reply length, unless ignore_eos")
     p.add_argument("--kv-cache-tokens", type=int, default=65536)
     p.add_argument("--seed", type=int, default=None)
@@ -68,20 +76,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> eng.Settings:
-    return eng.Settings(behaviour=args.behaviour, ttft_s=args.ttft_ms / 1000.0,
-                        token_s=1.0 / max(args.tokens_per_s, 1e-6), fail_rate=args.fail_rate or 0.0,
-                        fail_mode=args.fail_mode, reply_tokens=args.reply_tokens,
-                        max_num_seqs=args.max_num_seqs, kv_cache_tokens=args.kv_cache_tokens, seed=args.seed)
+    return eng.Settings(
+        behaviour=args.behaviour,
+        ttft_s=args.ttft_ms / 1000.0,
+        token_s=1.0 / max(args.tokens_per_s, 1e-6),
+        fail_rate=args.fail_rate or 0.0,
+        fail_mode=args.fail_mode,
+        reply_tokens=args.reply_tokens,
+        max_num_seqs=args.max_num_seqs,
+        kv_cache_tokens=args.kv_cache_tokens,
+        seed=args.seed,
+    )
 
 
 def build_server(args: argparse.Namespace) -> http.StandinServer:
     """Engine, metrics and a bound (not yet listening) HTTP server."""
     names = tuple(args.served_model_name or [args.model])
-    served = shapes.Served(names=names, root=args.model, version=args.version_string,
-                           max_model_len=args.max_model_len, started=int(time.time()))
+    served = shapes.Served(
+        names=names,
+        root=args.model,
+        version=args.version_string,
+        max_model_len=args.max_model_len,
+        started=int(time.time()),
+    )
     metrics = m.Metrics(names[0])
-    server = http.StandinServer((args.host, args.port), served, eng.Engine(settings_from(args), metrics),
-                                metrics, access_log=not args.disable_uvicorn_access_log)
+    server = http.StandinServer(
+        (args.host, args.port),
+        served,
+        eng.Engine(settings_from(args), metrics),
+        metrics,
+        access_log=not args.disable_uvicorn_access_log,
+    )
     server.server_bind()
     return server
 
@@ -119,8 +144,10 @@ def install_signals() -> Stop:
 def crash() -> int:
     time.sleep(CRASH_AFTER_S)
     log("EngineCore failed to start.", "ERROR")
-    sys.stderr.write("RuntimeError: Engine core initialization failed. See root cause above. "
-                     "Failed core proc(s): {'EngineCore': 1}\n")
+    sys.stderr.write(
+        "RuntimeError: Engine core initialization failed. See root cause above. "
+        "Failed core proc(s): {'EngineCore': 1}\n"
+    )
     return 1
 
 
@@ -162,8 +189,10 @@ def main(argv: list[str]) -> int:
         return 0
     server.server_activate()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    log(f"Starting vLLM API server 0 on http://{args.host or '0.0.0.0'}:{args.port} "
-        f"(version {args.version_string}, stand-in)")
+    log(
+        f"Starting vLLM API server 0 on http://{args.host or '0.0.0.0'}:{args.port} "
+        f"(version {args.version_string}, stand-in)"
+    )
     stop.wait()
     shut_down(server, args.shutdown_timeout)
     return 0
