@@ -81,7 +81,7 @@ def lab_factory():
         try:
             lab.down()
             shutil.rmtree(lab.paths.root, ignore_errors=True)  # what tests left beside the lab; no mounts remain
-        except Exception as e:  # noqa: BLE001 - take down the rest, then report
+        except Exception as e:
             failures.append(f"{lab.paths.root}: {e}")
     if failures:
         pytest.fail("lab teardown failed: " + "; ".join(failures), pytrace=False)

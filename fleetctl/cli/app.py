@@ -28,7 +28,7 @@ class FleetGroup(TyperGroup):
             ctx.exit(int(ExitCode.INTERRUPTED))
         except (ClickException, typer.Exit, typer.Abort, SystemExit):
             raise  # usage errors (exit 2) and exits are click's to report
-        except Exception as e:  # noqa: BLE001 - the boundary: a bug, shown as one line unless --debug
+        except Exception as e:
             if _debug(ctx):
                 raise
             _report(ctx, f"internal error: {type(e).__name__}: {e}", "run again with --debug for the traceback")

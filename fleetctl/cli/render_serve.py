@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 def load_profile(app_ctx: AppContext, fleet: Fleet, ref: str) -> Profile:
-    from fleetctl.services.profiles import load_matrix, load_profile as load, profile_dirs
+    from fleetctl.services.profiles import load_matrix, profile_dirs
+    from fleetctl.services.profiles import load_profile as load
 
     dirs = profile_dirs(app_ctx.env, fleet.path)
     return load(ref, dirs, load_matrix(dirs))

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import tempfile
-
 from collections.abc import Callable
 from typing import Any, TypeVar
 

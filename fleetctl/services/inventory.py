@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fleetctl.core.fleet import Fleet, Host
-from fleetctl.core.inventory import HostFailure
-from fleetctl.core.inventory import HostReport, Snapshot, report_from_probe
+from fleetctl.core.inventory import HostFailure, HostReport, Snapshot, report_from_probe
 from fleetctl.errors import HostError
 from fleetctl.services.fanout import fan_out
 
@@ -52,4 +51,4 @@ def failed_report(host: Host, error: HostError) -> HostReport:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fleetctl.errors import LockHeld
 from fleetctl.services.files import write_atomic
@@ -30,7 +30,7 @@ def _record(command: str, run_id: str | None) -> dict:
         "host": socket.gethostname(),
         "command": command,
         "run_id": run_id,
-        "since": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "since": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
 
 

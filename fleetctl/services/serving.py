@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fleetctl.core.compat.profile import Profile
@@ -32,11 +32,11 @@ DRAIN_POLL_MAX_S = 0.5  # one does not scrape a busy vLLM ten times a second
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def new_revision() -> str:
-    return datetime.now(timezone.utc).strftime("r%Y%m%d%H%M%S")
+    return datetime.now(UTC).strftime("r%Y%m%d%H%M%S")
 
 
 @dataclass(frozen=True)

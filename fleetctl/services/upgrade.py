@@ -210,7 +210,7 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
 
 
 def last_completed(fleet: Fleet) -> dict[str, Any]:
-    for run_id, records in list_runs(fleet.state_dir):
+    for _run_id, records in list_runs(fleet.state_dir):
         if records and any(r.get("event") == "run_finished" and r.get("outcome") == "completed" for r in records):
             return records[0]
     raise UsageError("no completed upgrade to roll back")

@@ -34,7 +34,7 @@ def docker_client(ssh_client: SSHClient, host: str, *, timeout_s: float = 60) ->
     client.api.mount("http+docker://ssh", adapter)
     try:
         client.api._version = client.api.version(api_version=False)["ApiVersion"]
-    except Exception as e:  # noqa: BLE001 - every way docker can fail here means "no usable daemon"
+    except Exception as e:
         raise HostError(host, "docker_unavailable", f"no Docker daemon answered over SSH: {_reason(e)}") from e
     return client
 

@@ -207,7 +207,7 @@ class SshPool(AbstractContextManager["SshPool"]):
         """The client for the last hop of the chain, connecting (and caching) each hop as needed."""
         with self._lock:  # serializes bastion set-up; targets' own connects run in parallel
             client = None
-            for i, hop in enumerate(target.jumps):
+            for hop in target.jumps:
                 cached = self._jumps.get(hop)
                 if cached is None or not _alive(cached):
                     sock = None if client is None else _open_tunnel(client, hop, name, target.timeout_s)
@@ -269,7 +269,7 @@ def run_command(client: SSHClient, name: str, command: str, *, stdin: bytes | No
         out = chan_out.read()
         reader.join(timeout_s)
         rc = chan_out.channel.recv_exit_status()
-    except (socket.timeout, TimeoutError) as e:
+    except TimeoutError as e:
         raise HostError(name, "timeout", f"no answer to {command.split()[0]!r} within {timeout_s:g}s") from e
     except (paramiko.SSHException, OSError, EOFError) as e:
         raise HostError(

@@ -16,8 +16,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetctl.errors import UsageError
+from tests.support.env import free_port as _free_port
+from tests.support.env import require
 from tests.support.load import KINDS, LoadGenerator, check_lab_url, judge_body, judge_stream, plan_request
-from tests.support.env import free_port as _free_port, require
 
 SERVER = Path(__file__).resolve().parents[2] / "scripts" / "labkit" / "standin" / "server.py"
 MODEL = "lab-model"

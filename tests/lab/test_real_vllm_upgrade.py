@@ -26,7 +26,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from labkit import realimage, vllm_real  # noqa: E402
+from labkit import realimage, vllm_real
 
 pytestmark = pytest.mark.vllm
 TOOLKIT = {"nvidia_container_toolkit": "1.17.8"}

@@ -25,7 +25,8 @@ from fleetctl.services.files import load_fleet
 from fleetctl.services.fleetstate import save_state
 from fleetctl.services.router import _read_record, find_executable
 from fleetctl.transport.router import RouterClient
-from tests.support.env import free_port as _free_port, require
+from tests.support.env import free_port as _free_port
+from tests.support.env import require
 
 
 def _require_router() -> None:

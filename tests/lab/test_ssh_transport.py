@@ -16,7 +16,8 @@ from fleetctl.core.fleet import Host, SshSettings
 from fleetctl.errors import HostError
 from fleetctl.services.fanout import fan_out
 from fleetctl.transport.ssh import SshPool
-from tests.support.env import free_port as _free_port, require
+from tests.support.env import free_port as _free_port
+from tests.support.env import require
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

@@ -24,7 +24,8 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from labkit import vllm_real  # noqa: E402
+from labkit import vllm_real
+
 from tests.support.env import free_port, require
 
 pytestmark = pytest.mark.vllm
@@ -168,11 +169,14 @@ def test_json_bodies_have_the_same_keys(servers, method, path, body):
 def test_versions_models_and_usage_agree(servers):
     real, standin = servers
     assert standin.get("/version").json() == real.get("/version").json() == {"version": "0.32.0"}
-    card = lambda s: {
-        k: v
-        for k, v in s.get("/v1/models").json()["data"][0].items()  # noqa: E731
-        if k in ("id", "object", "owned_by", "root", "parent", "max_model_len")
-    }
+
+    def card(s):
+        return {
+            k: v
+            for k, v in s.get("/v1/models").json()["data"][0].items()
+            if k in ("id", "object", "owned_by", "root", "parent", "max_model_len")
+        }
+
     assert card(standin) == card(real)
     for path, body in (("/v1/completions", COMPLETION), ("/v1/chat/completions", CHAT)):
         a, b = real.post(path, body).json(), standin.post(path, body).json()

@@ -21,8 +21,8 @@ SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from labkit import fakenvml  # noqa: E402
-from labkit.fakenvml import build_library, install_tools, render_config  # noqa: E402
+from labkit import fakenvml
+from labkit.fakenvml import build_library, install_tools, render_config
 
 MIB = 1024 * 1024
 SYMBOLS = """nvmlInitWithFlags nvmlInit_v2 nvmlShutdown nvmlErrorString nvmlSystemGetDriverVersion

@@ -18,7 +18,8 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
-from labkit import images  # noqa: E402
+from labkit import images
+
 from tests.support.env import free_port, require
 
 pytestmark = pytest.mark.lab

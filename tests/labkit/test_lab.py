@@ -14,11 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
-import pynvml  # noqa: E402
-
-from labkit import netns  # noqa: E402
-from labkit.layout import interface_name, plan_layout  # noqa: E402
-from labkit.spec import SpecError, load_spec, parse_spec  # noqa: E402
+import pynvml
+from labkit import netns
+from labkit.layout import interface_name, plan_layout
+from labkit.spec import SpecError, load_spec, parse_spec
 
 LAB = ROOT / "scripts" / "lab"
 HOST_PYTHON = "/usr/bin/python3"

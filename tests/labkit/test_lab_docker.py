@@ -19,15 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "scripts") not in sys.path:
     sys.path.insert(0, str(ROOT / "scripts"))
 
-from labkit import catalog, dockerd, images, netns  # noqa: E402
-from labkit.commands import SYSTEM_PATH  # noqa: E402
-from labkit.files import LabPaths, session_env  # noqa: E402
-from labkit.layout import plan_layout  # noqa: E402
-from labkit.preflight import docker_problems  # noqa: E402
-from labkit.spec import LabError, SpecError, load_spec, parse_spec  # noqa: E402
+from labkit import catalog, dockerd, images, netns
+from labkit.commands import SYSTEM_PATH
+from labkit.files import LabPaths, session_env
+from labkit.layout import plan_layout
+from labkit.preflight import docker_problems
+from labkit.spec import LabError, SpecError, load_spec, parse_spec
 
-from fleetctl.core.compat.profile import parse_profile  # noqa: E402
-from fleetctl.services.profiles import load_matrix  # noqa: E402
+from fleetctl.core.compat.profile import parse_profile
+from fleetctl.services.profiles import load_matrix
 
 LAB = ROOT / "scripts" / "lab"
 SPEC = {

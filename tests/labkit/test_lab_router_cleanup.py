@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from labkit.lab import stop_fleetctl_router  # noqa: E402
+from labkit.lab import stop_fleetctl_router
 
 
 def ticks(pid: int) -> int:

@@ -21,7 +21,7 @@ from benchkit.figures import (
     action_spans,
     drain_cutoff,
     epoch,
-    poll_gaps,  # noqa: E402
+    poll_gaps,
     served_count,
     upgrade_figures,
 )

@@ -11,7 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 try:
-    from . import engine as eng, metrics as m, shapes
+    from . import engine as eng
+    from . import metrics as m
+    from . import shapes
 except ImportError:  # run as a script: server.py's folder is on sys.path
     import engine as eng  # type: ignore[no-redef]
     import metrics as m  # type: ignore[no-redef]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import engine as eng  # noqa: E402
-import handler as http  # noqa: E402
-import metrics as m  # noqa: E402
-import shapes  # noqa: E402
+import engine as eng
+import handler as http
+import metrics as m
+import shapes
 
 DEFAULT_VERSION = "0.32.0"
 CRASH_AFTER_S = 1.0
