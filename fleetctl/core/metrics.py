@@ -108,7 +108,16 @@ def parse_metrics(text: str) -> MetricsSample:
     return MetricsSample(gauges, counters, histograms)
 
 
-def _add_sample(kind, name, labels, value, gauges, counters, buckets, totals) -> None:
+def _add_sample(
+    kind: str,
+    name: str,
+    labels: dict[str, str],
+    value: float,
+    gauges: dict[str, float],
+    counters: dict[tuple[str, str], float],
+    buckets: dict[str, dict[float, float]],
+    totals: dict[str, dict[str, float]],
+) -> None:
     if kind == "gauge":
         gauges[name] = gauges.get(name, 0.0) + value
     elif kind == "counter" and name.endswith("_total"):

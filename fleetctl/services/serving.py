@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, intended_upstreams, worker_url
 from fleetctl.core.metrics import in_flight, parse_metrics
-from fleetctl.core.serve import ContainerSpec, EnvMissing, container_spec
+from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
 from fleetctl.errors import HostError, HostsFailed, UsageError
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, update_state
@@ -46,11 +47,16 @@ class HostOutcome:
     detail: str
 
 
-def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image: str | None = None) -> ContainerSpec:
+def serve_settings(profile: Profile) -> ServeSettings:
     if profile.serve is None:
         raise UsageError(f"profile {profile.name} has no [serve] table: nothing to run", hint=profile.path)
+    return profile.serve
+
+
+def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image: str | None = None) -> ContainerSpec:
+    serve = serve_settings(profile)
     try:
-        return container_spec(profile.name, image or profile.image, profile.serve, revision, environ)
+        return container_spec(profile.name, image or profile.image, serve, revision, environ)
     except EnvMissing as e:
         raise UsageError(str(e)) from e
 
@@ -99,7 +105,7 @@ class HostOps:
 
 def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: Event) -> ServingRecord:
     """Pull, start and wait healthy on a host that runs nothing of ours yet."""
-    serve = profile.serve
+    serve = serve_settings(profile)
     existing = ops.runtime.current()
     if existing is not None:
         raise HostError(
@@ -143,7 +149,7 @@ def deploy(
             if isinstance(result, HostError):
                 outcomes.append(HostOutcome(host.name, False, f"{result.kind}: {result.reason}"))
                 continue
-            update_state(fleet, lambda s, r=result: s.with_serving(r))
+            update_state(fleet, partial(FleetState.with_serving, record=result))
             outcomes.append(HostOutcome(host.name, True, f"{spec.image} healthy"))
     if any(o.ok for o in outcomes):
         diff = sync_router(fleet, load_state(fleet))
@@ -193,10 +199,13 @@ def drain(
     ports = {n: _port(state.serving[n].url) for n in names}
     with SshPool(fleet.ssh) as pool:
         work = lambda h: quiesce(HostOps(pool, h), ports[h.name], timeout_s, stop, on_event)  # noqa: E731
-        return [
-            HostOutcome(h.name, not isinstance(r, HostError), r.reason if isinstance(r, HostError) else r)
-            for h, r in fan_out(hosts, work, forks=len(hosts))
-        ]
+        return [_outcome(h, r) for h, r in fan_out(hosts, work, forks=len(hosts))]
+
+
+def _outcome(host: Host, result: str | HostError) -> HostOutcome:
+    if isinstance(result, HostError):
+        return HostOutcome(host.name, False, result.reason)
+    return HostOutcome(host.name, True, result)
 
 
 def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at: str) -> FleetState:
@@ -267,8 +276,7 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
             return "healthy"
 
         for host, result in fan_out(hosts, back, forks=len(hosts)):
-            failed = isinstance(result, HostError)
-            outcomes.append(HostOutcome(host.name, not failed, result.reason if failed else result))
+            outcomes.append(_outcome(host, result))
     diff = sync_router(fleet, load_state(fleet))
     on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
     return outcomes

@@ -7,7 +7,7 @@ own host-key policy (library-facts §1). Instead, its SSH adapter is handed the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.errors import HostError
 
@@ -60,7 +60,7 @@ def _adapter_class() -> type:
 
             def _create_paramiko_client(self, base_url: str) -> None:
                 self.ssh_client = self._preconnected
-                self.ssh_params = {}
+                self.ssh_params: dict[str, Any] = {}
 
             def _connect(self) -> None:
                 transport = self.ssh_client.get_transport()

@@ -123,14 +123,15 @@ def _reason(e: BaseException) -> str:
     for cause in _chain(e):
         if isinstance(cause, socket.gaierror):
             return f"cannot resolve its host name ({cause.strerror})"
-        if isinstance(cause, OSError) and cause.errno in errno.errorcode:
+        if isinstance(cause, OSError) and isinstance(cause.errno, int) and cause.errno in errno.errorcode:
             return os.strerror(cause.errno).lower()
     return _first_line(str(e))
 
 
 def _chain(e: BaseException, depth: int = 8) -> list[BaseException]:
     """``e`` and what caused it: ``__cause__``, ``__context__``, urllib3's ``reason`` and exception args."""
-    out, todo = [], [e]
+    out: list[BaseException] = []
+    todo = [e]
     while todo and len(out) < depth * 4:
         cur = todo.pop(0)
         if any(cur is seen for seen in out):

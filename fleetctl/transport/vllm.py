@@ -31,7 +31,8 @@ class VllmClient:
         response = self._get("/v1/models")
         if response.status_code != 200:
             return []
-        return [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
+        ids = [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
+        return [i for i in ids if isinstance(i, str)]
 
     def complete(self, model: str, prompt: str = "Hello", max_tokens: int = 2) -> dict[str, Any]:
         import requests
