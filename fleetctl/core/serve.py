@@ -1,4 +1,5 @@
-"""A profile's ``[serve]`` table as a container, in plain data (docker-py's ``containers.run`` arguments).
+"""A profile's ``[serve]`` table as a container, described in plain data; ``transport/docker.py`` translates the
+description into docker-py's ``containers.run`` arguments.
 
 Values written ``env:NAME`` come from fleetctl's own environment when the container is made; they are never
 part of what is displayed, logged or journaled (``ContainerSpec.display``).
@@ -41,7 +42,26 @@ class EnvMissing(ValueError):
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A host path bound into the container (``[serve] volumes``: ``host = "target"`` or ``"target:ro"``)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+def parse_mount(source: str, written: str) -> Mount:
+    """``target``, ``target:rw`` or ``target:ro`` as written in the profile."""
+    for suffix, read_only in ((":ro", True), (":rw", False)):
+        if written.endswith(suffix):
+            return Mount(source, written.removesuffix(suffix), read_only)
+    return Mount(source, written)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
+    """The vLLM container fleetctl runs: what it is, never how one container engine spells it."""
+
     name: str
     image: str
     command: tuple[str, ...]
@@ -54,6 +74,18 @@ class ContainerSpec:
     restart: str
     stop_timeout_s: int
     secret_keys: frozenset[str] = frozenset()
+    host_network: bool = True  # vLLM listens on the host's own address, where the router reaches it
+    init: bool = True  # an init as PID 1 forwards the stop signal to vLLM and reaps its engine processes
+    stop_signal: str = "SIGTERM"  # vLLM finishes in-flight requests for --shutdown-timeout, then exits
+
+    @property
+    def mounts(self) -> tuple[Mount, ...]:
+        return tuple(parse_mount(source, written) for source, written in self.volumes.items())
+
+    @property
+    def gpu_count(self) -> int | None:
+        """How many GPUs the container gets: None for every GPU of the host, 0 for none."""
+        return None if self.gpus == "all" else int(self.gpus)
 
     def display(self) -> dict[str, Any]:
         """What may be shown: environment values read from fleetctl's environment are redacted."""
@@ -110,42 +142,3 @@ def container_spec(
         stop_timeout_s=serve.shutdown_timeout_s + 10,
         secret_keys=secret,
     )
-
-
-def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
-    """docker-py ``containers.run`` keyword arguments (device requests as dicts: docker-py converts them)."""
-    gpus = {
-        "Driver": "",
-        "Count": -1 if spec.gpus == "all" else int(spec.gpus),
-        "DeviceIDs": [],
-        "Capabilities": [["gpu"]],
-        "Options": {},
-    }
-    volumes = {host: {"bind": _bind(target), "mode": _mode(target)} for host, target in spec.volumes.items()}
-    kwargs: dict[str, Any] = {
-        "image": spec.image,
-        "command": list(spec.command),
-        "name": spec.name,
-        "detach": True,
-        "environment": dict(spec.environment),
-        "labels": dict(spec.labels),
-        "network_mode": "host",
-        "restart_policy": {"Name": spec.restart},
-        "volumes": volumes,
-        "shm_size": spec.shm_size,
-        "stop_signal": "SIGTERM",
-        "init": True,  # docker's init as PID 1: forwards SIGTERM to vLLM and reaps its engine processes
-    }
-    if spec.gpus != 0:
-        kwargs["device_requests"] = [gpus]
-    if spec.ipc_host:
-        kwargs["ipc_mode"] = "host"
-    return kwargs
-
-
-def _bind(target: str) -> str:
-    return target.rsplit(":", 1)[0] if target.endswith((":ro", ":rw")) else target
-
-
-def _mode(target: str) -> str:
-    return "ro" if target.endswith(":ro") else "rw"

@@ -7,9 +7,8 @@ Every operation is idempotent, so a resumed rollout can repeat the step it was i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fleetctl.core.serve import (
     CONTAINER_NAME,
@@ -18,9 +17,9 @@ from fleetctl.core.serve import (
     LABEL_REVISION,
     PREVIOUS_SUFFIX,
     ContainerSpec,
-    run_kwargs,
 )
 from fleetctl.errors import HostError
+from fleetctl.transport.docker import run_kwargs
 
 if TYPE_CHECKING:
     import docker
@@ -50,22 +49,21 @@ class HostRuntime:
     def previous(self) -> ContainerInfo | None:
         return self.current(CONTAINER_NAME + PREVIOUS_SUFFIX)
 
-    def ensure_image(self, image: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> bool:
+    def ensure_image(self, image: str) -> bool:
         """Pull ``image`` unless the host has it; True when it pulled. Errors inside the stream are errors."""
         import docker.errors
+        from docker.utils import parse_repository_tag
 
         try:
             self.client.images.get(image)
             return False
         except docker.errors.ImageNotFound:
             pass
-        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        repository, tag = parse_repository_tag(image)  # a tag or a digest (repo@sha256:...)
         try:
-            for event in self.client.api.pull(repository, tag=tag, stream=True, decode=True):
+            for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
                 if "error" in event:
                     raise HostError(self.host, "pull_failed", f"pulling {image}: {event['error']}")
-                if on_progress is not None:
-                    on_progress(event)
         except docker.errors.APIError as e:
             raise HostError(self.host, "pull_failed", f"pulling {image}: {_explain(e)}") from e
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError
 
 if TYPE_CHECKING:
@@ -37,6 +38,34 @@ def docker_client(ssh_client: SSHClient, host: str, *, timeout_s: float = 60) ->
     except Exception as e:
         raise HostError(host, "docker_unavailable", f"no Docker daemon answered over SSH: {_reason(e)}") from e
     return client
+
+
+def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
+    """``spec`` as docker-py's ``containers.run`` keyword arguments (device requests as dicts: docker-py converts
+    them)."""
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": list(spec.command),
+        "name": spec.name,
+        "detach": True,
+        "environment": dict(spec.environment),
+        "labels": dict(spec.labels),
+        "restart_policy": {"Name": spec.restart},
+        "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+        "shm_size": spec.shm_size,
+        "stop_signal": spec.stop_signal,
+        "init": spec.init,
+    }
+    if spec.host_network:
+        kwargs["network_mode"] = "host"
+    if spec.gpu_count != 0:
+        count = -1 if spec.gpu_count is None else spec.gpu_count
+        kwargs["device_requests"] = [
+            {"Driver": "", "Count": count, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+        ]
+    if spec.ipc_host:
+        kwargs["ipc_mode"] = "host"
+    return kwargs
 
 
 def _reason(e: Exception) -> str:

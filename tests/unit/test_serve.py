@@ -1,4 +1,4 @@
-"""[serve] → container, as data: labels, GPUs, env from fleetctl's environment never displayed."""
+"""[serve] → container, described as data: labels, GPUs, mounts, env from fleetctl's environment never displayed."""
 
 import pytest
 
@@ -6,9 +6,9 @@ from fleetctl.core.serve import (
     CONTAINER_NAME,
     REDACTED,
     EnvMissing,
+    Mount,
     ServeSettings,
     container_spec,
-    run_kwargs,
 )
 
 SERVE = ServeSettings(
@@ -28,10 +28,10 @@ def spec(environ=None):
     )
 
 
-def test_container_spec_and_run_arguments():
-    kw = run_kwargs(spec())
-    assert kw["name"] == CONTAINER_NAME and kw["image"] == "vllm/vllm-openai:v0.11.0"
-    assert kw["command"] == [
+def test_container_spec_describes_the_container():
+    s = spec()
+    assert s.name == CONTAINER_NAME and s.image == "vllm/vllm-openai:v0.11.0"
+    assert s.command == (
         "meta-llama/Llama-3.1-8B-Instruct",
         "--port",
         "8000",
@@ -39,26 +39,32 @@ def test_container_spec_and_run_arguments():
         "45",
         "--max-model-len",
         "8192",
-    ]
-    assert kw["network_mode"] == "host" and kw["ipc_mode"] == "host" and kw["shm_size"] == "16g"
-    assert kw["init"] is True and kw["stop_signal"] == "SIGTERM"  # an init reaps vLLM's engine processes
-    assert kw["device_requests"] == [
-        {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
-    ]
-    assert kw["labels"] == {
+    )
+    assert s.labels == {
         "fleetctl.managed": "true",
         "fleetctl.profile": "llama31",
         "fleetctl.revision": "r3",
         "fleetctl.image": "vllm/vllm-openai:v0.11.0",
     }
-    assert kw["volumes"] == {
-        "/data/hf": {"bind": "/root/.cache/huggingface", "mode": "rw"},
-        "/etc/certs": {"bind": "/certs", "mode": "ro"},
-    }
-    assert kw["environment"]["HF_TOKEN"] == "hf_s3cret"  # the container gets the value...
-    assert (
-        spec().stop_timeout_s == 55 and "stop_timeout" not in kw and kw["restart_policy"] == {"Name": "unless-stopped"}
+    assert s.mounts == (
+        Mount("/data/hf", "/root/.cache/huggingface", read_only=False),
+        Mount("/etc/certs", "/certs", read_only=True),
     )
+    assert (s.gpu_count, s.host_network, s.init, s.stop_signal, s.stop_timeout_s) == (2, True, True, "SIGTERM", 55)
+    assert s.environment["HF_TOKEN"] == "hf_s3cret"  # the container gets the value...
+
+
+@pytest.mark.parametrize(
+    ("written", "mount"),
+    [
+        ("/models", Mount("/m", "/models", False)),
+        ("/models:rw", Mount("/m", "/models", False)),
+        ("/models:ro", Mount("/m", "/models", True)),
+        ("/a:b", Mount("/m", "/a:b", False)),  # only :ro and :rw are modes
+    ],
+)
+def test_mounts_as_written(written, mount):
+    assert container_spec("p", "i", ServeSettings(model="m", volumes={"/m": written}), "r1", {}).mounts == (mount,)
 
 
 def test_secrets_never_reach_the_display():
@@ -73,7 +79,5 @@ def test_missing_environment_variable_is_named():
 
 
 def test_all_gpus_and_no_gpus():
-    all_gpus = container_spec("p", "i", ServeSettings(model="m"), "r1", {})
-    assert run_kwargs(all_gpus)["device_requests"][0]["Count"] == -1
-    none = container_spec("p", "i", ServeSettings(model="m", gpus=0, ipc_host=False), "r1", {})
-    assert "device_requests" not in run_kwargs(none) and "ipc_mode" not in run_kwargs(none)
+    assert container_spec("p", "i", ServeSettings(model="m"), "r1", {}).gpu_count is None
+    assert container_spec("p", "i", ServeSettings(model="m", gpus=0), "r1", {}).gpu_count == 0
