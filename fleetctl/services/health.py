@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from fleetctl.errors import HostError
+from fleetctl.services.clock import SYSTEM, Clock
+from fleetctl.services.poll import HEALTH, poll
 from fleetctl.transport.vllm import VllmClient
-
-POLL_S = 0.2
 
 
 def wait_healthy(
@@ -17,25 +16,27 @@ def wait_healthy(
     timeout_s: float,
     *,
     still_running: Callable[[], bool] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock = SYSTEM,
 ) -> float:
     """Seconds until healthy; HostError ``unhealthy`` at the timeout, or at once if the container stopped."""
-    start = clock()
-    last = "no answer yet"
-    while True:
+    start = clock.monotonic()
+    last = ["no answer yet"]
+
+    def healthy() -> bool | None:
         if still_running is not None and not still_running():
-            raise HostError(client.host, "unhealthy", f"the container exited before it was healthy ({last})")
+            raise HostError(client.host, "unhealthy", f"the container exited before it was healthy ({last[0]})")
         try:
             if not client.health():
-                last = "/health not 200"
+                last[0] = "/health not 200"
             elif model not in client.models():
-                last = f"/v1/models does not list {model}"
+                last[0] = f"/v1/models does not list {model}"
             else:
                 client.complete(model)
-                return clock() - start
+                return True
         except HostError as e:
-            last = e.reason
-        if clock() - start >= timeout_s:
-            raise HostError(client.host, "unhealthy", f"not healthy after {timeout_s:g}s: {last}")
-        sleep(POLL_S)
+            last[0] = e.reason
+        return None
+
+    if poll(healthy, timeout_s, HEALTH, clock) is None:
+        raise HostError(client.host, "unhealthy", f"not healthy after {timeout_s:g}s: {last[0]}")
+    return clock.monotonic() - start

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState, intended_upstreams
 from fleetctl.core.router import RouterDiff, describe_mismatch, normalise_url, plan_launch, plan_sync, router_address
 from fleetctl.errors import RouterError, UsageError
+from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.files import write_atomic
 from fleetctl.services.fleetstate import load_state
+from fleetctl.services.poll import PROCESS_EXIT, ROUTER_START, poll
 from fleetctl.transport.router import RouterClient
 
 ROUTER_RECORD = "router.json"
@@ -264,22 +265,27 @@ def _spawn(fleet: Fleet, argv: list[str]) -> subprocess.Popen:
     return proc
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log_path: str, offset: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: str, offset: int, clock: Clock = SYSTEM) -> None:
     with RouterClient(url, timeout_s=1) as client:
-        while True:
+
+        def started() -> bool | None:
+            """True once it answers /health; False when it exited (no use waiting); None: ask again."""
             if proc.poll() is not None:
-                why = f"exited with status {proc.returncode} while starting"
-                break
+                return False
             try:
                 client.health()
-                return
+                return True
             except RouterError:
-                pass
-            if time.monotonic() > deadline:
-                why = f"did not answer /health within {START_TIMEOUT_S:g}s"
-                break
-            time.sleep(0.2)
+                return None
+
+        answer = poll(started, START_TIMEOUT_S, ROUTER_START, clock)
+    if answer:
+        return
+    why = (
+        f"exited with status {proc.returncode} while starting"
+        if answer is False
+        else f"did not answer /health within {START_TIMEOUT_S:g}s"
+    )
     tail = _log_tail(log_path, offset)
     hint = f"full log: {log_path}"
     if "to become healthy" in tail:
@@ -298,7 +304,7 @@ def _terminate(pid: int, ticks: int | None) -> bool:
     return True
 
 
-def _signal_and_wait(pid: int, ticks: int | None, sig: int, wait_s: float) -> bool:
+def _signal_and_wait(pid: int, ticks: int | None, sig: int, wait_s: float, clock: Clock = SYSTEM) -> bool:
     """True once that process (pid and start time) is gone."""
 
     def gone() -> bool:
@@ -310,12 +316,7 @@ def _signal_and_wait(pid: int, ticks: int | None, sig: int, wait_s: float) -> bo
         os.kill(pid, sig)
     except ProcessLookupError:
         return True
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if gone():
-            return True
-        time.sleep(0.1)
-    return gone()
+    return poll(lambda: True if gone() else None, wait_s, PROCESS_EXIT, clock) is not None
 
 
 def router_down(fleet: Fleet) -> RouterStop:

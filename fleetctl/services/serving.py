@@ -9,12 +9,11 @@ Order of work, so that nothing is left half-done by accident:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
@@ -22,14 +21,18 @@ from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, int
 from fleetctl.core.metrics import in_flight, parse_metrics
 from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
 from fleetctl.errors import HostError, HostsFailed, UsageError
+from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, update_state
+from fleetctl.services.poll import DRAIN, MODEL, poll
 from fleetctl.services.router import sync_router
 
+if TYPE_CHECKING:
+    from fleetctl.services.runtime import HostRuntime
+    from fleetctl.transport.ssh import SshPool
+    from fleetctl.transport.vllm import VllmClient
+
 Event = Callable[[dict[str, Any]], None]
-DRAIN_POLL_S = 0.1  # drain asks vLLM again after this for its first DRAIN_BACKOFF_AFTER_S, then
-DRAIN_BACKOFF_AFTER_S = 2  # doubles the wait up to DRAIN_POLL_MAX_S: a short drain is seen at once, a long
-DRAIN_POLL_MAX_S = 0.5  # one does not scrape a busy vLLM ten times a second
 
 
 def now() -> str:
@@ -64,12 +67,12 @@ def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image:
 class HostOps:
     """What serving does on one host: its runtime over the command's SSH pool, and its vLLM over HTTP."""
 
-    def __init__(self, pool, host: Host) -> None:
-        self.pool, self.host = pool, host
-        self._runtime = None
+    def __init__(self, pool: SshPool, host: Host, clock: Clock = SYSTEM) -> None:
+        self.pool, self.host, self.clock = pool, host, clock
+        self._runtime: HostRuntime | None = None
 
     @property
-    def runtime(self):
+    def runtime(self) -> HostRuntime:
         if self._runtime is None:
             from fleetctl.services.runtime import HostRuntime
             from fleetctl.transport.docker import docker_client
@@ -77,7 +80,7 @@ class HostOps:
             self._runtime = HostRuntime(self.host.name, docker_client(self.pool.client(self.host), self.host.name))
         return self._runtime
 
-    def vllm(self, port: int):
+    def vllm(self, port: int) -> VllmClient:
         from fleetctl.transport.vllm import VllmClient
 
         return VllmClient(self.host.name, worker_url(self.host.address, port))
@@ -91,7 +94,7 @@ class HostOps:
 
         client = self.vllm(port)
         try:
-            return wait_healthy(client, model, timeout_s, still_running=running)
+            return wait_healthy(client, model, timeout_s, still_running=running, clock=self.clock)
         finally:
             client.close()
 
@@ -216,23 +219,22 @@ def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at:
 
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
     """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
-    started = time.monotonic()
-    deadline, delay = started + timeout_s, DRAIN_POLL_S
-    counts = _in_flight_or_none(ops, port, on_event)
-    while counts is None or any(counts):
-        if time.monotonic() >= deadline:
-            still = (
-                "vLLM too busy to answer /metrics"
-                if counts is None
-                else f"still {counts[0]:g} running and {counts[1]:g} waiting requests"
-            )
-            raise HostError(
-                ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out of the router"
-            )
-        time.sleep(delay)
-        if time.monotonic() - started >= DRAIN_BACKOFF_AFTER_S:
-            delay = min(DRAIN_POLL_MAX_S, delay * 2)
-        counts = _in_flight_or_none(ops, port, on_event)
+    counts: list[tuple[float, float] | None] = [None]
+
+    def drained() -> bool | None:
+        counts[0] = _in_flight_or_none(ops, port, on_event)
+        return True if counts[0] is not None and not any(counts[0]) else None
+
+    if poll(drained, timeout_s, DRAIN, ops.clock) is None:
+        last = counts[0]
+        still = (
+            "vLLM too busy to answer /metrics"
+            if last is None
+            else f"still {last[0]:g} running and {last[1]:g} waiting requests"
+        )
+        raise HostError(
+            ops.host.name, "drain_timeout", f"{still} after {timeout_s:g}s; the host stays out of the router"
+        )
     on_event({"event": "drained", "host": ops.host.name})
     if stop:
         ops.runtime.stop(timeout_s=40)
@@ -285,20 +287,21 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
 def _model_of(ops: HostOps, record: ServingRecord, timeout_s: float) -> str:
     """The model the host serves, as its /v1/models lists it (the container may be just starting: retried)."""
     client = ops.vllm(_port(record.url))
+
+    def listed() -> str | None:
+        try:
+            models = client.models()
+        except HostError:
+            return None
+        return models[0] if models else None
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                models = client.models()
-                if models:
-                    return models[0]
-            except HostError:
-                pass
-            if time.monotonic() >= deadline:
-                raise HostError(ops.host.name, "unhealthy", f"not healthy after {timeout_s:g}s: no model listed")
-            time.sleep(DRAIN_POLL_S)
+        model = poll(listed, timeout_s, MODEL, ops.clock)
     finally:
         client.close()
+    if model is None:
+        raise HostError(ops.host.name, "unhealthy", f"not healthy after {timeout_s:g}s: no model listed")
+    return model
 
 
 def _port(url: str) -> int:

@@ -3,7 +3,8 @@
 import pytest
 
 from fleetctl.errors import HostError
-from fleetctl.services.health import POLL_S, wait_healthy
+from fleetctl.services.health import wait_healthy
+from fleetctl.services.poll import HEALTH
 
 
 class FakeVllm:
@@ -28,22 +29,23 @@ class FakeVllm:
 
 class Clock:
     def __init__(self):
-        self.now = 0.0
+        self.now, self.slept = 0.0, []
 
-    def __call__(self):
+    def monotonic(self):
         return self.now
 
     def sleep(self, s):
+        self.slept.append(s)
         self.now += s
 
 
 def wait(vllm, timeout=10, still_running=None):
     clock = Clock()
-    return wait_healthy(vllm, "m", timeout, still_running=still_running, sleep=clock.sleep, clock=clock)
+    return wait_healthy(vllm, "m", timeout, still_running=still_running, clock=clock)
 
 
 def test_healthy_after_loading():
-    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(3 * POLL_S)  # 3 polls
+    assert wait(FakeVllm(["refused", "loading", "no-model", "ready"])) == pytest.approx(3 * HEALTH.every_s)  # 3 polls
 
 
 def test_timeout_names_the_last_problem():

@@ -7,24 +7,31 @@ import fleetctl.services.serving as serving
 from fleetctl.errors import HostError
 
 
+class FakeClock:
+    def __init__(self, step=0.0):
+        self.now, self.slept, self.step = 0.0, [], step
+
+    def monotonic(self):
+        self.now += self.step  # time that passes while asking
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class Ops:
     """``HostOps`` as quiesce uses it: ``in_flight`` answers from a script (the last answer repeats)."""
 
-    def __init__(self, script):
+    def __init__(self, script, clock=None):
         self.host, self.script = type("H", (), {"name": "gpu-01"})(), list(script)
+        self.clock = clock or FakeClock()
 
     def in_flight(self, port):
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(answer, str):
             raise HostError("gpu-01", answer, f"GET /metrics: {answer}")
         return answer
-
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch):
-    slept = []
-    monkeypatch.setattr(serving.time, "sleep", slept.append)
-    return slept
 
 
 def test_a_slow_answer_is_asked_again_until_nothing_is_in_flight():
@@ -41,19 +48,19 @@ def test_a_vllm_that_is_gone_has_nothing_in_flight():
     assert [e["event"] for e in events] == ["not_answering", "drained"]
 
 
-def test_a_vllm_that_stays_too_busy_times_out_and_says_so(monkeypatch):
-    clock = iter(range(0, 1000, 10))
-    monkeypatch.setattr(serving.time, "monotonic", lambda: next(clock))
+def test_a_vllm_that_stays_too_busy_times_out_and_says_so():
     with pytest.raises(HostError, match="too busy to answer /metrics after 30s; the host stays out") as e:
-        serving.quiesce(Ops(["vllm_slow"]), 8000, 30, False, lambda e: None)
+        serving.quiesce(Ops(["vllm_slow"], FakeClock(step=10)), 8000, 30, False, lambda e: None)
     assert e.value.kind == "drain_timeout"
 
 
-def test_a_long_drain_asks_less_and_less_often(monkeypatch, sleeps):
-    clock = [0.0]
-    monkeypatch.setattr(serving.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(serving.time, "sleep", lambda s: (sleeps.append(s), clock.__setitem__(0, clock[0] + s)))
+def test_requests_still_in_flight_at_the_timeout_are_counted_in_the_error():
+    with pytest.raises(HostError, match="still 3 running and 1 waiting requests after 5s"):
+        serving.quiesce(Ops([(3.0, 1.0)]), 8000, 5, False, lambda e: None)
+
+
+def test_a_long_drain_asks_less_and_less_often():
     ops = Ops([(1.0, 0.0)] * 25 + [(0.0, 0.0)])
     assert serving.quiesce(ops, 8000, 60, False, lambda e: None) == "drained"
     # every 0.1 s for the first 2 s (a short drain is seen at once), then less often, never more than 0.5 s late
-    assert sleeps == pytest.approx([0.1] * 20 + [0.2, 0.4, 0.5, 0.5, 0.5])
+    assert ops.clock.slept == [0.1] * 20 + [0.2, 0.4, 0.5, 0.5, 0.5]
