@@ -6,16 +6,20 @@ The records live in ``<state>/state.json`` as versioned JSON::
      "serving": {"gpu-a01": {"url": ..., "profile": ..., "image": ..., "revision": ..., "since": ...}},
      "drained": {"gpu-a03": {"reason": ..., "by": ..., "at": ...}}}
 
-The router's intended upstreams are derived from them: serving hosts that are not drained.
+The router's intended upstreams are derived from them: serving hosts that are not drained. A serving URL always
+names its port (fleetctl writes ``http://ADDRESS:PORT``); one without is refused when the file is read.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
+
+from fleetctl.errors import UsageError
 
 STATE_SCHEMA = "fleetctl.state/v1"
 
@@ -133,6 +137,12 @@ def _serving_record(host: str, fields: Any) -> ServingRecord:
     values["model"] = model
     if not values["url"].startswith(("http://", "https://")):
         raise StateError(f"serving.{host}: url must start with http:// or https://, not {values['url']!r}")
+    try:
+        port = urlsplit(values["url"]).port
+    except ValueError as e:
+        raise StateError(f"serving.{host}: url {values['url']!r} has a bad port ({e})") from e
+    if port is None:
+        raise StateError(f"serving.{host}: url {values['url']!r} has no port (fleetctl writes http://ADDRESS:PORT)")
     return ServingRecord(host=host, **values)
 
 
@@ -155,3 +165,36 @@ def worker_url(address: str, port: int) -> str:
     if is_v6:
         return f"http://[{bare.replace('%', '%25')}]:{port}"  # a zone id's % is escaped in a URL
     return f"http://{address}:{port}"
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_port(url: str) -> int:
+    """The port a URL names, or its scheme's default (http 80, https 443); ValueError for a bad port or a URL
+    that has neither."""
+    parts = urlsplit(url)
+    port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    if port is not None:
+        return port
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError(f"{url!r} names no port and no http(s) scheme")
+    return DEFAULT_PORTS[parts.scheme]
+
+
+def serving_after_drain(state: FleetState, names: Iterable[str]) -> int:
+    """How many upstreams the router is meant to hold once ``names`` are drained too."""
+    out = set(state.drained) | set(names)
+    return len({r.url for h, r in state.serving.items() if h not in out})
+
+
+def check_min_serving(state: FleetState, names: list[str], min_serving: int, *, force: bool) -> int:
+    """Hosts left serving after draining ``names``; UsageError below ``min_serving`` unless ``force``."""
+    left = serving_after_drain(state, names)
+    if left < min_serving and not force:
+        raise UsageError(
+            f"draining {', '.join(names)} would leave {left} host(s) serving, below [router] "
+            f"min_serving = {min_serving}",
+            hint="use --force if you mean it",
+        )
+    return left

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -154,7 +153,9 @@ def _log_tail(path: str, offset: int) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).rstrip() for ln in text.splitlines() if ln.strip()]
+    from rich.text import Text
+
+    lines = [Text.from_ansi(ln).plain.rstrip() for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines[-LOG_TAIL_LINES:])
 
 

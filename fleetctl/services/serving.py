@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
-from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, intended_upstreams, worker_url
+from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, url_port, worker_url
+from fleetctl.core.fleetstate import check_min_serving as core_check_min_serving
 from fleetctl.core.metrics import in_flight, parse_metrics
+from fleetctl.core.router import RouterDiff
 from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
+from fleetctl.core.timefmt import utc_iso
 from fleetctl.errors import HostError, HostsFailed, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.fanout import fan_out
@@ -35,12 +37,12 @@ if TYPE_CHECKING:
 Event = Callable[[dict[str, Any]], None]
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def now(clock: Clock = SYSTEM) -> str:
+    return utc_iso(clock.utc_now())
 
 
-def new_revision() -> str:
-    return datetime.now(UTC).strftime("r%Y%m%d%H%M%S")
+def new_revision(clock: Clock = SYSTEM) -> str:
+    return clock.utc_now().strftime("r%Y%m%d%H%M%S")
 
 
 @dataclass(frozen=True)
@@ -162,17 +164,74 @@ def deploy(
 
 def check_min_serving(fleet: Fleet, state: FleetState, names: list[str], force: bool) -> int:
     """How many hosts would still serve after draining ``names``; UsageError below ``min_serving``."""
-    after = state
-    for name in names:
-        after = after.with_drained(DrainRecord(name, "check", "check", "check"))
-    left = len(intended_upstreams(after))
-    if left < fleet.router.min_serving and not force:
-        raise UsageError(
-            f"draining {', '.join(names)} would leave {left} host(s) serving, below [router] "
-            f"min_serving = {fleet.router.min_serving}",
-            hint="use --force if you mean it",
-        )
-    return left
+    return core_check_min_serving(state, names, fleet.router.min_serving, force=force)
+
+
+# -- drain and undrain: one sequence for `fleetctl drain`/`undrain` and the rollout executor ------------------------
+
+
+@dataclass(frozen=True)
+class DrainTarget:
+    """One host to drain: its operations, the port its vLLM listens on now, and the record that says why."""
+
+    ops: HostOps
+    port: int
+    record: DrainRecord
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    timeout_s: float  # for in-flight requests to finish, per host
+    stop: bool = False  # stop the container once drained (`drain --stop`)
+    keep_existing: bool = False  # a host already drained keeps its record (a resumed rollout re-drains)
+    skip_stopped: bool = False  # a host whose container is not running has nothing in flight: no wait
+    announce_router: bool = True  # an {"event": "router"} with what the sync changed
+
+
+def drain_hosts(
+    fleet: Fleet, targets: list[DrainTarget], options: DrainOptions, on_event: Event
+) -> list[tuple[Host, str | HostError]]:
+    """Record the hosts drained in state.json, make the router match (verified), then wait, in parallel, until each
+    vLLM has nothing running or waiting. Each host's result is what happened or its HostError; a router that
+    does not take the change raises RouterError before any wait. Repeatable."""
+    update_state(fleet, lambda s: _with_drained(s, [t.record for t in targets], options.keep_existing))
+    diff = sync_router(fleet, load_state(fleet))
+    if options.announce_router:
+        on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
+    by_name = {t.ops.host.name: t for t in targets}
+
+    def wait(host: Host) -> str:
+        target = by_name[host.name]
+        if options.skip_stopped and not _running(target.ops):
+            return "not running"
+        return quiesce(target.ops, target.port, options.timeout_s, options.stop, on_event)
+
+    return list(fan_out([t.ops.host for t in targets], wait, forks=len(targets)))
+
+
+def undrain_hosts(
+    fleet: Fleet,
+    names: list[str],
+    on_event: Event,
+    *,
+    serving: Mapping[str, ServingRecord] | None = None,
+    announce_router: bool = True,
+) -> RouterDiff:
+    """The reverse, once the hosts are healthy again: clear their drain records (recording what each serves now,
+    where ``serving`` says), then make the router match (verified). Repeatable."""
+    now_serving = serving or {}
+
+    def change(state: FleetState) -> FleetState:
+        for name in names:
+            state = state.without_drained(name)
+            state = state.with_serving(now_serving[name]) if name in now_serving else state
+        return state
+
+    update_state(fleet, change)
+    diff = sync_router(fleet, load_state(fleet))
+    if announce_router:
+        on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+    return diff
 
 
 def drain(
@@ -191,18 +250,22 @@ def drain(
 
     names = [h.name for h in hosts]
     state = load_state(fleet)
+    _refuse_unknown(state, names)
+    check_min_serving(fleet, state, names, force)
+    stamp = now()
+    with SshPool(fleet.ssh) as pool:
+        targets = [
+            DrainTarget(HostOps(pool, h), url_port(state.serving[h.name].url), DrainRecord(h.name, reason, by, stamp))
+            for h in hosts
+        ]
+        results = drain_hosts(fleet, targets, DrainOptions(timeout_s, stop=stop), on_event)
+    return [_outcome(h, r) for h, r in results]
+
+
+def _refuse_unknown(state: FleetState, names: list[str]) -> None:
     unknown = [n for n in names if n not in state.serving]
     if unknown:
         raise UsageError(f"{', '.join(unknown)}: not serving anything fleetctl deployed (see fleetctl status)")
-    check_min_serving(fleet, state, names, force)
-    stamp = now()
-    update_state(fleet, lambda s: _with_drained(s, names, reason, by, stamp))
-    diff = sync_router(fleet, load_state(fleet))
-    on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
-    ports = {n: _port(state.serving[n].url) for n in names}
-    with SshPool(fleet.ssh) as pool:
-        work = lambda h: quiesce(HostOps(pool, h), ports[h.name], timeout_s, stop, on_event)  # noqa: E731
-        return [_outcome(h, r) for h, r in fan_out(hosts, work, forks=len(hosts))]
 
 
 def _outcome(host: Host, result: str | HostError) -> HostOutcome:
@@ -211,10 +274,16 @@ def _outcome(host: Host, result: str | HostError) -> HostOutcome:
     return HostOutcome(host.name, True, result)
 
 
-def _with_drained(state: FleetState, names: list[str], reason: str, by: str, at: str) -> FleetState:
-    for name in names:
-        state = state.with_drained(DrainRecord(name, reason, by, at))
+def _with_drained(state: FleetState, records: list[DrainRecord], keep_existing: bool) -> FleetState:
+    for record in records:
+        if not (keep_existing and state.is_drained(record.host)):
+            state = state.with_drained(record)
     return state
+
+
+def _running(ops: HostOps) -> bool:
+    current = ops.runtime.current()
+    return current is not None and current.running
 
 
 def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
@@ -259,34 +328,29 @@ def _in_flight_or_none(ops: HostOps, port: int, on_event: Event) -> tuple[float,
 
 
 def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event: Event) -> list[HostOutcome]:
-    """Start the container if stopped, wait healthy, clear the drain record, put the host back in the router."""
+    """Start the container if stopped, wait healthy; then clear the drain records of the hosts that came back and
+    put them back in the router."""
     from fleetctl.transport.ssh import SshPool
 
     state = load_state(fleet)
-    unknown = [h.name for h in hosts if h.name not in state.serving]
-    if unknown:
-        raise UsageError(f"{', '.join(unknown)}: not serving anything fleetctl deployed (see fleetctl status)")
-    outcomes = []
+    _refuse_unknown(state, [h.name for h in hosts])
     with SshPool(fleet.ssh) as pool:
 
         def back(host: Host) -> str:
             ops, record = HostOps(pool, host), state.serving[host.name]
             ops.runtime.start()
             model = record.model or _model_of(ops, record, timeout_s)
-            ops.wait_healthy(model, _port(record.url), timeout_s)
-            update_state(fleet, lambda s: s.without_drained(host.name))
+            ops.wait_healthy(model, url_port(record.url), timeout_s)
             return "healthy"
 
-        for host, result in fan_out(hosts, back, forks=len(hosts)):
-            outcomes.append(_outcome(host, result))
-    diff = sync_router(fleet, load_state(fleet))
-    on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+        outcomes = [_outcome(host, result) for host, result in fan_out(hosts, back, forks=len(hosts))]
+    undrain_hosts(fleet, [o.host for o in outcomes if o.ok], on_event)
     return outcomes
 
 
 def _model_of(ops: HostOps, record: ServingRecord, timeout_s: float) -> str:
     """The model the host serves, as its /v1/models lists it (the container may be just starting: retried)."""
-    client = ops.vllm(_port(record.url))
+    client = ops.vllm(url_port(record.url))
 
     def listed() -> str | None:
         try:
@@ -302,10 +366,6 @@ def _model_of(ops: HostOps, record: ServingRecord, timeout_s: float) -> str:
     if model is None:
         raise HostError(ops.host.name, "unhealthy", f"not healthy after {timeout_s:g}s: no model listed")
     return model
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def raise_if_failed(outcomes: list[HostOutcome], verb: str) -> None:

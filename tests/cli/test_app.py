@@ -102,3 +102,19 @@ def test_piped_output_does_not_cut_names_short_unless_columns_says_so():
     ):
         assert value in captured.get()
     assert AppContext(env={"COLUMNS": "80"}).out.width != PIPE_WIDTH
+
+
+def test_a_serving_url_without_a_port_in_state_json_is_one_line_exit_2(tmp_path):
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[fleet]\nname = "t"\n\n[[hosts]]\nname = "gpu-01"\naddress = "10.0.0.1"\n')
+    (tmp_path / ".fleetctl").mkdir()
+    state = tmp_path / ".fleetctl" / "state.json"
+    record = '{"url": "http://10.0.0.1", "profile": "p", "image": "i", "revision": "r1", "since": "x"}'
+    state.write_text('{"schema": "fleetctl.state/v1", "serving": {"gpu-01": ' + record + "}}\n")
+    result = invoke("--fleet", str(fleet), "drain", "gpu-01", "--dry-run")
+    assert result.exit_code == 2
+    first = result.stderr.strip().splitlines()[0]
+    assert (
+        first
+        == f"error: {state}: serving.gpu-01: url 'http://10.0.0.1' has no port (fleetctl writes http://ADDRESS:PORT)"
+    )

@@ -56,7 +56,7 @@ class Health(BaseHTTPRequestHandler):
 
 def test_a_router_that_answers_health_has_started(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         clock = FakeClock()
         router._wait_healthy(f"http://127.0.0.1:{server.server_port}", Proc(), str(tmp_path / "log"), 0, clock)
