@@ -97,8 +97,10 @@ def parse_metrics(text: str) -> MetricsSample:
             elif family.name == "http_requests":
                 for s in family.samples:
                     _add_http(s.name, s.labels, s.value, counters)
-    except ValueError as e:
-        raise MetricsError(f"not Prometheus text: {e}") from e
+    except MetricsError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError) as e:  # the parser's own ways of saying "not Prometheus"
+        raise MetricsError(f"not Prometheus text: {type(e).__name__}: {e}") from e
     histograms = {
         name: Histogram(
             tuple(sorted(b.items())), totals.get(name, {}).get("count", 0.0), totals.get(name, {}).get("sum", 0.0)
@@ -126,6 +128,8 @@ def _add_sample(
     elif kind == "histogram":
         base, _, part = name.rpartition("_")
         if part == "bucket":
+            if "le" not in labels:
+                raise MetricsError(f"{name} has no le label")
             le = float(labels["le"])
             into = buckets.setdefault(base, {})
             into[le] = into.get(le, 0.0) + value

@@ -3,12 +3,17 @@
 Every operation is idempotent, so a resumed rollout can repeat the step it was in:
 ``replace`` leaves the new container running with the old one stopped and kept as ``<name>-prev``;
 ``restore`` brings ``-prev`` back whatever half-state ``replace`` was left in.
+Every operation fails as that host's HostError: Docker's refusals keep their own kinds (``container_failed``,
+``pull_failed``...); a transport that broke underneath (docker-py, requests, urllib3, the SSH channel) is
+``docker_unavailable``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from fleetctl.core.serve import (
     CONTAINER_NAME,
@@ -38,10 +43,51 @@ class ContainerInfo:
         return self.status == "running"
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """What docker-py raises when the way to the daemon fails, not the daemon: imported on first use."""
+    import docker.errors
+    import paramiko
+    import requests
+    import urllib3.exceptions
+
+    return (
+        docker.errors.DockerException,
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,
+        paramiko.SSHException,
+        OSError,  # sockets, timeouts, a closed channel
+        EOFError,
+    )
+
+
+def _host_errors(doing: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A HostRuntime method whose transport failures become the host's ``docker_unavailable`` HostError."""
+
+    def wrap(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except HostError:
+                raise
+            except _transport_errors() as e:
+                host = args[0].host if args and isinstance(args[0], HostRuntime) else "?"
+                raise HostError(host, "docker_unavailable", f"{doing}: {_explain(e)}") from e
+
+        return run
+
+    return wrap
+
+
 class HostRuntime:
     def __init__(self, host: str, client: docker.DockerClient) -> None:
         self.host, self.client = host, client
 
+    @_host_errors("reading the container")
     def current(self, name: str = CONTAINER_NAME) -> ContainerInfo | None:
         container = self._get(name)
         return None if container is None else _info(container)
@@ -49,6 +95,7 @@ class HostRuntime:
     def previous(self) -> ContainerInfo | None:
         return self.current(CONTAINER_NAME + PREVIOUS_SUFFIX)
 
+    @_host_errors("pulling the image")
     def ensure_image(self, image: str) -> bool:
         """Pull ``image`` unless the host has it; True when it pulled. Errors inside the stream are errors."""
         import docker.errors
@@ -68,6 +115,7 @@ class HostRuntime:
             raise HostError(self.host, "pull_failed", f"pulling {image}: {_explain(e)}") from e
         return True
 
+    @_host_errors("replacing the container")
     def replace(self, spec: ContainerSpec) -> ContainerInfo:
         """Stop the running container, keep it as ``-prev``, start ``spec``. Repeatable."""
         existing = self._get(spec.name)
@@ -79,6 +127,7 @@ class HostRuntime:
             existing.rename(spec.name + PREVIOUS_SUFFIX)
         return self.create(spec)
 
+    @_host_errors("starting the container")
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         import docker.errors
 
@@ -90,6 +139,7 @@ class HostRuntime:
         container.reload()
         return _info(container)
 
+    @_host_errors("restoring the previous container")
     def restore(self, stop_timeout_s: int = 40) -> ContainerInfo | None:
         """Put the kept ``-prev`` container back in place and running. Repeatable; None if nothing was kept."""
         kept = self._get(CONTAINER_NAME + PREVIOUS_SUFFIX)
@@ -103,6 +153,7 @@ class HostRuntime:
         kept.rename(CONTAINER_NAME)
         return self._ensure_running(kept)
 
+    @_host_errors("stopping the container")
     def stop(self, timeout_s: int) -> ContainerInfo | None:
         container = self._get(CONTAINER_NAME)
         if container is None:
@@ -111,6 +162,7 @@ class HostRuntime:
         container.reload()
         return _info(container)
 
+    @_host_errors("starting the container")
     def start(self) -> ContainerInfo | None:
         container = self._get(CONTAINER_NAME)
         return None if container is None else self._ensure_running(container)

@@ -18,7 +18,7 @@ from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, url_port, worker_url
 from fleetctl.core.fleetstate import check_min_serving as core_check_min_serving
-from fleetctl.core.metrics import in_flight, parse_metrics
+from fleetctl.core.metrics import in_flight
 from fleetctl.core.router import RouterDiff
 from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
 from fleetctl.core.timefmt import utc_iso
@@ -103,7 +103,7 @@ class HostOps:
     def in_flight(self, port: int) -> tuple[float, float]:
         client = self.vllm(port)
         try:
-            return in_flight(parse_metrics(client.metrics_text()))
+            return in_flight(client.metrics())
         finally:
             client.close()
 
