@@ -1,4 +1,7 @@
-"""What every command gets: the settings from global options and the two consoles (stdout, stderr)."""
+"""What every command gets: the settings from global options and the two consoles (stdout, stderr).
+
+The consoles read rich markup (``[red]``) but no emoji codes (``:name:``), so a host named ``a:cd:b`` prints as
+itself; text from files, hosts, arguments and journals goes into markup only through ``fleetctl.cli.safe``."""
 
 from __future__ import annotations
 
@@ -30,13 +33,13 @@ class AppContext:
     def out(self) -> Console:
         from rich.console import Console
 
-        return _unsqueezed(Console(soft_wrap=True), self.env)
+        return _unsqueezed(Console(soft_wrap=True, emoji=False), self.env)
 
     @cached_property
     def err(self) -> Console:
         from rich.console import Console
 
-        return _unsqueezed(Console(stderr=True), self.env)
+        return _unsqueezed(Console(stderr=True, emoji=False), self.env)
 
     def load_fleet(self) -> Fleet:
         from fleetctl.services.files import load_fleet
