@@ -84,8 +84,9 @@ def root(
 ) -> None:
     """fleetctl: inventory, compatibility checks, drain and canary rollouts for GPU hosts running vLLM.
 
-    Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 one or more hosts failed,
-    4 compatibility check failed, 5 rollout halted and rolled back, 6 fleet lock held, 130 interrupted.
+    Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 one or more hosts failed (for status:
+    the fleet is not as intended), 4 compatibility check failed, 5 rollout halted and rolled back, 6 fleet lock
+    held, 130 interrupted.
     """
     ctx.obj = AppContext(fleet_path=fleet, debug=debug)
 

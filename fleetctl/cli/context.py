@@ -26,7 +26,12 @@ class AppContext:
 
     @property
     def resolved_fleet_path(self) -> str:
-        """``--fleet``, else ``$FLEETCTL_FLEET``, else ``./fleet.toml``."""
+        """``--fleet``, else ``$FLEETCTL_FLEET``, else ``./fleet.toml``. An empty ``--fleet ''`` is an error (a
+        script's unset variable must not quietly mean ./fleet.toml); an empty ``$FLEETCTL_FLEET`` counts as unset."""
+        from fleetctl.errors import UsageError
+
+        if self.fleet_path is not None and not self.fleet_path.strip():
+            raise UsageError("--fleet is empty: give the fleet file's path (or leave --fleet out for ./fleet.toml)")
         return self.fleet_path or self.env.get("FLEETCTL_FLEET") or "fleet.toml"
 
     @cached_property

@@ -107,7 +107,9 @@ def _n(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def raise_if_unreachable(doc: dict[str, Any]) -> None:
-    bad = [h["name"] for h in doc["hosts"] if not h["reachable"]]
-    if bad:
-        raise HostsFailed(f"{len(bad)} host(s) could not be reached: {', '.join(bad)}")
+def raise_if_not_as_intended(doc: dict[str, Any]) -> None:
+    """Exit 3 when the fleet is not as intended (``doc["problems"]``), the first line saying how."""
+    from fleetctl.core.status import summary_line
+
+    if doc["problems"]:
+        raise HostsFailed(summary_line(doc["problems"]))

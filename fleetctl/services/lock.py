@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from fleetctl.errors import LockHeld
+from fleetctl.errors import ConfigError, LockHeld
 from fleetctl.services.files import write_atomic
 
 
@@ -55,8 +55,7 @@ def describe(holder: dict | None) -> str:
 @contextmanager
 def fleet_lock(state_dir: str, command: str, *, force: bool = False, run_id: str | None = None) -> Iterator[dict]:
     """Hold the fleet lock for the ``with`` body, or raise LockHeld (exit 6) naming the holder."""
-    os.makedirs(state_dir, exist_ok=True)
-    fd = os.open(os.path.join(state_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(os.path.join(state_dir, "lock"))
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -80,6 +79,28 @@ def fleet_lock(state_dir: str, command: str, *, force: bool = False, run_id: str
             _remove(os.path.join(state_dir, "lock.json"))
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def open_lock_file(path: str) -> int:
+    """A descriptor to ``flock``, the state folder made if need be; ConfigError (exit 2) naming the path when
+    it cannot be (``lock`` is a folder, the state folder is a file, no permission)."""
+    folder = os.path.dirname(path) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot be used as the state folder: {_why(e)}", path=folder) from e
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"cannot be opened as a lock file: {_why(e)}", path=path) from e
+
+
+def _why(e: OSError) -> str:
+    if isinstance(e, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(e, FileExistsError | NotADirectoryError):
+        return "a file that is not a directory is in the way"
+    return e.strerror or type(e).__name__
 
 
 def tag_run(state_dir: str, run_id: str) -> None:

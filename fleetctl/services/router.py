@@ -30,6 +30,7 @@ from fleetctl.core.router import RouterDiff, describe_mismatch, normalise_url, p
 from fleetctl.errors import RouterError, UsageError
 from fleetctl.services.files import write_atomic
 from fleetctl.services.fleetstate import load_state
+from fleetctl.services.lock import open_lock_file
 from fleetctl.transport.router import RouterClient
 
 ROUTER_RECORD = "router.json"
@@ -163,8 +164,7 @@ def _log_tail(path: str, offset: int) -> str:
 @contextmanager
 def _process_lock(fleet: Fleet) -> Iterator[None]:
     """Two ``router up``/``down`` at once take turns, so neither removes the other's record."""
-    os.makedirs(fleet.state_dir, exist_ok=True)
-    fd = os.open(os.path.join(fleet.state_dir, ROUTER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(os.path.join(fleet.state_dir, ROUTER_LOCK))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
