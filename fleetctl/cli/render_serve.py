@@ -29,7 +29,7 @@ def named_hosts(fleet: Fleet, names: list[str]) -> tuple[Host, ...]:
     unknown = [n for n in names if fleet.host(n) is None]
     if unknown:
         raise UsageError(f"no host named {', '.join(unknown)} in fleet {fleet.name}")
-    return tuple(fleet.host(n) for n in dict.fromkeys(names))
+    return tuple(host for n in dict.fromkeys(names) if (host := fleet.host(n)) is not None)
 
 
 def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
