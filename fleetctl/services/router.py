@@ -42,6 +42,8 @@ STATUS_SCHEMA = "fleetctl.router-status/v1"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 8
+ROUTER_PROGRAM = "vllm-router"
+ROUTER_TITLE = "vllm::router"  # vllm_router.launch_router sets this process title, overwriting its argv
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,18 @@ def _command_line(pid: int) -> list[str] | None:
 
 def _runs_recorded_args(record: dict[str, Any]) -> bool:
     """The live process runs the command fleetctl started: its command line ends with the recorded argv (a
-    script's interpreter comes first when vllm-router is a Python entry point)."""
+    script's interpreter comes first when vllm-router is a Python entry point), or, when the recorded program
+    is vllm-router, reads as the title vllm-router gives itself once started (it overwrites its argv with
+    ``setproctitle("vllm::router")``)."""
     args = record.get("args")
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         return False
     cmdline = _command_line(record["pid"])
-    return cmdline is not None and cmdline[-len(args) :] == args
+    if cmdline is None:
+        return False
+    if cmdline[-len(args) :] == args:
+        return True
+    return os.path.basename(args[0]) == ROUTER_PROGRAM and " ".join(cmdline).strip() == ROUTER_TITLE
 
 
 def _ours(record: dict[str, Any] | None) -> bool:
@@ -367,7 +375,7 @@ def _down(fleet: Fleet) -> RouterStop:
 
 def _refuse_foreign(fleet: Fleet, record: dict[str, Any]) -> None:
     """The record's pid and start time match a live process that does not run the recorded command: leave it."""
-    shown = " ".join(_command_line(record["pid"]) or ["(unreadable)"])
+    shown = " ".join(" ".join(_command_line(record["pid"]) or ["(unreadable)"]).split())
     raise ConfigError(
         f"pid {record['pid']} runs '{shown[:120]}', not the vllm-router fleetctl started; it was left alone",
         path=_record_path(fleet),

@@ -90,3 +90,33 @@ def test_a_record_whose_start_time_differs_is_stale_and_nothing_is_signalled(tmp
     result = router_down(tmp_path)
     assert result.exit_code == 0 and "no router started by fleetctl is running" in result.stdout
     assert sleeper.poll() is None and not record.exists()
+
+
+TITLED = (
+    "import setproctitle, sys, time; setproctitle.setproctitle('vllm::router'); print('ok', flush=True); time.sleep(60)"
+)
+
+
+@pytest.fixture
+def titled():
+    """A process that renames itself as vllm-router does once started (its argv then reads 'vllm::router')."""
+    pytest.importorskip("setproctitle")
+    proc = subprocess.Popen([sys.executable, "-c", TITLED], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ok"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_vllm_routers_own_process_title_counts_as_the_recorded_router(tmp_path, titled):
+    record = write_record(tmp_path, titled, ["/opt/venv/bin/vllm-router", "--port", "9"])
+    result = router_down(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert titled.wait(timeout=5) is not None and not record.exists()
+
+
+def test_the_title_does_not_vouch_for_a_record_of_another_program(tmp_path, titled):
+    record = write_record(tmp_path, titled, ["/usr/sbin/sshd", "-D"])
+    result = router_down(tmp_path)
+    assert result.exit_code == 2 and "runs 'vllm::router', not the vllm-router fleetctl started" in result.stderr
+    assert titled.poll() is None and record.exists()
