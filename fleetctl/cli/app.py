@@ -41,13 +41,17 @@ def _debug(ctx: Any) -> bool:
 
 
 def _report(ctx: Any, line: str, hint: str | None) -> None:
+    """The error line (and its hint) on stderr, as text: messages carry names, paths and reasons from files,
+    hosts and arguments, whose control characters are shown, never sent to the terminal."""
+    from fleetctl.cli.safe import visible
+
     if _debug(ctx):
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-    print(line, file=sys.stderr)
+    print(visible(line, newlines=True), file=sys.stderr)
     if hint:
-        print(f"hint: {hint}", file=sys.stderr)
+        print(f"hint: {visible(hint, newlines=True)}", file=sys.stderr)
 
 
 app = typer.Typer(
@@ -80,8 +84,9 @@ def root(
 ) -> None:
     """fleetctl: inventory, compatibility checks, drain and canary rollouts for GPU hosts running vLLM.
 
-    Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 one or more hosts failed,
-    4 compatibility check failed, 5 rollout halted and rolled back, 6 fleet lock held, 130 interrupted.
+    Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 one or more hosts failed (for status:
+    the fleet is not as intended), 4 compatibility check failed, 5 rollout halted and rolled back, 6 fleet lock
+    held, 130 interrupted.
     """
     ctx.obj = AppContext(fleet_path=fleet, debug=debug)
 

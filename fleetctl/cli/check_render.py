@@ -1,13 +1,15 @@
 """Rendering of compatibility reports for people: hosts × rules with ✓ ! ✗, then every failure with its fix.
 
 The report is laid out as lines of (text, style) segments: written as plain text when the console has no
-colour (pipes, CI logs; fast for 10,000 hosts), as styled rich text on a terminal.
+colour (pipes, CI logs; fast for 10,000 hosts), as styled rich text on a terminal. Segments are never markup;
+text from files and hosts in them is made ``visible`` (control characters escaped) where it is put in.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fleetctl.cli.safe import visible
 from fleetctl.core.compat.report import summary
 from fleetctl.core.compat.result import FAIL, PASS, WARN, CheckReport, HostCheck
 
@@ -50,8 +52,9 @@ def check_table(console: Console, report: CheckReport) -> None:
 
 def table_lines(report: CheckReport) -> list[Segments]:
     headings = [HEADINGS.get(rule, rule) for rule in report.rules]
-    host_width = max([4, *(len(h.name) for h in report.hosts)])
-    title = f"profile {report.profile} · {report.image} · CUDA {report.cuda}"
+    names = {id(h): visible(h.name) for h in report.hosts}
+    host_width = max([4, *(len(name) for name in names.values())])
+    title = visible(f"profile {report.profile} · {report.image} · CUDA {report.cuda}")
     lines: list[Segments] = [
         [(title, "bold")],
         [("host".ljust(host_width) + "  result    " + "  ".join(headings), "bold")],
@@ -63,7 +66,7 @@ def table_lines(report: CheckReport) -> list[Segments]:
         if key not in shared:
             text, style = _RESULT[host.status]
             shared[key] = [(text.ljust(8), style), *_marks(host, report.rules, blank)]
-        lines.append([(host.name.ljust(host_width) + "  ", None), *shared[key]])
+        lines.append([(names[id(host)].ljust(host_width) + "  ", None), *shared[key]])
     legend = ", ".join(f"{heading} = {rule}" for rule, heading in zip(report.rules, headings) if heading != rule)
     lines.append([(legend, "dim")])
     return lines
@@ -87,12 +90,14 @@ def detail_lines(report: CheckReport) -> list[Segments]:
         if found:
             lines += [[("", None)], [(label, style)]]
         for name, r in found:
-            lines.append([(f"  {name}  ", None), (r.rule, "bold"), (f": {r.message}", None)])
+            lines.append([(f"  {visible(name)}  ", None), (r.rule, "bold"), (f": {visible(r.message)}", None)])
             if r.fix:
-                lines.append([("      fix: ", "dim"), (r.fix, None)])
+                lines.append([("      fix: ", "dim"), (visible(r.fix), None)])
     if report.unprobed:
         lines += [[("", None)], [("could not be probed", "bold red")]]
-        lines += [[(f"  {h.name}  {h.error.kind}: {h.error.message}", None)] for h in report.unprobed if h.error]
+        lines += [
+            [(visible(f"  {h.name}  {h.error.kind}: {h.error.message}"), None)] for h in report.unprobed if h.error
+        ]
     return lines
 
 
@@ -121,21 +126,22 @@ def write_lines(console: Console, lines: list[Segments]) -> None:
 
 def lines_table(console: Console, title: str, lines: list[Line]) -> None:
     """``matrix show``: topic and requirement, sources numbered and listed in full under the table."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from fleetctl.cli.safe import text
 
     numbers: dict[str, int] = {}
     for line in lines:
         if line.source:
             numbers.setdefault(line.source, len(numbers) + 1)
-    table = Table("topic", "requirement", "src", title=title, title_justify="left")
+    table = Table("topic", "requirement", "src", title=text(title), title_justify="left")
     for line in lines:
         table.add_row(
-            escape(line.topic),
-            escape(line.requirement),
+            text(line.topic),
+            text(line.requirement),
             f"[{numbers[line.source]}]" if line.source else "",
             style="yellow" if "UNCONFIRMED" in line.requirement else None,
         )
     console.print(table)
     for source, number in numbers.items():
-        console.print(f"  [{number}] {source}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  [{number}] {visible(source)}", markup=False, highlight=False, soft_wrap=True)

@@ -1,4 +1,7 @@
-"""What every command gets: the settings from global options and the two consoles (stdout, stderr)."""
+"""What every command gets: the settings from global options and the two consoles (stdout, stderr).
+
+The consoles read rich markup (``[red]``) but no emoji codes (``:name:``), so a host named ``a:cd:b`` prints as
+itself; text from files, hosts, arguments and journals goes into markup only through ``fleetctl.cli.safe``."""
 
 from __future__ import annotations
 
@@ -23,20 +26,25 @@ class AppContext:
 
     @property
     def resolved_fleet_path(self) -> str:
-        """``--fleet``, else ``$FLEETCTL_FLEET``, else ``./fleet.toml``."""
+        """``--fleet``, else ``$FLEETCTL_FLEET``, else ``./fleet.toml``. An empty ``--fleet ''`` is an error (a
+        script's unset variable must not quietly mean ./fleet.toml); an empty ``$FLEETCTL_FLEET`` counts as unset."""
+        from fleetctl.errors import UsageError
+
+        if self.fleet_path is not None and not self.fleet_path.strip():
+            raise UsageError("--fleet is empty: give the fleet file's path (or leave --fleet out for ./fleet.toml)")
         return self.fleet_path or self.env.get("FLEETCTL_FLEET") or "fleet.toml"
 
     @cached_property
     def out(self) -> Console:
         from rich.console import Console
 
-        return _unsqueezed(Console(soft_wrap=True), self.env)
+        return _unsqueezed(Console(soft_wrap=True, emoji=False), self.env)
 
     @cached_property
     def err(self) -> Console:
         from rich.console import Console
 
-        return _unsqueezed(Console(stderr=True), self.env)
+        return _unsqueezed(Console(stderr=True, emoji=False), self.env)
 
     def load_fleet(self) -> Fleet:
         from fleetctl.services.files import load_fleet

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import typer
+
+from fleetctl.errors import UsageError
+
+
+def seconds(ctx: Any, param: Any, value: float | None) -> float | None:
+    """A duration option's value: a finite number of seconds, 0 or more (``nan``, ``inf`` and ``-1`` are refused:
+    a wait that never ends, or ends at once, is not what anyone meant)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        name = param.opts[0] if param is not None and param.opts else "a duration"
+        raise UsageError(f"{name} must be a number of seconds, 0 or more, not {value}")
+    return value
+
 
 LimitOpt = Annotated[
     str | None,

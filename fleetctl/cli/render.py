@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from fleetctl.cli.safe import text
 from fleetctl.core.inventory import Change, HostReport, Snapshot
 from fleetctl.errors import HostsFailed
 
@@ -34,17 +35,18 @@ def host_progress(console: Console, total: int, verb: str) -> Iterator[Callable[
 
 
 def gpu_summary(report: HostReport) -> str:
+    """The host's GPUs in a line, as markup (names come from the host: escaped)."""
     if report.facts is None or not report.facts.gpus:
         return "-"
     names = Counter(g.name or "unknown GPU" for g in report.facts.gpus)
     summary = ", ".join(f"{n} × {name.removeprefix('NVIDIA ')}" for name, n in names.items())
     lost = [str(g.index) for g in report.facts.gpus if g.lost]
-    return summary + (f" (lost: GPU {', '.join(lost)})" if lost else "")
+    return text(summary) + (f" (lost: GPU {', '.join(lost)})" if lost else "")
 
 
 def host_state(report: HostReport) -> str:
     if report.error is not None:
-        return f"[red]{report.error.kind}[/red]: {report.error.message}"
+        return f"[red]{text(report.error.kind)}[/red]: {text(report.error.message)}"
     facts = report.facts
     if facts is not None and any(g.lost for g in facts.gpus):
         return "[yellow]degraded[/yellow]"
@@ -54,14 +56,15 @@ def host_state(report: HostReport) -> str:
 def inventory_table(console: Console, snapshot: Snapshot) -> None:
     from rich.table import Table
 
-    table = Table(title=f"fleet {snapshot.fleet or ''} · {snapshot.taken_at}", title_justify="left")
+    title = f"fleet {text(snapshot.fleet or '')} · {text(snapshot.taken_at)}"
+    table = Table(title=title, title_justify="left")
     for column in ("host", "ring", "GPUs", "driver", "CUDA", "toolkit", "Docker", "state"):
         table.add_column(column, overflow="fold")
     for r in snapshot.hosts:
         f = r.facts
         table.add_row(
-            r.name,
-            r.ring or "-",
+            text(r.name),
+            _v(r.ring),
             gpu_summary(r),
             _v(f and f.driver_version),
             _v(f and f.cuda_driver_version),
@@ -73,7 +76,8 @@ def inventory_table(console: Console, snapshot: Snapshot) -> None:
 
 
 def _v(value: Any) -> str:
-    return "-" if value in (None, "") else str(value)
+    """A value from a host or a file, as markup for a table cell; ``-`` when there is none."""
+    return "-" if value in (None, "") else text(value)
 
 
 def inventory_diff(console: Console, changes: Sequence[Change] | None, as_json: bool) -> None:
@@ -91,7 +95,7 @@ def inventory_diff(console: Console, changes: Sequence[Change] | None, as_json: 
 
     table = Table("host", "fact", "before", "after", title="changes since the last inventory", title_justify="left")
     for c in changes:
-        table.add_row(c.host, c.path, _v(c.before), _v(c.after))
+        table.add_row(text(c.host), text(c.path), _v(c.before), _v(c.after))
     console.print(table)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fleetctl.cli.safe import text
 from fleetctl.errors import HostsFailed, UsageError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def named_hosts(fleet: Fleet, names: list[str]) -> tuple[Host, ...]:
     unknown = [n for n in names if fleet.host(n) is None]
     if unknown:
         raise UsageError(f"no host named {', '.join(unknown)} in fleet {fleet.name}")
-    return tuple(fleet.host(n) for n in dict.fromkeys(names))
+    return tuple(host for n in dict.fromkeys(names) if (host := fleet.host(n)) is not None)
 
 
 def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
@@ -37,8 +38,8 @@ def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
         host, ring = event.get("host"), event.get("ring")
         skip = ("event", "host", "kind", "step", "ring")
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip and v not in ([], None))
-        where = f"[{ring}] " if ring else ""
-        console.print(f"[dim]{where}{host + ': ' if host else ''}{kind}{' ' + details if details else ''}[/dim]")
+        line = f"{f'[{ring}] ' if ring else ''}{f'{host}: ' if host else ''}{kind}{' ' + details if details else ''}"
+        console.print(f"[dim]{text(line)}[/dim]")
 
     return show
 
@@ -46,7 +47,7 @@ def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
 def outcomes(console: Console, verb: str, results: list[HostOutcome]) -> None:
     for r in results:
         mark = "[green]✓[/green]" if r.ok else "[red]✗[/red]"
-        console.print(f"{mark} {r.host}: {r.detail}")
+        console.print(f"{mark} {text(r.host)}: {text(r.detail)}")
 
 
 def drain_plan(
@@ -58,8 +59,8 @@ def drain_plan(
 
     state = load_state(fleet)
     left = check_min_serving(fleet, state, [h.name for h in hosts], force)
-    console.print(f"would drain {', '.join(h.name for h in hosts)} (dry run, nothing changed):")
-    console.print(f"  1. record the hosts as drained; remove them from the router at {fleet.router.url}; verify")
+    console.print(f"would drain {text(', '.join(h.name for h in hosts))} (dry run, nothing changed):")
+    console.print(f"  1. record the hosts as drained; remove them from the router at {text(fleet.router.url)}; verify")
     console.print(f"  2. wait up to {timeout:g}s until vLLM reports no running and no waiting requests")
     if stop:
         console.print("  3. stop the container gracefully")
@@ -72,14 +73,14 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     router = doc["router"]
-    state = "reachable" if router["reachable"] else f"[red]unreachable[/red]: {router['error']}"
-    console.print(f"router {router['url']}: {state}; {len(router['upstreams'])} upstream(s)")
+    state = "reachable" if router["reachable"] else f"[red]{text(router['error'])}[/red]"
+    console.print(f"router {text(router['url'])}: {state}; {len(router['upstreams'])} upstream(s)")
     table = Table("host", "ring", "drained", "image", "profile", "health", "router", "running", "waiting", "KV")
     for h in doc["hosts"]:
         health = (
             "[red]unreachable[/red]"
             if not h["reachable"]
-            else f"[yellow]{h['container']}[/yellow]"
+            else f"[yellow]{text(h['container'])}[/yellow]"
             if h["container"] not in (None, "running")
             else "-"
             if h["healthy"] is None
@@ -88,11 +89,11 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
             else "[red]unhealthy[/red]"
         )
         table.add_row(
-            h["name"],
-            h["ring"] or "-",
-            f"yes: {h['drain_reason']}" if h["drained"] else "no",
-            h["image"] or "-",
-            h["profile"] or "-",
+            text(h["name"]),
+            text(h["ring"] or "-"),
+            f"yes: {text(h['drain_reason'])}" if h["drained"] else "no",
+            text(h["image"] or "-"),
+            text(h["profile"] or "-"),
             health,
             "in" if h["in_router"] else "out",
             _n(h["requests_running"]),
@@ -106,7 +107,9 @@ def _n(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def raise_if_unreachable(doc: dict[str, Any]) -> None:
-    bad = [h["name"] for h in doc["hosts"] if not h["reachable"]]
-    if bad:
-        raise HostsFailed(f"{len(bad)} host(s) could not be reached: {', '.join(bad)}")
+def raise_if_not_as_intended(doc: dict[str, Any]) -> None:
+    """Exit 3 when the fleet is not as intended (``doc["problems"]``), the first line saying how."""
+    from fleetctl.core.status import summary_line
+
+    if doc["problems"]:
+        raise HostsFailed(summary_line(doc["problems"]))

@@ -9,6 +9,7 @@ import typer
 
 from fleetctl.cli.context import get_context
 from fleetctl.cli.options import JsonOpt
+from fleetctl.cli.safe import text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,7 +37,7 @@ def up(ctx: typer.Context) -> None:
     if proc.stale_cleaned:
         app_ctx.err.print("[dim]removed the record of a router that is no longer running[/dim]")
     verb = "started" if proc.started else "already running"
-    app_ctx.out.print(f"router {verb} at {proc.url} (pid {proc.pid}); log: {proc.log}")
+    app_ctx.out.print(f"router {verb} at {text(proc.url)} (pid {proc.pid}); log: {text(proc.log)}")
 
 
 @router_app.command("down")
@@ -47,10 +48,10 @@ def down(ctx: typer.Context) -> None:
     app_ctx = get_context(ctx)
     stop = router_down(app_ctx.load_fleet())
     if not stop.was_running:
-        app_ctx.out.print(f"no router started by fleetctl is running for {stop.url}")
+        app_ctx.out.print(f"no router started by fleetctl is running for {text(stop.url)}")
     else:
         how = "killed after ignoring SIGTERM" if stop.killed else "stopped"
-        app_ctx.out.print(f"router at {stop.url} (pid {stop.pid}) {how}")
+        app_ctx.out.print(f"router at {text(stop.url)} (pid {stop.pid}) {how}")
 
 
 @router_app.command("status")
@@ -93,32 +94,29 @@ def sync(
 
 
 def show_diff(console: Console, url: str, diff: RouterDiff, dry_run: bool) -> None:
-    from rich.markup import escape
-
     if diff.empty:
-        console.print(f"router {escape(url)} already holds exactly the intended upstreams")
+        console.print(f"router {text(url)} already holds exactly the intended upstreams")
         return
     verbs = ("would add", "would remove") if dry_run else ("added", "removed")
     for verb, urls in zip(verbs, (diff.add, diff.remove)):
         for u in urls:
-            console.print(f"{verb} {escape(u)}")
+            console.print(f"{verb} {text(u)}")
 
 
 def status_table(console: Console, doc: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     proc = doc["process"]
-    where = f"pid {proc['pid']} since {proc['since']}" if proc else "not started by fleetctl"
+    where = f"pid {proc['pid']} since {text(proc['since'])}" if proc else "not started by fleetctl"
     table = Table(
-        "upstream", "health", "load", "intended", title=f"router {escape(doc['url'])} · {where}", title_justify="left"
+        "upstream", "health", "load", "intended", title=f"router {text(doc['url'])} · {where}", title_justify="left"
     )
     for u in doc["upstreams"]:
         health = "[green]healthy[/green]" if u["healthy"] else "[red]unhealthy[/red]"
-        load = "-" if u["load"] is None else str(u["load"])
-        table.add_row(escape(u["url"]), health, load, "yes" if u["intended"] else "[yellow]no[/yellow]")
+        load = "-" if u["load"] is None else text(u["load"])
+        table.add_row(text(u["url"]), health, load, "yes" if u["intended"] else "[yellow]no[/yellow]")
     for url in doc["missing"]:
-        table.add_row(escape(url), "-", "-", "[yellow]yes, missing[/yellow]")
+        table.add_row(text(url), "-", "-", "[yellow]yes, missing[/yellow]")
     console.print(table)
     if doc["missing"] or doc["unexpected"]:
         console.print("[yellow]the router differs from the fleet's intended set: run fleetctl router sync[/yellow]")

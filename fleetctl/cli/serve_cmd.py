@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fleetctl.cli.context import get_context
-from fleetctl.cli.options import ForksOpt, JsonOpt, LimitOpt
+from fleetctl.cli.options import ForksOpt, JsonOpt, LimitOpt, seconds
 
 HostsArg = Annotated[list[str], typer.Argument(metavar="HOST...", help="Host names from the fleet file.")]
 ForceUnlockOpt = Annotated[bool, typer.Option("--force-unlock", help="Take over a stale fleet lock.")]
@@ -50,7 +50,9 @@ def deploy(
 def drain(
     ctx: typer.Context,
     hosts: HostsArg,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for in-flight requests.")] = 300,
+    timeout: Annotated[
+        float, typer.Option("--timeout", callback=seconds, help="Seconds to wait for in-flight requests.")
+    ] = 300,
     stop: Annotated[bool, typer.Option("--stop", help="Stop the container once drained.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why; kept with the drain record.")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
@@ -86,7 +88,7 @@ def drain(
 def undrain(
     ctx: typer.Context,
     hosts: HostsArg,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for health.")] = 900,
+    timeout: Annotated[float, typer.Option("--timeout", callback=seconds, help="Seconds to wait for health.")] = 900,
     force_unlock: ForceUnlockOpt = False,
 ) -> None:
     """Put drained hosts back: start the container if stopped, wait healthy, add to the router."""
@@ -104,7 +106,10 @@ def undrain(
 
 
 def status(ctx: typer.Context, limit: LimitOpt = None, as_json: JsonOpt = False, forks: ForksOpt = 32) -> None:
-    """Every host: ring, drained, image and profile, health, in the router, requests, KV cache; and the router."""
+    """Every host: ring, drained, image and profile, health, in the router, requests, KV cache; and the router.
+
+    Exit 3 when the fleet is not as intended: a host that should serve is down, unreachable, unhealthy or out of
+    the router, a drained host is still in it, or the router does not answer."""
     from fleetctl.cli import render_serve
     from fleetctl.core.selector import select_hosts
     from fleetctl.services.status import fleet_status
@@ -116,4 +121,4 @@ def status(ctx: typer.Context, limit: LimitOpt = None, as_json: JsonOpt = False,
         print(json.dumps(doc, indent=2))
     else:
         render_serve.status_table(app_ctx.out, doc)
-    render_serve.raise_if_unreachable(doc)
+    render_serve.raise_if_not_as_intended(doc)

@@ -2,7 +2,8 @@
 
 fleetctl starts the router detached (its own session) and keeps ``<state>/router.json`` (pid, the process's
 start time, arguments) and ``<state>/router.log``. The pid alone is not trusted: the start time read from
-``/proc`` must match too, so a pid reused by another process is never taken for our router.
+``/proc`` must match, so a pid reused by another process is never taken for our router, and the process's command
+line must end with the recorded arguments, so a hand-edited record never gets another process signalled.
 vllm-router keeps upstreams in memory only; ``sync_router`` is how a restarted router gets them back.
 """
 
@@ -25,10 +26,11 @@ from typing import Any
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState, intended_upstreams
 from fleetctl.core.router import RouterDiff, describe_mismatch, normalise_url, plan_launch, plan_sync, router_address
-from fleetctl.errors import RouterError, UsageError
+from fleetctl.errors import ConfigError, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.files import write_atomic
 from fleetctl.services.fleetstate import load_state
+from fleetctl.services.lock import open_lock_file
 from fleetctl.services.poll import PROCESS_EXIT, ROUTER_START, poll
 from fleetctl.transport.router import RouterClient
 
@@ -40,6 +42,8 @@ STATUS_SCHEMA = "fleetctl.router-status/v1"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 8
+ROUTER_PROGRAM = "vllm-router"
+ROUTER_TITLE = "vllm::router"  # vllm_router.launch_router sets this process title, overwriting its argv
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,40 @@ def _reap(pid: int) -> None:
 
 
 def _alive(record: dict[str, Any]) -> bool:
+    """The recorded process still runs: the same pid with the same start time."""
     pid, ticks = record.get("pid"), record.get("start_ticks")
-    return isinstance(pid, int) and ticks is not None and _start_ticks(pid) == ticks
+    return type(pid) is int and pid > 1 and type(ticks) is int and _start_ticks(pid) == ticks
+
+
+def _command_line(pid: int) -> list[str] | None:
+    """The process's arguments (/proc/PID/cmdline); None when they cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [arg.decode("utf-8", "surrogateescape") for arg in raw.split(b"\0")[:-1]]
+
+
+def _runs_recorded_args(record: dict[str, Any]) -> bool:
+    """The live process runs the command fleetctl started: its command line ends with the recorded argv (a
+    script's interpreter comes first when vllm-router is a Python entry point), or, when the recorded program
+    is vllm-router, reads as the title vllm-router gives itself once started (it overwrites its argv with
+    ``setproctitle("vllm::router")``)."""
+    args = record.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        return False
+    cmdline = _command_line(record["pid"])
+    if cmdline is None:
+        return False
+    if cmdline[-len(args) :] == args:
+        return True
+    return os.path.basename(args[0]) == ROUTER_PROGRAM and " ".join(cmdline).strip() == ROUTER_TITLE
+
+
+def _ours(record: dict[str, Any] | None) -> bool:
+    """The record names a live process that is the router fleetctl started (pid, start time, command line)."""
+    return record is not None and _alive(record) and _runs_recorded_args(record)
 
 
 def _read_record(fleet: Fleet) -> dict[str, Any] | None:
@@ -165,8 +201,7 @@ def _log_tail(path: str, offset: int) -> str:
 @contextmanager
 def _process_lock(fleet: Fleet) -> Iterator[None]:
     """Two ``router up``/``down`` at once take turns, so neither removes the other's record."""
-    os.makedirs(fleet.state_dir, exist_ok=True)
-    fd = os.open(os.path.join(fleet.state_dir, ROUTER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(os.path.join(fleet.state_dir, ROUTER_LOCK))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -183,10 +218,10 @@ def router_up(fleet: Fleet, state: FleetState) -> RouterProcess:
 def _up(fleet: Fleet, state: FleetState) -> RouterProcess:
     url = fleet.router.url
     record = _read_record(fleet)
-    if record is not None and _alive(record):
+    if record is not None and _ours(record):
         return _running(fleet, record)
     stale = os.path.exists(_record_path(fleet))
-    _remove_record(fleet)  # a stale record: that process is gone, or its pid is another's now
+    _remove_record(fleet)  # a stale record: that process is gone, or its pid is another process's now
     try:
         host, port = router_address(url)
     except ValueError as e:
@@ -198,11 +233,12 @@ def _up(fleet: Fleet, state: FleetState) -> RouterProcess:
             hint="stop that process, or change [router] url",
         )
     launch = plan_launch(url, intended_upstreams(state), metrics_port=_free_metrics_port())
-    proc = _spawn(fleet, [find_executable(), *launch.args])
+    argv = [find_executable(), *launch.args]
+    proc = _spawn(fleet, argv)
     return RouterProcess(
         url=url,
         pid=proc.pid,
-        args=tuple(proc.args),
+        args=tuple(argv),
         log=_log_path(fleet),
         since=_now(),
         started=True,
@@ -247,11 +283,12 @@ def _spawn(fleet: Fleet, argv: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
         )
+    ticks = _start_ticks(proc.pid)
     record = {
         "schema": RECORD_SCHEMA,
         "url": fleet.router.url,
         "pid": proc.pid,
-        "start_ticks": _start_ticks(proc.pid),
+        "start_ticks": ticks,
         "args": argv,
         "since": _now(),
         "log": log_path,
@@ -260,7 +297,7 @@ def _spawn(fleet: Fleet, argv: list[str]) -> subprocess.Popen:
     try:
         _wait_healthy(fleet.router.url, proc, log_path, offset)
     except BaseException:
-        _terminate(proc.pid, record["start_ticks"])
+        _terminate(proc.pid, ticks)
         _remove_record(fleet)
         raise
     return proc
@@ -331,9 +368,21 @@ def _down(fleet: Fleet) -> RouterStop:
     if record is None or not _alive(record):
         _remove_record(fleet)
         return RouterStop(url=fleet.router.url, pid=None, was_running=False)
+    if not _runs_recorded_args(record):
+        _refuse_foreign(fleet, record)
     killed = _terminate(record["pid"], record["start_ticks"])
     _remove_record(fleet)
     return RouterStop(url=record.get("url", fleet.router.url), pid=record["pid"], was_running=True, killed=killed)
+
+
+def _refuse_foreign(fleet: Fleet, record: dict[str, Any]) -> None:
+    """The record's pid and start time match a live process that does not run the recorded command: leave it."""
+    shown = " ".join(" ".join(_command_line(record["pid"]) or ["(unreadable)"]).split())
+    raise ConfigError(
+        f"pid {record['pid']} runs '{shown[:120]}', not the vllm-router fleetctl started; it was left alone",
+        path=_record_path(fleet),
+        hint="if no router of this fleet runs any more, remove that file; stop that process by hand if it is one",
+    )
 
 
 def router_status(fleet: Fleet, state: FleetState | None = None) -> dict[str, Any]:
@@ -343,8 +392,8 @@ def router_status(fleet: Fleet, state: FleetState | None = None) -> dict[str, An
     if state is None:
         state = load_state(fleet)
     record = _read_record(fleet)
-    ours = record is not None and normalise_url(str(record.get("url"))) == normalise_url(fleet.router.url)
-    managed = record if ours and _alive(record) else None
+    this_fleet = record is not None and normalise_url(str(record.get("url"))) == normalise_url(fleet.router.url)
+    managed = record if this_fleet and _ours(record) else None
     intended = sorted(normalise_url(u) for u in intended_upstreams(state))
     status: dict[str, Any] = {
         "schema": STATUS_SCHEMA,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import FleetState, worker_url
 from fleetctl.core.metrics import KV_CACHE, in_flight, parse_metrics
 from fleetctl.core.router import normalise_url
-from fleetctl.errors import HostError
+from fleetctl.core.status import fleet_problems
+from fleetctl.errors import ConfigError, HostError
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state
+from fleetctl.services.fleetstate import load_state, state_path
 from fleetctl.services.router import router_status
 from fleetctl.services.serving import HostOps
 
@@ -22,33 +24,43 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     from fleetctl.transport.ssh import SshPool
 
     state = load_state(fleet)
+    ports = {h.name: _port(fleet, h, state) for h in hosts}  # a bad URL in state.json: exit 2 before any work
     router = router_status(fleet, state)
     in_router = {normalise_url(u["url"]) for u in router["upstreams"]}
     rows: dict[str, dict[str, Any]] = {}
     with SshPool(fleet.ssh) as pool:
-        for host, row in fan_out(hosts, lambda h: host_status(HostOps(pool, h), state, in_router), forks=forks):
-            rows[host.name] = row if isinstance(row, dict) else unreachable_row(host, state, in_router, row)
+
+        def work(host: Host) -> dict[str, Any]:
+            return host_status(HostOps(pool, host), state, in_router, ports[host.name])
+
+        for host, row in fan_out(hosts, work, forks=forks):
+            if not isinstance(row, dict):
+                row = unreachable_row(host, state, in_router, row, ports[host.name])
+            rows[host.name] = row
+    router_doc = {key: router[key] for key in ("url", "reachable", "error", "upstreams", "missing", "unexpected")}
+    host_rows = [rows[h.name] for h in hosts]
     return {
         "schema": SCHEMA,
         "fleet": fleet.name,
-        "router": {
-            "url": router["url"],
-            "reachable": router["reachable"],
-            "error": router["error"],
-            "upstreams": router["upstreams"],
-            "missing": router["missing"],
-            "unexpected": router["unexpected"],
-        },
-        "hosts": [rows[h.name] for h in hosts],
+        "router": router_doc,
+        "hosts": host_rows,
+        "problems": fleet_problems(router_doc, host_rows),
     }
 
 
-def _port(host: Host, state: FleetState) -> int:
+def _port(fleet: Fleet, host: Host, state: FleetState) -> int:
+    """The port vLLM serves on: the recorded URL's (its scheme's default when it names none), else 8000."""
     record = state.serving.get(host.name)
-    return int(record.url.rsplit(":", 1)[1]) if record else DEFAULT_PORT
+    if record is None:
+        return DEFAULT_PORT
+    try:
+        url = urlsplit(record.url)
+        return url.port or (443 if url.scheme == "https" else 80)
+    except ValueError as e:
+        raise ConfigError(f"serving.{host.name}: url {record.url!r}: {e}", path=state_path(fleet)) from e
 
 
-def _base(host: Host, state: FleetState, in_router: set[str]) -> dict[str, Any]:
+def _base(host: Host, state: FleetState, in_router: set[str], port: int) -> dict[str, Any]:
     drained = state.drained.get(host.name)
     return {
         "name": host.name,
@@ -56,21 +68,21 @@ def _base(host: Host, state: FleetState, in_router: set[str]) -> dict[str, Any]:
         "reachable": False,
         "error": None,
         "drained": drained is not None,
+        "should_serve": host.name in state.serving and drained is None,
         "drain_reason": drained.reason if drained else None,
         "image": None,
         "profile": None,
         "container": None,
         "healthy": None,
-        "in_router": normalise_url(worker_url(host.address, _port(host, state))) in in_router,
+        "in_router": normalise_url(worker_url(host.address, port)) in in_router,
         "requests_running": None,
         "requests_waiting": None,
         "kv_cache_usage": None,
     }
 
 
-def host_status(ops: HostOps, state: FleetState, in_router: set[str]) -> dict[str, Any]:
-    row = _base(ops.host, state, in_router)
-    port = _port(ops.host, state)
+def host_status(ops: HostOps, state: FleetState, in_router: set[str], port: int = DEFAULT_PORT) -> dict[str, Any]:
+    row = _base(ops.host, state, in_router, port)
     current = ops.runtime.current()
     row["reachable"] = True
     if current is None:
@@ -92,7 +104,9 @@ def host_status(ops: HostOps, state: FleetState, in_router: set[str]) -> dict[st
     return row
 
 
-def unreachable_row(host: Host, state: FleetState, in_router: set[str], error: HostError) -> dict[str, Any]:
-    row = _base(host, state, in_router)
+def unreachable_row(
+    host: Host, state: FleetState, in_router: set[str], error: HostError, port: int = DEFAULT_PORT
+) -> dict[str, Any]:
+    row = _base(host, state, in_router, port)
     row["error"] = f"{error.kind}: {error.reason}"
     return row

@@ -50,8 +50,9 @@ def test_a_killed_holder_leaves_a_stale_lock_that_needs_force(tmp_path):
     with pytest.raises(LockHeld, match="stale fleet lock"):
         with fleet_lock(str(tmp_path), "fleetctl drain gpu-01"):
             pass
+    assert json.loads((tmp_path / "lock.json").read_text())["pid"] == proc.pid
     with fleet_lock(str(tmp_path), "fleetctl drain gpu-01", force=True) as held:
-        assert held["took_over"]["pid"] == proc.pid
+        assert json.loads((tmp_path / "lock.json").read_text()) == held and held["command"] == "fleetctl drain gpu-01"
     assert not (tmp_path / "lock.json").exists()
 
 
@@ -60,7 +61,7 @@ def test_resume_of_the_same_run_takes_over_its_own_stale_lock(tmp_path):
     proc.kill()
     proc.wait()
     with fleet_lock(str(tmp_path), "fleetctl upgrade --resume", run_id="run-1") as held:
-        assert held["took_over"]["run_id"] == "run-1"
+        assert held["run_id"] == "run-1"
         assert json.loads((tmp_path / "lock.json").read_text())["command"] == "fleetctl upgrade --resume"
 
 
