@@ -9,14 +9,17 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
+
+from fleetctl.core.timefmt import utc_iso
+from fleetctl.services.clock import SYSTEM, Clock
 
 SCHEMA = "fleetctl.journal/v1"
 
 
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+def new_run_id(clock: Clock = SYSTEM) -> str:
+    return clock.utc_now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def runs_dir(state_dir: str) -> str:
@@ -24,15 +27,21 @@ def runs_dir(state_dir: str) -> str:
 
 
 class Journal:
-    def __init__(self, state_dir: str, run_id: str) -> None:
-        self.run_id = run_id
+    def __init__(self, state_dir: str, run_id: str, clock: Clock = SYSTEM) -> None:
+        self.run_id, self.clock = run_id, clock
         self.path = os.path.join(runs_dir(state_dir), f"{run_id}.jsonl")
         os.makedirs(runs_dir(state_dir), exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         _fsync_dir(runs_dir(state_dir))
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"schema": SCHEMA, "at": _now(), "run_id": self.run_id, "event": event, **fields}
+        record = {
+            "schema": SCHEMA,
+            "at": utc_iso(self.clock.utc_now(), millis=True),
+            "run_id": self.run_id,
+            "event": event,
+            **fields,
+        }
         os.write(self._fd, (json.dumps(record, sort_keys=True) + "\n").encode())
         os.fsync(self._fd)
         return record
@@ -63,10 +72,6 @@ def list_runs(state_dir: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     for name in sorted(os.listdir(directory), reverse=True):
         if name.endswith(".jsonl"):
             yield name[:-6], read_journal(os.path.join(directory, name))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fsync_dir(path: str) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
@@ -23,14 +22,15 @@ from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state, update_state
+from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal
-from fleetctl.services.router import sync_router
+from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import HostOps, now, quiesce
 
 Event = Callable[[dict[str, Any]], None]
 DRAIN_TIMEOUT_S = 300
 RESTORE_STOP_S = 40
+RECONNECT_TRIES = 3  # a step whose SSH connection dropped is repeated over a new one, this many times in all
 
 
 @dataclass
@@ -69,10 +69,12 @@ class Interrupt:
 
 
 class Executor:
-    def __init__(self, ctx: RunContext, journal: Journal, pool, on_event: Event, interrupt: Interrupt) -> None:
-        self.ctx, self.journal, self.pool, self.on_event, self.interrupt = ctx, journal, pool, on_event, interrupt
+    def __init__(
+        self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Event, interrupt: Interrupt
+    ) -> None:
+        self.ctx, self.journal, self.ports, self.on_event, self.interrupt = ctx, journal, ports, on_event, interrupt
         self.samples: dict[str, dict[str, MetricsSample]] = {}  # ring → host → sample at bake start
-        self.ops: dict[str, HostOps] = {}  # host → its runtime, kept for the whole run
+        self.ops: dict[str, HostPort] = {}  # host → its runtime, kept for the whole run (until it drops)
         self.old: WindowFigures | None = None  # the old version's figures recorded so far
 
     def run(self, records: list[dict[str, Any]]) -> RunState:
@@ -100,7 +102,7 @@ class Executor:
         state = apply(state, self.journal.append("action_begin", **fields))
         self.on_event({"event": action.kind, **{k: v for k, v in fields.items() if k != "key" and v}})
         try:
-            extra = self._act(state, action) or {}
+            extra = self._act_reconnecting(state, action) or {}
         except HostError as e:
             self.on_event({"event": "failed", "host": e.host, "reason": f"{e.kind}: {e.reason}"})
             if action.kind == "rollback_step":
@@ -109,6 +111,19 @@ class Executor:
         state = apply(state, self.journal.append("action_done", **fields, **extra))
         self.on_event({"event": "done", **{k: v for k, v in fields.items() if k != "key" and v}})
         return state
+
+    def _act_reconnecting(self, state: RunState, action: Action) -> dict[str, Any] | None:
+        """``_act``; a dropped SSH connection (``disconnected``) is reopened and the step done again (each step
+        is idempotent), up to RECONNECT_TRIES times in all."""
+        for attempt in range(1, RECONNECT_TRIES + 1):
+            try:
+                return self._act(state, action)
+            except HostError as e:
+                if e.kind != "disconnected" or attempt == RECONNECT_TRIES:
+                    raise
+                self.ops.pop(e.host, None)  # the next use opens a new connection
+                self.on_event({"event": "reconnect", "host": e.host, "reason": e.reason, "attempt": attempt + 1})
+        raise AssertionError("unreachable")
 
     def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
         handlers = {
@@ -122,12 +137,10 @@ class Executor:
 
     # -- actions -------------------------------------------------------------------------------------------------
 
-    def _ops(self, name: str) -> HostOps:
-        """One ``HostOps`` (and so one Docker client over the pool's SSH connection) per host for the run."""
+    def _ops(self, name: str) -> HostPort:
+        """One host handle (and so one Docker client over the pool's SSH connection) per host for the run."""
         if name not in self.ops:
-            host = self.ctx.fleet.host(name)
-            assert host is not None
-            self.ops[name] = HostOps(self.pool, host)
+            self.ops[name] = self.ports.host(name)
         return self.ops[name]
 
     def _pull(self, state: RunState, action: Action) -> None:
@@ -175,39 +188,39 @@ class Executor:
         elif action.step == "undrain":
             self._undrain(action.host, self._previous_record(action.host))
 
-    def _drain(self, ops: HostOps, port: int) -> None:
+    def _drain(self, ops: HostPort, port: int) -> None:
         name = ops.host.name
         reason = f"upgrade {self.journal.run_id}"
-        update_state(
-            self.ctx.fleet,
+        self.ports.update_state(
             lambda s: s if s.is_drained(name) else s.with_drained(DrainRecord(name, reason, "fleetctl", now())),
         )
-        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
+        self.ports.sync_router()
         current = ops.runtime.current()
         if current is not None and current.running:
-            quiesce(ops, port, DRAIN_TIMEOUT_S, False, self.on_event)
+            quiesce(cast(HostOps, ops), port, DRAIN_TIMEOUT_S, False, self.on_event)
 
     def _undrain(self, name: str, record: ServingRecord | None) -> None:
         def change(s):
             s = s.without_drained(name)
             return s.with_serving(record) if record is not None else s
 
-        update_state(self.ctx.fleet, change)
-        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
+        self.ports.update_state(change)
+        self.ports.sync_router()
 
     def _bake(self, state: RunState, action: Action) -> None:
         self.samples[action.ring] = self._sample_all()
-        deadline = time.monotonic() + self.ctx.bake_s
-        while time.monotonic() < deadline:
+        clock = self.ports.clock
+        deadline = clock.monotonic() + self.ctx.bake_s
+        while clock.monotonic() < deadline:
             if self.interrupt.requested.is_set():
                 raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            clock.sleep(min(0.5, max(0.0, deadline - clock.monotonic())))
 
     def _judge(self, state: RunState, action: Action) -> dict[str, Any]:
         before = self.samples.get(action.ring)
         if before is None:  # resumed between bake and judge: bake again, briefly
             before = self._sample_all()
-            time.sleep(min(self.ctx.bake_s, 10))
+            self.ports.clock.sleep(min(self.ctx.bake_s, 10))
         after = self._sample_all()
         upgraded = set(state.touched)
         ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
@@ -228,11 +241,11 @@ class Executor:
 
     def _serving(self) -> dict[str, str]:
         """Host → URL of every host serving now (not drained), whichever version it runs."""
-        state = load_state(self.ctx.fleet)
+        state = self.ports.load_state()
         return {h: r.url for h, r in state.serving.items() if not state.is_drained(h)}
 
     def _sample_all(self) -> dict[str, MetricsSample]:
-        return sample_serving(self.ctx.fleet)
+        return self.ports.sample_serving()
 
     def _hosts(self, names) -> list[Host]:
         return [self.ctx.fleet.host(n) for n in names if self.ctx.fleet.host(n) is not None]
@@ -247,8 +260,12 @@ class Executor:
         return None if doc is None else ServingRecord(host=name, **doc)
 
 
-def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
-    """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out."""
+def sample_serving(
+    fleet: Fleet, names: tuple[str, ...] | None = None, fetch: Callable[[Host, str], str] | None = None
+) -> dict[str, MetricsSample]:
+    """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out.
+    ``fetch(host, url)`` reads a host's /metrics text (vLLM over HTTP unless given)."""
+    fetch = fetch or _metrics
     state = load_state(fleet)
     urls = {
         h: r.url
@@ -256,7 +273,7 @@ def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[s
         if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None
     }
     samples = {}
-    for host, text in fan_out([fleet.host(n) for n in urls], lambda h: _metrics(h, urls[h.name])):
+    for host, text in fan_out([fleet.host(n) for n in urls], lambda h: fetch(h, urls[h.name])):
         if isinstance(text, str):
             samples[host.name] = parse_metrics(text)
     return samples

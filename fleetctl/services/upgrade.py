@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,11 @@ from fleetctl.core.metrics import MetricsSample, WindowFigures, window
 from fleetctl.core.rollout import RunState
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
+from fleetctl.services.clock import SYSTEM
 from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal, list_runs, new_run_id
 from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
+from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
 
 Event = Callable[[dict[str, Any]], None]
@@ -77,19 +80,29 @@ def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings
         raise UsageError(f"cannot plan the upgrade: {e}") from e
 
 
-def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event: Event, pool=None) -> RunState:
-    """Journal the run's head and carry it out, over ``pool`` (the command's SSH pool) or a new one."""
-    from contextlib import nullcontext
-
+def start_run(
+    fleet: Fleet,
+    request: UpgradeRequest,
+    plan: RolloutPlan,
+    on_event: Event,
+    pool=None,
+    ports: RolloutPorts | None = None,
+) -> RunState:
+    """Journal the run's head and carry it out, over ``ports`` (tests), ``pool`` (the command's SSH pool) or a
+    new pool."""
     from fleetctl.services.lock import tag_run
 
-    run_id = new_run_id()
+    clock = ports.clock if ports is not None else SYSTEM
+    run_id = new_run_id(clock)
     spec = spec_for(request.profile, request.environ, run_id, request.image)
     tag_run(fleet.state_dir, run_id)
-    state = load_state(fleet)
+    state = ports.load_state() if ports is not None else load_state(fleet)
     previous = {h: {"record": state.serving[h].to_dict(), "model": state.serving[h].model} for h in plan.hosts}
-    reference = reference_window(request.opening, sample_serving(fleet, plan.hosts)) if request.opening else None
-    journal = Journal(fleet.state_dir, run_id)
+    reference = None
+    if request.opening is not None:
+        sampled = ports.sample_serving(plan.hosts) if ports is not None else sample_serving(fleet, plan.hosts)
+        reference = reference_window(request.opening, sampled, clock.monotonic())
+    journal = Journal(fleet.state_dir, run_id, clock)
     head = journal.append(
         "run_started",
         plan=plan.to_dict(),
@@ -102,19 +115,29 @@ def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event
         bake_s=request.bake_s,
         gate=request.gate.__dict__,
     )
+    ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
+    with _ports(fleet, pool, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, [head], on_event)
+
+
+@contextmanager
+def _ports(fleet: Fleet, pool: Any, ports: RolloutPorts | None) -> Iterator[RolloutPorts]:
+    """``ports`` when given; else the real fleet over ``pool`` or over a pool of its own for the run."""
+    if ports is not None:
+        yield ports
+        return
     with nullcontext(pool) if pool is not None else connections(fleet) as shared:
-        ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
-        return _execute(ctx, journal, shared, [head], on_event)
+        yield FleetPorts(fleet, shared)
 
 
-def reference_window(opening: Opening, now: dict[str, MetricsSample]) -> dict[str, Any] | None:
+def reference_window(opening: Opening, now: dict[str, MetricsSample], now_at: float) -> dict[str, Any] | None:
     """The old version's figures from the opening samples to ``now`` (journaled), or None without traffic."""
     total = WindowFigures()
     for name in opening.samples.keys() & now.keys():
         total = total.plus(window(opening.samples[name], now[name]))
     if total.requests <= 0:
         return None
-    return {**total.to_dict(), "seconds": round(time.monotonic() - opening.at, 3)}
+    return {**total.to_dict(), "seconds": round(now_at - opening.at, 3)}
 
 
 def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
@@ -132,11 +155,13 @@ def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
     )
 
 
-def _execute(ctx: RunContext, journal: Journal, pool, records: list[dict[str, Any]], on_event: Event) -> RunState:
+def _execute(
+    ctx: RunContext, journal: Journal, ports: RolloutPorts, records: list[dict[str, Any]], on_event: Event
+) -> RunState:
     interrupt = Interrupt()
     restore = interrupt.install()
     try:
-        state = Executor(ctx, journal, pool, on_event, interrupt).run(records)
+        state = Executor(ctx, journal, ports, on_event, interrupt).run(records)
     finally:
         restore()
         journal.close()
@@ -166,7 +191,14 @@ def unfinished_run(fleet: Fleet) -> tuple[str, list[dict[str, Any]]] | None:
     return None
 
 
-def resume_run(fleet: Fleet, environ: Mapping[str, str], on_event: Event, *, abort: bool = False) -> RunState:
+def resume_run(
+    fleet: Fleet,
+    environ: Mapping[str, str],
+    on_event: Event,
+    *,
+    abort: bool = False,
+    ports: RolloutPorts | None = None,
+) -> RunState:
     """Continue (or, with ``abort``, roll back) the run that did not finish."""
     from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
 
@@ -179,13 +211,13 @@ def resume_run(fleet: Fleet, environ: Mapping[str, str], on_event: Event, *, abo
     profile = load_profile(head["profile_path"], dirs, load_matrix(dirs))
     spec = spec_for(profile, environ, head["revision"], head["image"])
     plan = RolloutPlan.from_dict(head["plan"])
-    journal = Journal(fleet.state_dir, run_id)
+    journal = Journal(fleet.state_dir, run_id, ports.clock if ports is not None else SYSTEM)
     if abort:
         records.append(journal.append("abort_requested"))
     on_event({"event": "resume", "run_id": run_id, "records": len(records)})
-    with connections(fleet) as pool:
-        ctx = _context(fleet, profile, spec, plan, head["previous"], head["bake_s"], GateSettings(**head["gate"]))
-        return _execute(ctx, journal, pool, records, on_event)
+    ctx = _context(fleet, profile, spec, plan, head["previous"], head["bake_s"], GateSettings(**head["gate"]))
+    with _ports(fleet, None, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, records, on_event)
 
 
 def history(fleet: Fleet) -> list[dict[str, Any]]:
