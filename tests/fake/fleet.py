@@ -41,6 +41,15 @@ health_timeout_s = 60
 """
 
 
+def fleet_file(hosts: tuple[Host, ...], bake_s: float) -> str:
+    """The fleet file the fake's ``Fleet`` stands for (so ``fleetctl --fleet`` commands read the same fleet)."""
+    rings = ", ".join(f'"{r}"' for r in dict.fromkeys(h.ring for h in hosts))
+    lines = ['[fleet]\nname = "fake"\n', f'[router]\nurl = "{URL}"\nmin_serving = 1\n']
+    lines.append(f"[rollout]\nrings = [{rings}]\nbake_s = {bake_s:g}\n")
+    lines += [f'[[hosts]]\nname = "{h.name}"\naddress = "{h.address}"\nring = "{h.ring}"\n' for h in hosts]
+    return "\n".join(lines)
+
+
 class FakeFleet:
     """Hosts gpu-01.. in rings canary, early, main, main, all serving ``lab/vllm:stable`` through the router,
     each taking ``rate`` requests a second while the router holds it and its container runs."""
@@ -55,7 +64,7 @@ class FakeFleet:
             router=RouterSettings(url=URL, min_serving=1),
             rollout=RolloutSettings(rings=tuple(dict.fromkeys(rings)), bake_s=bake_s),
         )
-        (root / "fleet.toml").write_text("# the fake fleet's settings are built in tests/fake/fleet.py\n")
+        (root / "fleet.toml").write_text(fleet_file(hosts, bake_s))
         self.behaviours: dict[str, Behaviour] = {OLD_IMAGE: Behaviour(ttft_s=0.05), NEW_IMAGE: Behaviour(ttft_s=0.05)}
         self.hosts = {h.name: FakeHost(h, self) for h in hosts}
         self.router = FakeRouter([self.url(h.name) for h in hosts])
