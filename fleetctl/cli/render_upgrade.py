@@ -1,129 +1,49 @@
-"""The upgrade commands' steps and rendering: preflight, plan, live events, summary."""
+"""The upgrade commands' rendering: the preflight's report, the plan, live events, the summary, history."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from fleetctl.errors import CheckFailed, HostsFailed, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from fleetctl.cli.context import AppContext
+    from fleetctl.core.compat.result import CheckReport
     from fleetctl.core.fleet import Fleet
     from fleetctl.core.rollout_plan import RolloutPlan
     from fleetctl.services.upgrade import UpgradeRequest
+    from fleetctl.services.upgrade_prepare import Prepared
 
 
-@dataclass(frozen=True)
-class Preflight:
-    """How ``prepare`` probes and checks the targets: over ``pool`` (the run's own SSH pool) when given."""
+def report_sink(app_ctx: AppContext, quiet: bool) -> Callable[[CheckReport, bool], None]:
+    """Shows the preflight's check report when some hosts cannot run the profile (left out quietly with
+    ``--json --skip-incompatible``)."""
 
-    skip_incompatible: bool = False
-    forks: int = 32
-    accept_new: bool = False
-    quiet: bool = False
-    pool: Any = None
+    def show(report: CheckReport, skipping: bool) -> None:
+        from fleetctl.cli.check_render import check_table
 
+        if not quiet or not skipping:
+            check_table(app_ctx.err, report)
 
-def prepare(
-    app_ctx: AppContext,
-    fleet: Fleet,
-    profile_ref: str,
-    image: str | None,
-    limit: str | None,
-    bake_s: float | None,
-    options: Preflight,
-) -> tuple[UpgradeRequest, RolloutPlan]:
-    """Profile, targets, preflight and plan. For a run (a pool given), the old version's figures are sampled
-    first, so the preflight's own time is the start of the run's reference window."""
-    from fleetctl.cli.render_serve import load_profile
-    from fleetctl.core.selector import select_hosts
-    from fleetctl.services.upgrade import make_plan, open_window, rollout_settings
-
-    profile = load_profile(app_ctx, fleet, profile_ref)
-    targets = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
-    opening = open_window(fleet, targets) if options.pool is not None else None
-    targets = preflight(app_ctx, fleet, profile, targets, options)
-    plan, skipped = make_plan(fleet, targets, rollout_settings(fleet, profile))
-    if skipped:
-        app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(skipped)}[/yellow]")
-    return _request(app_ctx, fleet, profile, image, plan, bake_s, opening), plan
+    return show
 
 
-def _request(app_ctx, fleet, profile, image, plan, bake_s, opening=None):
-    from fleetctl.core.gate import GateSettings
-    from fleetctl.services.upgrade import UpgradeRequest, rollout_settings
-
-    settings = rollout_settings(fleet, profile)
-    gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
-    targets = tuple(fleet.host(h) for h in plan.hosts)
-    return UpgradeRequest(
-        profile=profile,
-        image=image,
-        targets=targets,
-        environ=app_ctx.env,
-        gate=gate,
-        bake_s=settings.bake_s if bake_s is None else bake_s,
-        opening=opening,
-    )
+def left_out(app_ctx: AppContext, prepared: Prepared) -> None:
+    if prepared.incompatible:
+        app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(prepared.incompatible)}[/yellow]")
+    if prepared.not_serving:
+        app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(prepared.not_serving)}[/yellow]")
 
 
-def preflight(app_ctx, fleet, profile, targets, options: Preflight):
-    """A fresh inventory and check of every target; failures stop here (exit 4) unless skipped."""
-    from fleetctl.cli.check_render import check_table
-    from fleetctl.core.compat.rules import check_snapshot
-    from fleetctl.services.inventory import collect_inventory
-    from fleetctl.services.profiles import load_matrix, profile_dirs
+def confirm_or_cancel(yes: bool, question: str) -> None:
+    """Ask on stderr unless ``--yes``; a "no" changes nothing and exits 1 (as before)."""
+    import typer
 
-    skip_incompatible, quiet = options.skip_incompatible, options.quiet
-    snapshot = collect_inventory(
-        fleet, targets, forks=options.forks, accept_new_host_keys=options.accept_new, pool=options.pool
-    )
-    report = check_snapshot(snapshot, profile, load_matrix(profile_dirs(app_ctx.env, fleet.path)))
-    bad = {h.name for h in report.hosts if not h.ok}
-    if not bad:
-        return targets
-    if not quiet or not skip_incompatible:
-        check_table(app_ctx.err, report)
-    if not skip_incompatible:
-        error = CheckFailed if report.failed else HostsFailed
-        raise error(
-            f"preflight: {', '.join(sorted(bad))} cannot run profile {profile.name}; nothing was changed",
-            hint="fix them, or leave them out with --skip-incompatible",
-        )
-    app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(sorted(bad))}[/yellow]")
-    kept = tuple(h for h in targets if h.name not in bad)
-    if not kept:
-        raise CheckFailed("preflight: no target host can run the profile")
-    return kept
-
-
-def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
-    from fleetctl.cli.render_serve import load_profile
-    from fleetctl.core.rollout_plan import RolloutPlan
-    from fleetctl.services.upgrade import last_completed, make_plan, open_window, rollout_settings
-
-    head = last_completed(fleet)
-    hosts = RolloutPlan.from_dict(head["plan"]).hosts
-    opening = open_window(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None))
-    previous = [head["previous"][h]["record"] for h in hosts]
-    targets = {(p["profile"], p["image"]) for p in previous}
-    if len(targets) != 1:
-        raise UsageError(
-            "the hosts of the last run ran different versions before it: roll back by hand with "
-            "fleetctl upgrade --profile ... --limit ..."
-        )
-    profile_name, image = targets.pop()
-    profile = load_profile(app_ctx, fleet, profile_name)
-    plan, _ = make_plan(
-        fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None), rollout_settings(fleet, profile)
-    )
-    return _request(app_ctx, fleet, profile, image, plan, None, opening), plan
+    if not yes and not typer.confirm(question, err=True):
+        raise typer.Exit(1)
 
 
 def show_plan(
@@ -220,27 +140,6 @@ def _resumed_view(app_ctx: AppContext, as_json: bool, pending: tuple[str, list[d
     )
 
 
-def locked(fleet: Fleet, force_unlock: bool):
-    """The fleet lock for a new run; refused while an earlier run is unfinished (resume or abort it first)."""
-    from contextlib import contextmanager
-
-    from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import unfinished_run
-
-    @contextmanager
-    def held():
-        with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
-            pending = unfinished_run(fleet)
-            if pending is not None:
-                raise UsageError(
-                    f"run {pending[0]} did not finish: continue it with fleetctl upgrade --resume, "
-                    "or roll back what it changed with --abort"
-                )
-            yield
-
-    return held()
-
-
 def run(
     app_ctx: AppContext, fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, *, as_json: bool, pool=None
 ) -> None:
@@ -255,12 +154,10 @@ def run(
 
 
 def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: bool, force_unlock: bool) -> None:
-    from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import resume_run, unfinished_run
+    from fleetctl.services.upgrade import resume_run
+    from fleetctl.services.upgrade_prepare import continuing
 
-    pending = unfinished_run(fleet)
-    run_id = pending[0] if pending else None
-    with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=run_id):
+    with continuing(fleet, force_unlock) as pending:
         try:
             with _resumed_view(app_ctx, as_json, pending) as sink:
                 resume_run(fleet, app_ctx.env, sink, abort=abort)

@@ -48,20 +48,27 @@ def upgrade(
         return
     if profile is None:
         raise typer.BadParameter("--profile is required (or --resume / --abort)", param_hint="--profile")
+    from fleetctl.core.selector import select_hosts
+    from fleetctl.services import upgrade_prepare as prep
     from fleetctl.services.upgrade import connections
 
-    options = ui.Preflight(skip_incompatible, forks, accept_new_host_keys, quiet=as_json)
+    targets = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
+    options, on_report = (
+        prep.Preflight(skip_incompatible, forks, accept_new_host_keys),
+        ui.report_sink(app_ctx, as_json),
+    )
     if plan:  # changes nothing, so it takes no lock
-        ui.show_plan(app_ctx, *ui.prepare(app_ctx, fleet, profile, image, limit, bake_s, options), as_json)
+        found = prep.prepare(app_ctx.env, fleet, targets, profile, options, on_report, image=image, bake_s=bake_s)
+        ui.left_out(app_ctx, found)
+        ui.show_plan(app_ctx, found.request, found.plan, as_json)
         return
-    with ui.locked(fleet, force_unlock), connections(fleet, accept_new=accept_new_host_keys) as pool:
-        request, run_plan = ui.prepare(
-            app_ctx, fleet, profile, image, limit, bake_s, dataclasses.replace(options, pool=pool)
-        )
-        ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
-        if not yes and not typer.confirm("Start this rollout?", err=True):
-            raise typer.Exit(1)
-        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json, pool=pool)
+    with prep.locked(fleet, force_unlock), connections(fleet, accept_new=accept_new_host_keys) as pool:
+        options = dataclasses.replace(options, pool=pool)
+        found = prep.prepare(app_ctx.env, fleet, targets, profile, options, on_report, image=image, bake_s=bake_s)
+        ui.left_out(app_ctx, found)
+        ui.show_plan(app_ctx, found.request, found.plan, False, to_stderr=True)
+        ui.confirm_or_cancel(yes, "Start this rollout?")
+        ui.run(app_ctx, fleet, found.request, found.plan, as_json=as_json, pool=pool)
 
 
 def rollback(
@@ -72,15 +79,15 @@ def rollback(
 ) -> None:
     """Revert the last completed upgrade: a rollout back to the profile and image the hosts ran before it."""
     from fleetctl.cli import render_upgrade as ui
+    from fleetctl.services import upgrade_prepare as prep
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
-    with ui.locked(fleet, force_unlock):
-        request, run_plan = ui.prepare_rollback(app_ctx, fleet)
-        ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
-        if not yes and not typer.confirm("Roll back?", err=True):
-            raise typer.Exit(1)
-        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json)
+    with prep.locked(fleet, force_unlock):
+        found = prep.prepare_rollback(app_ctx.env, fleet)
+        ui.show_plan(app_ctx, found.request, found.plan, False, to_stderr=True)
+        ui.confirm_or_cancel(yes, "Roll back?")
+        ui.run(app_ctx, fleet, found.request, found.plan, as_json=as_json)
 
 
 def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fleetctl.core.metrics import WindowFigures
 from fleetctl.core.rollout_plan import RolloutPlan
+from fleetctl.core.timefmt import seconds_between
 
 UPGRADE_STEPS = ("drain", "replace", "healthy", "undrain")
 ROLLBACK_STEPS = ("drain", "restore", "healthy", "undrain")
@@ -134,14 +135,6 @@ def old_version_figures(records: list[dict[str, Any]]) -> WindowFigures | None:
     return total
 
 
-def in_flight_host(state: RunState, records: list[dict[str, Any]]) -> str | None:
-    """The host of an action begun but never done (the run crashed in the middle of it), if any."""
-    begun = [r for r in records if r.get("event") == "action_begin"]
-    if begun and begun[-1]["key"] not in state.done:
-        return begun[-1].get("host")
-    return None
-
-
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ring: hosts, start and end times, duration, and the gate's figures, from a run's journal."""
     rings: dict[str, dict[str, Any]] = {}
@@ -160,14 +153,5 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["passed"] = r.get("passed")
             row["gate"] = (r.get("verdict") or {}).get("checks")
     for row in rings.values():
-        row["duration_s"] = _seconds_between(row["started"], row["ended"])
+        row["duration_s"] = seconds_between(row["started"], row["ended"])
     return list(rings.values())
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    from datetime import datetime
-
-    if not start or not end:
-        return None
-    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-    return round((parse(end) - parse(start)).total_seconds(), 1)

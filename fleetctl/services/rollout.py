@@ -16,8 +16,9 @@ from typing import Any, cast
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import GateSettings, judge_ring
-from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics, window
+from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics
 from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
+from fleetctl.core.rollout_decisions import judge_inputs, rebake_s, url_port, with_baseline
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError
@@ -52,7 +53,7 @@ class RunContext:
 
     def port_before(self, host: str) -> int:
         url = self.previous.get(host, {}).get("record", {}).get("url")
-        return int(url.rsplit(":", 1)[1]) if url else self.port
+        return url_port(url, self.port) if url else self.port
 
 
 class Interrupt:
@@ -220,22 +221,18 @@ class Executor:
         before = self.samples.get(action.ring)
         if before is None:  # resumed between bake and judge: bake again, briefly
             before = self._sample_all()
-            self.ports.clock.sleep(min(self.ctx.bake_s, 10))
+            self.ports.clock.sleep(rebake_s(self.ctx.bake_s))
         after = self._sample_all()
-        upgraded = set(state.touched)
-        ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
-        serving = self._serving()
-        baseline_hosts = [h for h in before if h in after and h not in upgraded and h in serving]
-        baseline = _sum(window(before[h], after[h]) for h in baseline_hosts) if baseline_hosts else None
-        source = "baseline hosts" if baseline is not None else "old version's figures recorded in this run"
-        unhealthy = tuple(h for h in action.hosts if h not in after)
-        verdict = judge_ring(ring, baseline or self.old, unhealthy, self.ctx.gate, baseline_source=source)
+        inputs = judge_inputs(action.hosts, before, after, state.touched, self._serving(), self.old)
+        verdict = judge_ring(
+            inputs.ring, inputs.compare_with, inputs.unhealthy, self.ctx.gate, baseline_source=inputs.source
+        )
         report = {"ring": action.ring, "checks": [c.to_dict() for c in verdict.checks]}
         self.on_event({"event": "gate", "ring": action.ring, "passed": verdict.passed, "checks": report["checks"]})
-        if baseline is None:
+        self.old = with_baseline(self.old, inputs.baseline)
+        if inputs.baseline is None:
             return {"passed": verdict.passed, "verdict": report}
-        self.old = baseline if self.old is None else self.old.plus(baseline)
-        return {"passed": verdict.passed, "verdict": report, "baseline": baseline.to_dict()}
+        return {"passed": verdict.passed, "verdict": report, "baseline": inputs.baseline.to_dict()}
 
     # -- observation ---------------------------------------------------------------------------------------------
 
@@ -287,10 +284,3 @@ def _metrics(host: Host, url: str) -> str:
         return client.metrics_text()
     finally:
         client.close()
-
-
-def _sum(figures) -> WindowFigures:
-    total = WindowFigures()
-    for f in figures:
-        total = total.plus(f)
-    return total

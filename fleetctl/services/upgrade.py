@@ -16,11 +16,13 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
-from fleetctl.core.metrics import MetricsSample, WindowFigures, window
+from fleetctl.core.metrics import MetricsSample
 from fleetctl.core.rollout import RunState
+from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
 from fleetctl.services.clock import SYSTEM
@@ -70,12 +72,10 @@ def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
 
 def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings) -> tuple[RolloutPlan, list[str]]:
     """The plan over the targets that serve now; drained hosts are left alone (named in the second value)."""
-    state = load_state(fleet)
-    serving = [h for h in state.serving if not state.is_drained(h)]
-    skipped = [h.name for h in targets if h.name not in serving]
-    chosen = tuple(h for h in targets if h.name in serving)
+    found = serving_targets(targets, serving_now(load_state(fleet)))
     try:
-        return plan_rollout(chosen, settings, serving=len(serving), min_serving=fleet.router.min_serving), skipped
+        plan = plan_rollout(found.chosen, settings, serving=found.serving, min_serving=fleet.router.min_serving)
+        return plan, list(found.skipped)
     except PlanError as e:
         raise UsageError(f"cannot plan the upgrade: {e}") from e
 
@@ -132,12 +132,7 @@ def _ports(fleet: Fleet, pool: Any, ports: RolloutPorts | None) -> Iterator[Roll
 
 def reference_window(opening: Opening, now: dict[str, MetricsSample], now_at: float) -> dict[str, Any] | None:
     """The old version's figures from the opening samples to ``now`` (journaled), or None without traffic."""
-    total = WindowFigures()
-    for name in opening.samples.keys() & now.keys():
-        total = total.plus(window(opening.samples[name], now[name]))
-    if total.requests <= 0:
-        return None
-    return {**total.to_dict(), "seconds": round(now_at - opening.at, 3)}
+    return decisions.reference_window(opening.samples, opening.at, now, now_at)
 
 
 def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
@@ -184,11 +179,7 @@ def _rollback_message(state: RunState) -> str:
 
 
 def unfinished_run(fleet: Fleet) -> tuple[str, list[dict[str, Any]]] | None:
-    for run_id, records in list_runs(fleet.state_dir):
-        if records and records[0].get("event") == "run_started":
-            if not any(r.get("event") == "run_finished" for r in records):
-                return run_id, records
-    return None
+    return decisions.unfinished(list_runs(fleet.state_dir))
 
 
 def resume_run(
@@ -242,7 +233,4 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
 
 
 def last_completed(fleet: Fleet) -> dict[str, Any]:
-    for _run_id, records in list_runs(fleet.state_dir):
-        if records and any(r.get("event") == "run_finished" and r.get("outcome") == "completed" for r in records):
-            return records[0]
-    raise UsageError("no completed upgrade to roll back")
+    return decisions.last_completed(list_runs(fleet.state_dir))
