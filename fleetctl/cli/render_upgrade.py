@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from fleetctl.cli.context import AppContext
     from fleetctl.core.compat.result import CheckReport
     from fleetctl.core.fleet import Fleet
+    from fleetctl.core.records import Record
     from fleetctl.core.rollout_plan import RolloutPlan
+    from fleetctl.services.journal import RunJournal
     from fleetctl.services.upgrade import UpgradeRequest
     from fleetctl.services.upgrade_prepare import Prepared
 
@@ -111,7 +113,7 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
 
 
 def event_view(
-    app_ctx: AppContext, as_json: bool, plan: RolloutPlan, bake_s: float, history: list[dict[str, Any]] | None = None
+    app_ctx: AppContext, as_json: bool, plan: RolloutPlan, bake_s: float, history: Sequence[Record] | None = None
 ):
     """The run's event sink, as a context manager: the live view on stderr when stderr is a terminal (and, with
     ``--json``, the JSON lines on stdout as well); otherwise the JSON lines or one line per event."""
@@ -126,18 +128,16 @@ def event_view(
     )
 
 
-def _resumed_view(app_ctx: AppContext, as_json: bool, pending: tuple[str, list[dict[str, Any]]] | None):
+def _resumed_view(app_ctx: AppContext, as_json: bool, pending: RunJournal | None):
     """``event_view`` for the unfinished run, its plan and bake time from the journal's head."""
     from contextlib import nullcontext
 
-    from fleetctl.core.rollout_plan import RolloutPlan
+    from fleetctl.core.rollout_decisions import head
 
-    if pending is None:  # resume_run says there is nothing to resume
+    started = None if pending is None else head(pending.records)
+    if pending is None or started is None:  # resume_run says there is nothing to resume
         return nullcontext(event_sink(app_ctx, as_json))
-    head = pending[1][0]
-    return event_view(
-        app_ctx, as_json, RolloutPlan.from_dict(head["plan"]), head.get("bake_s") or 0, history=pending[1]
-    )
+    return event_view(app_ctx, as_json, started.plan, started.bake_s or 0, history=pending.records)
 
 
 def run(
@@ -172,14 +172,13 @@ def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
     latest = next(iter(list_runs(fleet.state_dir)), None)
     if latest is None:
         return
-    run_id, records = latest
-    rings = summarize(records)
+    rings = summarize(latest.records)
     if as_json:
-        print(json.dumps({"event": "summary", "run_id": run_id, "rings": rings}))
+        print(json.dumps({"event": "summary", "run_id": latest.run_id, "rings": rings}))
         return
     from rich.table import Table
 
-    table = Table("ring", "hosts", "duration", "gate", title=f"run {run_id}", title_justify="left")
+    table = Table("ring", "hosts", "duration", "gate", title=f"run {latest.run_id}", title_justify="left")
     for r in rings:
         gate = "-" if r["gate"] is None else "; ".join(c["detail"] for c in r["gate"])
         table.add_row(

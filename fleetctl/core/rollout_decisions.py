@@ -5,7 +5,7 @@ goes back to, and what the canary gate compares a ring with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fleetctl.core.fleet import Host
 from fleetctl.core.fleetstate import FleetState
 from fleetctl.core.metrics import MetricsSample, WindowFigures, window
+from fleetctl.core.records import Outcome, Record, RecordKind, RunFinished, RunStarted
 from fleetctl.errors import CheckFailed, HostsFailed, UsageError
 
 BASELINE_HOSTS = "baseline hosts"
@@ -20,7 +21,7 @@ OLD_FIGURES = "old version's figures recorded in this run"
 REBAKE_MAX_S = 10.0  # a run resumed between bake and judge bakes again, this long at most
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Records = list[dict[str, Any]]
+Records = Sequence[Record]
 
 
 # -- targets and preflight -------------------------------------------------------------------------------------
@@ -72,13 +73,24 @@ def after_preflight(
 
 
 def is_unfinished(records: Records) -> bool:
-    started = bool(records) and records[0].get("event") == "run_started"
-    return started and not any(r.get("event") == "run_finished" for r in records)
+    started = bool(records) and records[0].kind is RecordKind.RUN_STARTED
+    return started and not any(r.kind is RecordKind.RUN_FINISHED for r in records)
 
 
 def unfinished(runs: Iterable[tuple[str, Records]]) -> tuple[str, Records] | None:
     """The newest run that started and did not finish, if any (``runs`` newest first)."""
     return next(((run_id, records) for run_id, records in runs if is_unfinished(records)), None)
+
+
+def head(records: Records) -> RunStarted | None:
+    """The run's first record, when it is its ``run_started``."""
+    return records[0].body if records and isinstance(records[0].body, RunStarted) else None
+
+
+def outcome(records: Records) -> Outcome | None:
+    """How the run finished (its last ``run_finished``), or None while unfinished."""
+    found = [r.body.outcome for r in records if isinstance(r.body, RunFinished)]
+    return found[-1] if found else None
 
 
 def new_run_refusal(pending_run_id: str | None) -> str | None:
@@ -91,11 +103,12 @@ def new_run_refusal(pending_run_id: str | None) -> str | None:
     )
 
 
-def last_completed(runs: Iterable[tuple[str, Records]]) -> dict[str, Any]:
+def last_completed(runs: Iterable[tuple[str, Records]]) -> RunStarted:
     """The head (``run_started``) of the newest run that completed."""
     for _run_id, records in runs:
-        if records and any(r.get("event") == "run_finished" and r.get("outcome") == "completed" for r in records):
-            return records[0]
+        first = head(records)
+        if first is not None and outcome(records) is Outcome.COMPLETED:
+            return first
     raise UsageError("no completed upgrade to roll back")
 
 
@@ -106,9 +119,9 @@ class RollbackTarget:
     image: str
 
 
-def rollback_target(head: Mapping[str, Any], hosts: tuple[str, ...]) -> RollbackTarget:
+def rollback_target(started: RunStarted, hosts: tuple[str, ...]) -> RollbackTarget:
     """What ``fleetctl rollback`` goes back to: the one profile and image ``hosts`` ran before the run."""
-    previous = [head["previous"][h]["record"] for h in hosts]
+    previous = [started.previous[h]["record"] for h in hosts]
     versions = {(p["profile"], p["image"]) for p in previous}
     if len(versions) != 1:
         raise UsageError(

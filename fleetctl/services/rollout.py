@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from fleetctl.core.events import (
+    ActionEnded,
+    ActionStarted,
+    Event,
+    GateJudged,
+    HostHealthy,
+    Reconnecting,
+    RunEnded,
+    StepFailed,
+)
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import GateSettings, judge_ring
 from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics
+from fleetctl.core.records import (
+    ActionBegin,
+    ActionDone,
+    ActionFailed,
+    ActionKind,
+    GateOutcome,
+    Outcome,
+    Record,
+    RunFinished,
+)
 from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
 from fleetctl.core.rollout_decisions import judge_inputs, rebake_s, url_port, with_baseline
 from fleetctl.core.rollout_plan import RolloutPlan
@@ -28,7 +48,7 @@ from fleetctl.services.journal import Journal
 from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import HostOps, now, quiesce
 
-Event = Callable[[dict[str, Any]], None]
+Sink = Callable[[dict[str, Any]], None]  # the executor's events as their JSON objects (fleetctl.core.events)
 DRAIN_TIMEOUT_S = 300
 RESTORE_STOP_S = 40
 RECONNECT_TRIES = 3  # a step whose SSH connection dropped is repeated over a new one, this many times in all
@@ -66,54 +86,57 @@ class Interrupt:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         old = signal.signal(signal.SIGINT, lambda *_: self.requested.set())
-        return lambda: signal.signal(signal.SIGINT, old)
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, old)
+
+        return restore
 
 
 class Executor:
     def __init__(
-        self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Event, interrupt: Interrupt
+        self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Sink, interrupt: Interrupt
     ) -> None:
         self.ctx, self.journal, self.ports, self.on_event, self.interrupt = ctx, journal, ports, on_event, interrupt
         self.samples: dict[str, dict[str, MetricsSample]] = {}  # ring → host → sample at bake start
         self.ops: dict[str, HostPort] = {}  # host → its runtime, kept for the whole run (until it drops)
         self.old: WindowFigures | None = None  # the old version's figures recorded so far
 
-    def run(self, records: list[dict[str, Any]]) -> RunState:
+    def run(self, records: list[Record]) -> RunState:
         state = replay(self.ctx.plan, records)
         self.old = old_version_figures(records)
         while True:
             action = decide(state)
-            if action.kind == "finish":
+            if action.kind is ActionKind.FINISH:
                 if not state.finished:
-                    state = apply(state, self.journal.append("run_finished", outcome=action.outcome))
-                    self.on_event({"event": "finished", "outcome": action.outcome})
+                    outcome = action.outcome or Outcome.COMPLETED
+                    state = apply(state, self.journal.append(RunFinished(outcome)))
+                    self.emit(RunEnded(outcome))
                 return state
             if self.interrupt.requested.is_set():
                 raise KeyboardInterrupt
             state = self._do(state, action)
 
+    def emit(self, event: Event) -> None:
+        self.on_event(event.to_dict())
+
     def _do(self, state: RunState, action: Action) -> RunState:
-        fields = {
-            "key": action.key(),
-            "kind": action.kind,
-            "ring": action.ring,
-            "host": action.host,
-            "step": action.step,
-        }
-        state = apply(state, self.journal.append("action_begin", **fields))
-        self.on_event({"event": action.kind, **{k: v for k, v in fields.items() if k != "key" and v}})
+        ref = action.ref()
+        state = apply(state, self.journal.append(ActionBegin(ref)))
+        self.emit(ActionStarted(ref))
         try:
-            extra = self._act_reconnecting(state, action) or {}
+            gate = self._act_reconnecting(state, action)
         except HostError as e:
-            self.on_event({"event": "failed", "host": e.host, "reason": f"{e.kind}: {e.reason}"})
-            if action.kind == "rollback_step":
+            reason = f"{e.kind}: {e.reason}"
+            self.emit(StepFailed(e.host, reason))
+            if action.kind is ActionKind.ROLLBACK_STEP:
                 raise  # a failed rollback needs a person
-            return apply(state, self.journal.append("action_failed", **fields, reason=f"{e.kind}: {e.reason}"))
-        state = apply(state, self.journal.append("action_done", **fields, **extra))
-        self.on_event({"event": "done", **{k: v for k, v in fields.items() if k != "key" and v}})
+            return apply(state, self.journal.append(ActionFailed(ref, reason)))
+        state = apply(state, self.journal.append(ActionDone(ref, gate)))
+        self.emit(ActionEnded(ref))
         return state
 
-    def _act_reconnecting(self, state: RunState, action: Action) -> dict[str, Any] | None:
+    def _act_reconnecting(self, state: RunState, action: Action) -> GateOutcome | None:
         """``_act``; a dropped SSH connection (``disconnected``) is reopened and the step done again (each step
         is idempotent), up to RECONNECT_TRIES times in all."""
         for attempt in range(1, RECONNECT_TRIES + 1):
@@ -123,16 +146,16 @@ class Executor:
                 if e.kind != "disconnected" or attempt == RECONNECT_TRIES:
                     raise
                 self.ops.pop(e.host, None)  # the next use opens a new connection
-                self.on_event({"event": "reconnect", "host": e.host, "reason": e.reason, "attempt": attempt + 1})
+                self.emit(Reconnecting(e.host, e.reason, attempt + 1))
         raise AssertionError("unreachable")
 
-    def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
-        handlers = {
-            "pull": self._pull,
-            "upgrade_step": self._upgrade_step,
-            "bake": self._bake,
-            "judge": self._judge,
-            "rollback_step": self._rollback_step,
+    def _act(self, state: RunState, action: Action) -> GateOutcome | None:
+        handlers: dict[ActionKind, Callable[[RunState, Action], GateOutcome | None]] = {
+            ActionKind.PULL: self._pull,
+            ActionKind.UPGRADE_STEP: self._upgrade_step,
+            ActionKind.BAKE: self._bake,
+            ActionKind.JUDGE: self._judge,
+            ActionKind.ROLLBACK_STEP: self._rollback_step,
         }
         return handlers[action.kind](state, action)
 
@@ -156,17 +179,18 @@ class Executor:
             raise failures[0]
 
     def _upgrade_step(self, state: RunState, action: Action) -> None:
-        ops = self._ops(action.host)
+        host = action.host or ""  # decide gives every step its host
+        ops = self._ops(host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port_before(action.host))  # it still runs the old version
+            self._drain(ops, self.ctx.port_before(host))  # it still runs the old version
         elif action.step == "replace":
             ops.runtime.replace(self.ctx.spec)
         elif action.step == "healthy":
             seconds = ops.wait_healthy(self.ctx.model, self.ctx.port, self.ctx.health_timeout_s)
-            self.on_event({"event": "healthy", "host": action.host, "seconds": round(seconds, 2)})
+            self.emit(HostHealthy(host, round(seconds, 2)))
         elif action.step == "undrain":
             record = ServingRecord(
-                action.host,
+                host,
                 self._url(ops.host),
                 self.ctx.spec.labels["fleetctl.profile"],
                 self.ctx.spec.image,
@@ -174,20 +198,19 @@ class Executor:
                 now(),
                 model=self.ctx.model,
             )
-            self._undrain(action.host, record)
+            self._undrain(host, record)
 
     def _rollback_step(self, state: RunState, action: Action) -> None:
-        ops = self._ops(action.host)
+        host = action.host or ""  # decide gives every step its host
+        ops = self._ops(host)
         if action.step == "drain":
             self._drain(ops, self.ctx.port)  # it runs the new version
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":
-            ops.wait_healthy(
-                self.ctx.model_before(action.host), self.ctx.port_before(action.host), self.ctx.health_timeout_s
-            )
+            ops.wait_healthy(self.ctx.model_before(host), self.ctx.port_before(host), self.ctx.health_timeout_s)
         elif action.step == "undrain":
-            self._undrain(action.host, self._previous_record(action.host))
+            self._undrain(host, self._previous_record(host))
 
     def _drain(self, ops: HostPort, port: int) -> None:
         name = ops.host.name
@@ -209,7 +232,7 @@ class Executor:
         self.ports.sync_router()
 
     def _bake(self, state: RunState, action: Action) -> None:
-        self.samples[action.ring] = self._sample_all()
+        self.samples[action.ring or ""] = self._sample_all()
         clock = self.ports.clock
         deadline = clock.monotonic() + self.ctx.bake_s
         while clock.monotonic() < deadline:
@@ -217,8 +240,8 @@ class Executor:
                 raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
             clock.sleep(min(0.5, max(0.0, deadline - clock.monotonic())))
 
-    def _judge(self, state: RunState, action: Action) -> dict[str, Any]:
-        before = self.samples.get(action.ring)
+    def _judge(self, state: RunState, action: Action) -> GateOutcome:
+        before = self.samples.get(action.ring or "")
         if before is None:  # resumed between bake and judge: bake again, briefly
             before = self._sample_all()
             self.ports.clock.sleep(rebake_s(self.ctx.bake_s))
@@ -227,12 +250,11 @@ class Executor:
         verdict = judge_ring(
             inputs.ring, inputs.compare_with, inputs.unhealthy, self.ctx.gate, baseline_source=inputs.source
         )
-        report = {"ring": action.ring, "checks": [c.to_dict() for c in verdict.checks]}
-        self.on_event({"event": "gate", "ring": action.ring, "passed": verdict.passed, "checks": report["checks"]})
+        checks = [c.to_dict() for c in verdict.checks]
+        self.emit(GateJudged(action.ring, verdict.passed, checks))
         self.old = with_baseline(self.old, inputs.baseline)
-        if inputs.baseline is None:
-            return {"passed": verdict.passed, "verdict": report}
-        return {"passed": verdict.passed, "verdict": report, "baseline": inputs.baseline.to_dict()}
+        baseline = None if inputs.baseline is None else inputs.baseline.to_dict()
+        return GateOutcome(verdict.passed, {"ring": action.ring, "checks": checks}, baseline)
 
     # -- observation ---------------------------------------------------------------------------------------------
 
@@ -244,8 +266,8 @@ class Executor:
     def _sample_all(self) -> dict[str, MetricsSample]:
         return self.ports.sample_serving()
 
-    def _hosts(self, names) -> list[Host]:
-        return [self.ctx.fleet.host(n) for n in names if self.ctx.fleet.host(n) is not None]
+    def _hosts(self, names: Iterable[str]) -> list[Host]:
+        return [h for h in (self.ctx.fleet.host(n) for n in names) if h is not None]
 
     def _url(self, host: Host) -> str:
         from fleetctl.core.fleetstate import worker_url
@@ -270,7 +292,8 @@ def sample_serving(
         if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None
     }
     samples = {}
-    for host, text in fan_out([fleet.host(n) for n in urls], lambda h: fetch(h, urls[h.name])):
+    hosts = [h for h in (fleet.host(n) for n in urls) if h is not None]
+    for host, text in fan_out(hosts, lambda h: fetch(h, urls[h.name])):
         if isinstance(text, str):
             samples[host.name] = parse_metrics(text)
     return samples

@@ -18,16 +18,18 @@ from typing import Any
 
 from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.compat.profile import Profile
+from fleetctl.core.events import Note, Resumed
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.metrics import MetricsSample
-from fleetctl.core.rollout import RunState
+from fleetctl.core.records import AbortRequested, Outcome, Record, RecordKind, RunFinished, RunStarted
+from fleetctl.core.rollout import GateFailed, RunState, StepFailure
 from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
-from fleetctl.services.clock import SYSTEM
+from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.fleetstate import load_state
-from fleetctl.services.journal import Journal, list_runs, new_run_id
+from fleetctl.services.journal import Journal, RunJournal, list_runs, new_run_id
 from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
 from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
@@ -104,16 +106,17 @@ def start_run(
         reference = reference_window(request.opening, sampled, clock.monotonic())
     journal = Journal(fleet.state_dir, run_id, clock)
     head = journal.append(
-        "run_started",
-        plan=plan.to_dict(),
-        profile=request.profile.name,
-        profile_path=request.profile.path,
-        image=spec.image,
-        revision=run_id,
-        previous=previous,
-        reference=reference,
-        bake_s=request.bake_s,
-        gate=request.gate.__dict__,
+        RunStarted(
+            plan=plan,
+            profile=request.profile.name,
+            profile_path=request.profile.path,
+            image=spec.image,
+            revision=run_id,
+            previous=previous,
+            reference=reference,
+            bake_s=request.bake_s,
+            gate=request.gate,
+        )
     )
     ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
     with _ports(fleet, pool, ports) as run_ports:
@@ -151,7 +154,7 @@ def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
 
 
 def _execute(
-    ctx: RunContext, journal: Journal, ports: RolloutPorts, records: list[dict[str, Any]], on_event: Event
+    ctx: RunContext, journal: Journal, ports: RolloutPorts, records: list[Record], on_event: Event
 ) -> RunState:
     interrupt = Interrupt()
     restore = interrupt.install()
@@ -160,26 +163,36 @@ def _execute(
     finally:
         restore()
         journal.close()
-    if state.finished == "rolled_back":
+    if state.finished is Outcome.ROLLED_BACK:
         raise RolledBack(_rollback_message(state), hint=f"the run's journal: {journal.path}")
     return state
 
 
 def _rollback_message(state: RunState) -> str:
-    failure = state.failure or {}
-    verdict = failure.get("verdict") or {}
-    failed = [c for c in verdict.get("checks", []) if not c.get("passed")]
-    if failed:
-        c = failed[0]
+    failure = state.failure
+    if isinstance(failure, GateFailed) and failure.failed_checks():
+        c = failure.failed_checks()[0]
         return (
-            f"rolled back: ring {verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
+            f"rolled back: ring {failure.verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
             f"(hosts {', '.join(c['hosts'])})"
         )
-    return f"rolled back: {failure.get('action')} failed on {failure.get('host')}: {failure.get('reason')}"
+    if isinstance(failure, StepFailure):
+        return f"rolled back: {failure.action} failed on {failure.host}: {failure.reason}"
+    ring = failure.ring if isinstance(failure, GateFailed) else None
+    return f"rolled back: ring {ring} failed its gate"
 
 
-def unfinished_run(fleet: Fleet) -> tuple[str, list[dict[str, Any]]] | None:
-    return decisions.unfinished(list_runs(fleet.state_dir))
+def unfinished_run(fleet: Fleet) -> RunJournal | None:
+    """The run that did not finish, if any; ConfigError (``FILE:LINE``) when its journal does not read."""
+    for run in list_runs(fleet.state_dir):
+        if run.finished:
+            continue
+        error = run.error()
+        if error is not None:
+            raise error
+        if decisions.is_unfinished(run.records):
+            return run
+    return None
 
 
 def resume_run(
@@ -196,41 +209,56 @@ def resume_run(
     found = unfinished_run(fleet)
     if found is None:
         raise UsageError("no unfinished upgrade to " + ("abort" if abort else "resume"))
-    run_id, records = found
-    head = records[0]
+    records, head = list(found.records), decisions.head(found.records)
+    assert head is not None  # is_unfinished: the first record is the head
     dirs = profile_dirs(environ, fleet.path)
-    profile = load_profile(head["profile_path"], dirs, load_matrix(dirs))
-    spec = spec_for(profile, environ, head["revision"], head["image"])
-    plan = RolloutPlan.from_dict(head["plan"])
-    journal = Journal(fleet.state_dir, run_id, ports.clock if ports is not None else SYSTEM)
+    profile = load_profile(head.profile_path, dirs, load_matrix(dirs))
+    spec = spec_for(profile, environ, head.revision, head.image)
+    journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
     if abort:
-        records.append(journal.append("abort_requested"))
-    on_event({"event": "resume", "run_id": run_id, "records": len(records)})
-    ctx = _context(fleet, profile, spec, plan, head["previous"], head["bake_s"], GateSettings(**head["gate"]))
+        records.append(journal.append(AbortRequested()))
+    on_event(Resumed(found.run_id, len(records)).to_dict())
+    for line in found.torn:
+        on_event(Note("torn_record", {"line": line, "path": found.path}).to_dict())
+    ctx = _context(fleet, profile, spec, head.plan, dict(head.previous), head.bake_s, head.gate)
     with _ports(fleet, None, ports) as run_ports:
         return _execute(ctx, journal, run_ports, records, on_event)
 
 
 def history(fleet: Fleet) -> list[dict[str, Any]]:
+    """One row per run, newest first (``history --json``); a journal that does not read shows what does."""
     rows = []
-    for run_id, records in list_runs(fleet.state_dir):
-        if not records:
+    for run in list_runs(fleet.state_dir):
+        if not run.records:
             continue
-        head, last = records[0], records[-1]
-        finished = next((r for r in reversed(records) if r.get("event") == "run_finished"), None)
+        head, finished = decisions.head(run.records), decisions.outcome(run.records)
+        ended = next((r.at for r in reversed(run.records) if r.kind is RecordKind.RUN_FINISHED), run.records[-1].at)
         rows.append(
             {
-                "run_id": run_id,
-                "started": head.get("at"),
-                "profile": head.get("profile"),
-                "image": head.get("image"),
-                "hosts": len(RolloutPlan.from_dict(head["plan"]).hosts) if "plan" in head else None,
-                "outcome": finished.get("outcome") if finished else "unfinished",
-                "ended": (finished or last).get("at"),
+                "run_id": run.run_id,
+                "started": run.records[0].at,
+                "profile": head.profile if head else None,
+                "image": head.image if head else None,
+                "hosts": len(head.plan.hosts) if head else None,
+                "outcome": finished.value if finished else "unfinished",
+                "ended": ended,
             }
         )
     return rows
 
 
-def last_completed(fleet: Fleet) -> dict[str, Any]:
-    return decisions.last_completed(list_runs(fleet.state_dir))
+def last_completed(fleet: Fleet) -> RunStarted:
+    return decisions.last_completed((run.run_id, run.records) for run in list_runs(fleet.state_dir))
+
+
+def abandon_run(fleet: Fleet, reason: str, clock: Clock = SYSTEM) -> tuple[str, Record]:
+    """Mark the unfinished run abandoned (``run_finished``, outcome ``abandoned``, the reason): nothing is done on
+    the hosts, and new runs are allowed again. Works on a journal that does not read: nothing in it is lost."""
+    pending = next((run for run in list_runs(fleet.state_dir) if not run.finished), None)
+    if pending is None or (not pending.problems and not decisions.is_unfinished(pending.records)):
+        raise UsageError("no unfinished upgrade to abandon")
+    journal = Journal(fleet.state_dir, pending.run_id, clock)
+    try:
+        return pending.run_id, journal.append(RunFinished(Outcome.ABANDONED, reason))
+    finally:
+        journal.close()

@@ -16,6 +16,7 @@ from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.errors import UsageError
+from fleetctl.services.journal import RunJournal
 from fleetctl.services.upgrade import Opening, UpgradeRequest, make_plan, open_window, rollout_settings
 
 ReportSink = Callable[[CheckReport, bool], None]  # (the check report, whether the bad hosts are left out)
@@ -126,7 +127,7 @@ def prepare_rollback(environ: Mapping[str, str], fleet: Fleet) -> Prepared:
     from fleetctl.services.upgrade import last_completed
 
     head = last_completed(fleet)
-    hosts = RolloutPlan.from_dict(head["plan"]).hosts
+    hosts = head.plan.hosts
     present = tuple(h for h in (fleet.host(n) for n in hosts) if h is not None)
     opening = open_window(fleet, present)
     target = decisions.rollback_target(head, hosts)
@@ -143,18 +144,18 @@ def locked(fleet: Fleet, force_unlock: bool) -> Iterator[None]:
 
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
         pending = unfinished_run(fleet)
-        refusal = decisions.new_run_refusal(pending[0] if pending else None)
+        refusal = decisions.new_run_refusal(pending.run_id if pending else None)
         if refusal is not None:
             raise UsageError(refusal)
         yield
 
 
 @contextmanager
-def continuing(fleet: Fleet, force_unlock: bool) -> Iterator[tuple[str, list[dict[str, Any]]] | None]:
+def continuing(fleet: Fleet, force_unlock: bool) -> Iterator[RunJournal | None]:
     """The fleet lock for ``--resume``/``--abort``, tagged with the unfinished run, which it yields (or None)."""
     from fleetctl.services.lock import command_line, fleet_lock
     from fleetctl.services.upgrade import unfinished_run
 
     pending = unfinished_run(fleet)
-    with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=pending[0] if pending else None):
+    with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=pending.run_id if pending else None):
         yield pending

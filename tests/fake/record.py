@@ -36,11 +36,11 @@ def crash_after(records: int):
     """The run dies once ``records`` journal records (of this process) are written."""
     original, written = Journal.append, [0]
 
-    def append(self: Journal, event: str, **fields: Any) -> dict[str, Any]:
-        record = original(self, event, **fields)
+    def append(self: Journal, body: Any) -> Any:
+        record = original(self, body)
         written[0] += 1
         if written[0] >= records:
-            raise Crash(f"after record {written[0]}: {event}")
+            raise Crash(f"after record {written[0]}: {body.kind}")
         return record
 
     with mock.patch.object(Journal, "append", append):
@@ -129,8 +129,7 @@ def history_json(fake: FakeFleet) -> str:
 
 
 def journal_text(fake: FakeFleet) -> str:
-    run_id, _ = next(iter(list_runs(fake.fleet.state_dir)))
-    return (Path(fake.fleet.state_dir) / "runs" / f"{run_id}.jsonl").read_text()
+    return Path(next(iter(list_runs(fake.fleet.state_dir))).path).read_text()
 
 
 # -- scenarios: name → (make the fleet misbehave, crash after N records or None) --------------------------------

@@ -5,7 +5,10 @@ import pytest
 from fleetctl.core import rollout_decisions as d
 from fleetctl.core.fleet import Host
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord
+from fleetctl.core.gate import GateSettings
 from fleetctl.core.metrics import SUCCESS, TTFT, Histogram, MetricsSample, WindowFigures
+from fleetctl.core.records import AbortRequested, Outcome, Record, RunFinished, RunStarted
+from fleetctl.core.rollout_plan import Ring, RolloutPlan
 from fleetctl.errors import CheckFailed, HostsFailed, UsageError
 
 A, B, C = Host("a", "10.0.0.1"), Host("b", "10.0.0.2"), Host("c", "10.0.0.3")
@@ -62,8 +65,17 @@ def test_the_preflight_keeps_or_leaves_out_hosts_that_cannot_run_the_profile(bad
         assert tuple(h.name for h in run()) == kept
 
 
-STARTED = {"event": "run_started"}
-FINISHED = {"event": "run_finished", "outcome": "completed"}
+def record(body):
+    return Record("2026-11-30T08:00:00.000Z", "r", body)
+
+
+def head_record(previous=None, profile="next"):
+    plan = RolloutPlan((Ring("canary", (("h0",), ("h1",))),), 1)
+    return record(RunStarted(plan, profile, "next.toml", "img:2", "r", previous or {}, None, 3.0, GateSettings()))
+
+
+STARTED = head_record()
+FINISHED = record(RunFinished(Outcome.COMPLETED))
 
 
 @pytest.mark.parametrize(
@@ -73,7 +85,7 @@ FINISHED = {"event": "run_finished", "outcome": "completed"}
         ([("r2", [STARTED, FINISHED]), ("r1", [STARTED])], "r1"),
         ([("r2", [STARTED]), ("r1", [STARTED])], "r2"),  # the newest
         ([("r1", [])], None),  # an empty file is not a run
-        ([("r1", [{"event": "action_begin"}])], None),  # no head: not a run fleetctl started
+        ([("r1", [record(AbortRequested())])], None),  # no head: not a run fleetctl started
     ],
 )
 def test_the_unfinished_run_is_the_newest_started_and_not_finished(runs, found):
@@ -87,9 +99,8 @@ def test_a_new_run_is_refused_while_one_is_unfinished():
 
 
 def head(*versions):
-    return {
-        "previous": {f"h{i}": {"record": {"profile": p, "image": img}} for i, (p, img) in enumerate(versions)},
-    }
+    previous = {f"h{i}": {"record": {"profile": p, "image": img}} for i, (p, img) in enumerate(versions)}
+    return head_record(previous).body
 
 
 def test_a_rollback_goes_back_to_the_one_version_the_hosts_ran_before():
@@ -100,10 +111,10 @@ def test_a_rollback_goes_back_to_the_one_version_the_hosts_ran_before():
 
 
 def test_the_last_completed_run_is_the_rollback_source():
-    runs = [("r3", [{"event": "run_started", "n": 3}]), ("r2", [{"event": "run_started", "n": 2}, FINISHED])]
-    assert d.last_completed(runs)["n"] == 2
+    runs = [("r3", [head_record(profile="three")]), ("r2", [head_record(profile="two"), FINISHED])]
+    assert d.last_completed(runs).profile == "two"
     with pytest.raises(UsageError):
-        d.last_completed([("r1", [STARTED, {"event": "run_finished", "outcome": "rolled_back"}])])
+        d.last_completed([("r1", [STARTED, record(RunFinished(Outcome.ROLLED_BACK))])])
 
 
 def test_the_ring_is_judged_against_the_serving_hosts_it_did_not_upgrade():
