@@ -143,9 +143,11 @@ class Executor:
             try:
                 return self._act(state, action)
             except HostError as e:
-                if e.kind != "disconnected" or attempt == RECONNECT_TRIES:
+                if e.kind != "disconnected":
                     raise
-                self.ops.pop(e.host, None)  # the next use opens a new connection
+                self.ops.pop(e.host, None)  # the next use (a repeat, or the rollback) opens a new connection
+                if attempt == RECONNECT_TRIES:
+                    raise
                 self.emit(Reconnecting(e.host, e.reason, attempt + 1))
         raise AssertionError("unreachable")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
+from fleetctl.core.compat.matrix import Matrix
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.rollout import RunState
 from fleetctl.core.rollout_plan import RolloutPlan
@@ -24,11 +27,17 @@ class Events(list[dict[str, Any]]):
         return [e for e in self if e.get("event") == name]
 
 
+@functools.cache
+def _matrix(dirs: tuple[str, ...]) -> Matrix:
+    """The compatibility matrix (the package's own: the fake fleet's profiles folder holds none), read once."""
+    return load_matrix(dirs)
+
+
 def request(fake: FakeFleet, profile: str = "next", *, opening: bool = True) -> tuple[UpgradeRequest, RolloutPlan]:
     """What ``fleetctl upgrade --profile NAME`` asks for, after its preflight (which takes PREFLIGHT_S)."""
     fleet = fake.fleet
     dirs = profile_dirs({}, fleet.path)
-    chosen = load_profile(profile, dirs, load_matrix(dirs))
+    chosen = load_profile(profile, dirs, _matrix(tuple(d for d in dirs if os.path.isdir(os.path.join(d, "matrix")))))
     settings = rollout_settings(fleet, chosen)
     window = Opening(fake.ports().sample_serving(), fake.clock.monotonic()) if opening else None
     fake.clock.sleep(PREFLIGHT_S)

@@ -55,6 +55,7 @@ class FakeFleet:
     each taking ``rate`` requests a second while the router holds it and its container runs."""
 
     def __init__(self, root: Path, rings: tuple[str, ...] = RINGS, *, bake_s: float = 3.0, rate: float = 10.0) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.root, self.rate, self.clock = root, rate, FakeClock()
         hosts = tuple(Host(f"gpu-{i:02d}", f"10.9.0.{i}", ring=r) for i, r in enumerate(rings, 1))
         self.fleet = Fleet(
@@ -66,6 +67,7 @@ class FakeFleet:
         )
         (root / "fleet.toml").write_text(fleet_file(hosts, bake_s))
         self.behaviours: dict[str, Behaviour] = {OLD_IMAGE: Behaviour(ttft_s=0.05), NEW_IMAGE: Behaviour(ttft_s=0.05)}
+        self.host_behaviours: dict[tuple[str, str], Behaviour] = {}  # (host, image) → behaviour there only
         self.hosts = {h.name: FakeHost(h, self) for h in hosts}
         self.router = FakeRouter([self.url(h.name) for h in hosts])
         self._carry: dict[str, float] = {}
@@ -93,8 +95,8 @@ class FakeFleet:
     def url(self, name: str) -> str:
         return worker_url(self.fleet.host(name).address, PORT)  # type: ignore[union-attr]
 
-    def behaviour(self, image: str) -> Behaviour:
-        return self.behaviours.get(image, Behaviour())
+    def behaviour(self, image: str, host: str | None = None) -> Behaviour:
+        return self.host_behaviours.get((host or "", image)) or self.behaviours.get(image, Behaviour())
 
     def images(self) -> dict[str, str | None]:
         """Host → image of its running container (None when none runs)."""
@@ -119,7 +121,7 @@ class FakeFleet:
             whole = int(due)
             self._carry[name] = due - whole
             if whole:
-                current.serve(whole, self.behaviour(current.image))
+                current.serve(whole, self.behaviour(current.image, name))
 
 
 class FakePorts:

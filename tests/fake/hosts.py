@@ -167,6 +167,12 @@ class FakeHost:
         self.log.append(f"restore {kept.image}")
         return self._ensure_running(kept).info()
 
+    def restart(self) -> None:
+        """The container's process dies and Docker starts it again (restart policy): counters back to zero."""
+        current = self.current()
+        if current is not None:
+            current.start()
+
     def stop(self, timeout_s: int) -> ContainerInfo | None:
         current = self.current()
         if current is None:
@@ -185,7 +191,7 @@ class FakeHost:
         current = self.current()
         if current is None or not current.running:
             raise HostError(self.name, "exited", "the container exited before vLLM became healthy")
-        behaviour = self.fleet.behaviour(current.image)
+        behaviour = self.fleet.behaviour(current.image, self.name)
         if not behaviour.healthy:
             self.fleet.clock.sleep(timeout_s)
             raise HostError(self.name, "unhealthy", f"not healthy after {timeout_s:g}s")
@@ -227,6 +233,12 @@ class FakeRuntime:
             return None if current is None else current.info()
 
         return self._call("current", info)
+
+    def restart(self) -> None:
+        """The container's process dies and Docker starts it again (restart policy): counters back to zero."""
+        current = self.current()
+        if current is not None:
+            current.start()
 
     def stop(self, timeout_s: int) -> ContainerInfo | None:
         return self._call("stop", lambda: self.handle.fake.stop(timeout_s))

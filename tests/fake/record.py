@@ -48,6 +48,24 @@ def crash_after(records: int):
 
 
 @contextlib.contextmanager
+def crash_before_done(nth: int):
+    """The run dies after its ``nth`` action took effect, before its ``action_done`` reached the journal."""
+    from fleetctl.core.records import RecordKind
+
+    original, seen = Journal.append, [0]
+
+    def append(self: Journal, body: Any) -> Any:
+        if body.kind is RecordKind.ACTION_DONE:
+            seen[0] += 1
+            if seen[0] == nth:
+                raise Crash(f"before action_done {nth}")
+        return original(self, body)
+
+    with mock.patch.object(Journal, "append", append):
+        yield
+
+
+@contextlib.contextmanager
 def fixed_run_id():
     with mock.patch("fleetctl.services.upgrade.new_run_id", lambda clock=None: RUN_ID):
         yield
