@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from fleetctl.core.fleet import Fleet
     from fleetctl.core.records import Record
     from fleetctl.core.rollout_plan import RolloutPlan
+    from fleetctl.errors import FleetError
     from fleetctl.services.journal import RunJournal
     from fleetctl.services.upgrade import UpgradeRequest
     from fleetctl.services.upgrade_prepare import Prepared
@@ -40,12 +41,40 @@ def left_out(app_ctx: AppContext, prepared: Prepared) -> None:
         app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(prepared.not_serving)}[/yellow]")
 
 
+CANCELLED = "cancelled: nothing changed (--yes runs without asking)"
+
+
 def confirm_or_cancel(yes: bool, question: str) -> None:
-    """Ask on stderr unless ``--yes``; a "no" changes nothing and exits 1 (as before)."""
+    """Ask on stderr unless ``--yes``; a "no" changes nothing and exits 2."""
     import typer
 
+    from fleetctl.errors import ExitCode
+
     if not yes and not typer.confirm(question, err=True):
-        raise typer.Exit(1)
+        print(CANCELLED, file=sys.stderr)
+        raise typer.Exit(int(ExitCode.USAGE))
+
+
+def abandon(app_ctx: AppContext, fleet: Fleet, reason: str, *, as_json: bool, force_unlock: bool) -> None:
+    """``upgrade --abandon``: the unfinished run is journaled finished (``abandoned``), no host is touched."""
+    from fleetctl.services.upgrade_runs import abandon_run
+
+    run_id, record = abandon_run(fleet, reason, force_unlock=force_unlock)
+    if as_json:
+        doc = {"schema": "fleetctl.abandon/v1", "run_id": run_id, "at": record.at, "outcome": "abandoned"}
+        print(json.dumps({**doc, "reason": reason}))
+        return
+    app_ctx.err.print(
+        f"run {run_id} marked abandoned; nothing was changed on the hosts (see them with fleetctl status)",
+        markup=False,
+        highlight=False,
+    )
+
+
+def journal_warnings(app_ctx: AppContext, problems: Sequence[FleetError]) -> None:
+    """Journals ``history`` could read only in part: one line each, on stderr."""
+    for problem in problems:
+        app_ctx.err.print(f"warning: {problem.message} (shown from the lines that read)", markup=False, highlight=False)
 
 
 def show_plan(
@@ -157,7 +186,7 @@ def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: boo
     from fleetctl.services.upgrade import resume_run
     from fleetctl.services.upgrade_prepare import continuing
 
-    with continuing(fleet, force_unlock) as pending:
+    with continuing(fleet, force_unlock, abort=abort) as pending:
         try:
             with _resumed_view(app_ctx, as_json, pending) as sink:
                 resume_run(fleet, app_ctx.env, sink, abort=abort)

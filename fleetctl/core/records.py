@@ -232,6 +232,23 @@ def _run_started(doc: Mapping[str, Any]) -> RunStarted:
     )
 
 
+def salvage(doc: Any) -> tuple[RolloutPlan, dict[str, Any]]:
+    """From a ``run_started`` that does not read as a whole: its plan and the hosts' records before the run, which
+    are all a rollback needs (``upgrade --abort`` of a damaged journal)."""
+    if not isinstance(doc, dict) or doc.get("event") != RecordKind.RUN_STARTED:
+        raise RecordError("the first line is not a run_started record")
+    try:
+        plan = RolloutPlan.from_dict(dict(_mapping(doc, "plan")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"plan is not a rollout plan: {e}") from e
+    previous = dict(_mapping(doc, "previous"))
+    for host in plan.hosts:
+        entry = previous.get(host)
+        if not isinstance(entry, dict) or not isinstance(entry.get("record"), dict):
+            raise RecordError(f"previous has no serving record for {host}")
+    return plan, previous
+
+
 def _ref(doc: Mapping[str, Any]) -> ActionRef:
     return ActionRef(
         key=_text(doc, "key"),

@@ -41,7 +41,7 @@ from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_f
 from fleetctl.core.rollout_decisions import judge_inputs, rebake_s, url_port, with_baseline
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
-from fleetctl.errors import HostError
+from fleetctl.errors import HostError, UsageError
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal
@@ -60,9 +60,9 @@ class RunContext:
 
     fleet: Fleet
     plan: RolloutPlan
-    spec: ContainerSpec
+    spec: ContainerSpec | None  # None: the journal lost the target (a salvaged --abort only rolls back)
     model: str
-    port: int
+    port: int  # the new version's port (0: unknown, see ``port_after``)
     health_timeout_s: float
     bake_s: float
     gate: GateSettings
@@ -70,6 +70,15 @@ class RunContext:
 
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
+
+    def port_after(self, host: str) -> int:
+        """The port the new version serves on, for a rollback's drain; the old one's when the journal lost it."""
+        return self.port or self.port_before(host)
+
+    def target(self) -> ContainerSpec:
+        if self.spec is None:
+            raise UsageError("this run's journal does not say what it upgraded to: it can only be aborted")
+        return self.spec
 
     def port_before(self, host: str) -> int:
         url = self.previous.get(host, {}).get("record", {}).get("url")
@@ -173,7 +182,7 @@ class Executor:
         failures = [
             r
             for _, r in fan_out(
-                self._hosts(action.hosts), lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.spec.image)
+                self._hosts(action.hosts), lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.target().image)
             )
             if isinstance(r, HostError)
         ]
@@ -186,7 +195,7 @@ class Executor:
         if action.step == "drain":
             self._drain(ops, self.ctx.port_before(host))  # it still runs the old version
         elif action.step == "replace":
-            ops.runtime.replace(self.ctx.spec)
+            ops.runtime.replace(self.ctx.target())
         elif action.step == "healthy":
             seconds = ops.wait_healthy(self.ctx.model, self.ctx.port, self.ctx.health_timeout_s)
             self.emit(HostHealthy(host, round(seconds, 2)))
@@ -194,9 +203,9 @@ class Executor:
             record = ServingRecord(
                 host,
                 self._url(ops.host),
-                self.ctx.spec.labels["fleetctl.profile"],
-                self.ctx.spec.image,
-                self.ctx.spec.labels["fleetctl.revision"],
+                self.ctx.target().labels["fleetctl.profile"],
+                self.ctx.target().image,
+                self.ctx.target().labels["fleetctl.revision"],
                 now(),
                 model=self.ctx.model,
             )
@@ -206,7 +215,7 @@ class Executor:
         host = action.host or ""  # decide gives every step its host
         ops = self._ops(host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port)  # it runs the new version
+            self._drain(ops, self.ctx.port_after(host))  # it runs the new version
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":

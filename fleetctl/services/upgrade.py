@@ -22,17 +22,18 @@ from fleetctl.core.events import Note, Resumed
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.metrics import MetricsSample
-from fleetctl.core.records import AbortRequested, Outcome, Record, RecordKind, RunFinished, RunStarted
+from fleetctl.core.records import AbortRequested, Outcome, Record, RunStarted
 from fleetctl.core.rollout import GateFailed, RunState, StepFailure
 from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
-from fleetctl.services.clock import SYSTEM, Clock
+from fleetctl.services.clock import SYSTEM
 from fleetctl.services.fleetstate import load_state
-from fleetctl.services.journal import Journal, RunJournal, list_runs, new_run_id
+from fleetctl.services.journal import Journal, RunJournal, new_run_id
 from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
 from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
+from fleetctl.services.upgrade_runs import salvage_head, unfinished_run
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -182,19 +183,6 @@ def _rollback_message(state: RunState) -> str:
     return f"rolled back: ring {ring} failed its gate"
 
 
-def unfinished_run(fleet: Fleet) -> RunJournal | None:
-    """The run that did not finish, if any; ConfigError (``FILE:LINE``) when its journal does not read."""
-    for run in list_runs(fleet.state_dir):
-        if run.finished:
-            continue
-        error = run.error()
-        if error is not None:
-            raise error
-        if decisions.is_unfinished(run.records):
-            return run
-    return None
-
-
 def resume_run(
     fleet: Fleet,
     environ: Mapping[str, str],
@@ -206,11 +194,12 @@ def resume_run(
     """Continue (or, with ``abort``, roll back) the run that did not finish."""
     from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
 
-    found = unfinished_run(fleet)
+    found = unfinished_run(fleet, salvage=abort)
     if found is None:
         raise UsageError("no unfinished upgrade to " + ("abort" if abort else "resume"))
     records, head = list(found.records), decisions.head(found.records)
-    assert head is not None  # is_unfinished: the first record is the head
+    if head is None:  # --abort of a run whose head does not read: from its plan and previous records
+        return _abort_salvaged(fleet, found, on_event, ports)
     dirs = profile_dirs(environ, fleet.path)
     profile = load_profile(head.profile_path, dirs, load_matrix(dirs))
     spec = spec_for(profile, environ, head.revision, head.image)
@@ -225,40 +214,13 @@ def resume_run(
         return _execute(ctx, journal, run_ports, records, on_event)
 
 
-def history(fleet: Fleet) -> list[dict[str, Any]]:
-    """One row per run, newest first (``history --json``); a journal that does not read shows what does."""
-    rows = []
-    for run in list_runs(fleet.state_dir):
-        if not run.records:
-            continue
-        head, finished = decisions.head(run.records), decisions.outcome(run.records)
-        ended = next((r.at for r in reversed(run.records) if r.kind is RecordKind.RUN_FINISHED), run.records[-1].at)
-        rows.append(
-            {
-                "run_id": run.run_id,
-                "started": run.records[0].at,
-                "profile": head.profile if head else None,
-                "image": head.image if head else None,
-                "hosts": len(head.plan.hosts) if head else None,
-                "outcome": finished.value if finished else "unfinished",
-                "ended": ended,
-            }
-        )
-    return rows
-
-
-def last_completed(fleet: Fleet) -> RunStarted:
-    return decisions.last_completed((run.run_id, run.records) for run in list_runs(fleet.state_dir))
-
-
-def abandon_run(fleet: Fleet, reason: str, clock: Clock = SYSTEM) -> tuple[str, Record]:
-    """Mark the unfinished run abandoned (``run_finished``, outcome ``abandoned``, the reason): nothing is done on
-    the hosts, and new runs are allowed again. Works on a journal that does not read: nothing in it is lost."""
-    pending = next((run for run in list_runs(fleet.state_dir) if not run.finished), None)
-    if pending is None or (not pending.problems and not decisions.is_unfinished(pending.records)):
-        raise UsageError("no unfinished upgrade to abandon")
-    journal = Journal(fleet.state_dir, pending.run_id, clock)
-    try:
-        return pending.run_id, journal.append(RunFinished(Outcome.ABANDONED, reason))
-    finally:
-        journal.close()
+def _abort_salvaged(fleet: Fleet, found: RunJournal, on_event: Event, ports: RolloutPorts | None) -> RunState:
+    """Roll back a run whose head lost fields the rollback does not need (its profile, image...): the plan and
+    each host's serving record before the run are enough to put every touched host back."""
+    plan, previous = salvage_head(found.path)
+    journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
+    records = [*found.records, journal.append(AbortRequested())]
+    on_event(Resumed(found.run_id, len(records) + 1).to_dict())
+    ctx = RunContext(fleet, plan, None, "", 0, 900.0, 0.0, GateSettings(), dict(previous))
+    with _ports(fleet, None, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, records, on_event)

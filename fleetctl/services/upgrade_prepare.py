@@ -124,7 +124,7 @@ def preflight(
 
 def prepare_rollback(environ: Mapping[str, str], fleet: Fleet) -> Prepared:
     """A run back to the profile and image the hosts of the last completed run ran before it."""
-    from fleetctl.services.upgrade import last_completed
+    from fleetctl.services.upgrade_runs import last_completed
 
     head = last_completed(fleet)
     hosts = head.plan.hosts
@@ -140,7 +140,7 @@ def prepare_rollback(environ: Mapping[str, str], fleet: Fleet) -> Prepared:
 def locked(fleet: Fleet, force_unlock: bool) -> Iterator[None]:
     """The fleet lock for a new run; refused while an earlier run is unfinished (resume or abort it first)."""
     from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import unfinished_run
+    from fleetctl.services.upgrade_runs import unfinished_run
 
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
         pending = unfinished_run(fleet)
@@ -151,11 +151,12 @@ def locked(fleet: Fleet, force_unlock: bool) -> Iterator[None]:
 
 
 @contextmanager
-def continuing(fleet: Fleet, force_unlock: bool) -> Iterator[RunJournal | None]:
-    """The fleet lock for ``--resume``/``--abort``, tagged with the unfinished run, which it yields (or None)."""
+def continuing(fleet: Fleet, force_unlock: bool, *, abort: bool = False) -> Iterator[RunJournal | None]:
+    """The fleet lock for ``--resume``/``--abort``, tagged with the unfinished run, which it yields (or None).
+    An abort may go on from a journal whose head lost fields a rollback does not need."""
     from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import unfinished_run
+    from fleetctl.services.upgrade_runs import unfinished_run
 
-    pending = unfinished_run(fleet)
+    pending = unfinished_run(fleet, salvage=abort)
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=pending.run_id if pending else None):
         yield pending
