@@ -221,6 +221,16 @@ def _abort_salvaged(fleet: Fleet, found: RunJournal, on_event: Event, ports: Rol
     journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
     records = [*found.records, journal.append(AbortRequested())]
     on_event(Resumed(found.run_id, len(records) + 1).to_dict())
-    ctx = RunContext(fleet, plan, None, "", 0, 900.0, 0.0, GateSettings(), dict(previous))
+    ctx = RunContext(
+        fleet=fleet,
+        plan=plan,
+        spec=None,  # what it upgraded to is lost: only the rollback steps run, and they need none of it
+        model="",  # each host's model is in its previous record
+        port=0,  # the new version's port: the old one's is used to drain
+        health_timeout_s=900.0,
+        bake_s=0.0,
+        gate=GateSettings(),
+        previous=dict(previous),
+    )
     with _ports(fleet, None, ports) as run_ports:
         return _execute(ctx, journal, run_ports, records, on_event)
