@@ -6,10 +6,25 @@ table; ``live_sink`` shows it with ``rich.live.Live`` and leaves the final table
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from fleetctl.core.events import (
+    ActionEnded,
+    ActionStarted,
+    Event,
+    GateJudged,
+    HostHealthy,
+    Note,
+    Resumed,
+    RunEnded,
+    StepFailed,
+    journal_events,
+    parse_event,
+)
+from fleetctl.core.records import ActionKind, ActionRef, Outcome, Record
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,77 +80,76 @@ class RunView:
         self.failure: str | None = None
         self.current_ring: str | None = None
 
-    def apply(self, event: dict[str, Any], at: float) -> None:
-        kind = event.get("event")
-        if kind in RING_LABELS or kind == "rollback_step":
-            self._begin(kind, event, at)
-        elif kind in NOTES:
-            self._note(event)
-        else:
-            handlers = {
-                "done": self._done,
-                "failed": self._failed,
-                "gate": self._gate,
-                "finished": self._finished,
-                "resume": self._resume,
-            }
-            if kind in handlers:
-                handlers[kind](event, at)
+    def apply(self, event: Event | Mapping[str, Any], at: float) -> None:
+        """Fold one event (a typed one, or a sink's JSON object) into the rows."""
+        typed = parse_event(event) if isinstance(event, Mapping) else event
+        if isinstance(typed, ActionStarted):
+            self._begin(typed.ref, at)
+        elif isinstance(typed, ActionEnded):
+            self._done(typed.ref, at)
+        elif isinstance(typed, StepFailed):
+            self._failed(typed, at)
+        elif isinstance(typed, GateJudged):
+            self._gate(typed, at)
+        elif isinstance(typed, RunEnded):
+            self._finished(typed.outcome)
+        elif isinstance(typed, Resumed):
+            self.run_id = typed.run_id
+        elif isinstance(typed, HostHealthy | Note) and typed.to_dict()["event"] in NOTES:
+            self._note(typed.to_dict())
 
-    def _begin(self, kind: str, event: dict[str, Any], at: float) -> None:
-        ring, host = self.rings.get(event.get("ring")), self.hosts.get(event.get("host"))
-        if ring is not None:
+    def _begin(self, ref: ActionRef, at: float) -> None:
+        ring, host = self.rings.get(ref.ring or ""), self.hosts.get(ref.host or "")
+        rollback = ref.action is ActionKind.ROLLBACK_STEP
+        if ring is not None and ref.action.value in RING_LABELS:
             self.current_ring = ring.name
-            if ring.state != RING_LABELS[kind]:
-                ring.state, ring.since = RING_LABELS[kind], at
+            if ring.state != RING_LABELS[ref.action.value]:
+                ring.state, ring.since = RING_LABELS[ref.action.value], at
         if host is not None:
-            host.step = step = event.get("step", "")
-            host.state = f"rolling back: {step}" if kind == "rollback_step" else UPGRADE_LABELS.get(step, step)
+            host.step = step = ref.step or ""
+            host.state = f"rolling back: {step}" if rollback else UPGRADE_LABELS.get(step, step)
             host.since, host.ended, host.note = at, None, ""
-        self.rolling_back = self.rolling_back or kind == "rollback_step"
+        self.rolling_back = self.rolling_back or rollback
 
-    def _done(self, event: dict[str, Any], at: float) -> None:
-        ring, host, kind = self.rings.get(event.get("ring")), self.hosts.get(event.get("host")), _kind(event)
-        if host is not None and kind in ("upgrade_step", "rollback_step"):
+    def _done(self, ref: ActionRef, at: float) -> None:
+        ring, host = self.rings.get(ref.ring or ""), self.hosts.get(ref.host or "")
+        if host is not None and ref.action in (ActionKind.UPGRADE_STEP, ActionKind.ROLLBACK_STEP):
             host.ended = at
-            if event.get("step") == "undrain":
-                host.state = "done" if kind == "upgrade_step" else "rolled back"
-        if ring is not None and kind == "pull" and ring.state == "pre-pull":
+            if ref.step == "undrain":
+                host.state = "done" if ref.action is ActionKind.UPGRADE_STEP else "rolled back"
+        if ring is not None and ref.action is ActionKind.PULL and ring.state == "pre-pull":
             ring.state, ring.since = "upgrading", at
 
-    def _failed(self, event: dict[str, Any], at: float) -> None:
-        host, reason = self.hosts.get(event.get("host")), event.get("reason", "")
-        self.failure = f"{event.get('host') or '?'}: {reason}"
+    def _failed(self, event: StepFailed, at: float) -> None:
+        host, reason = self.hosts.get(event.host or ""), event.reason
+        self.failure = f"{event.host or '?'}: {reason}"
         if host is not None:
             host.state, host.error, host.ended = f"failed: {reason}", reason, at
-        ring = self.rings.get(self.current_ring)
+        ring = self.rings.get(self.current_ring or "")
         if ring is not None and not self.rolling_back:
             ring.state, ring.detail = "failed", self.failure
 
-    def _gate(self, event: dict[str, Any], at: float) -> None:
-        ring = self.rings.get(event.get("ring"))
+    def _gate(self, event: GateJudged, at: float) -> None:
+        ring = self.rings.get(event.ring or "")
         if ring is None:
             return
-        failed = [c for c in event.get("checks", []) if not c.get("passed")]
-        ring.state, ring.since = ("gate passed" if event.get("passed") else "gate FAILED"), at
+        failed = [c for c in event.checks if not c.get("passed")]
+        ring.state, ring.since = ("gate passed" if event.passed else "gate FAILED"), at
         ring.detail = "; ".join(f"{c.get('metric')}: {c.get('detail')}" for c in failed)
 
     def _note(self, event: dict[str, Any]) -> None:
-        host = self.hosts.get(event.get("host"))
+        host = self.hosts.get(event.get("host") or "")
         if host is not None:
             host.note = NOTES[event["event"]](event)
 
-    def _finished(self, event: dict[str, Any], at: float) -> None:
-        self.outcome = event.get("outcome")
-        if self.outcome == "completed":
+    def _finished(self, outcome: Outcome) -> None:
+        self.outcome = outcome.value
+        if outcome is Outcome.COMPLETED:
             return
         for ring in self.rings.values():
             ring.state = "skipped" if ring.state == "pending" else ring.state
         for host in self.hosts.values():
             host.state = "not upgraded" if host.state == "waiting" else host.state
-
-    def _resume(self, event: dict[str, Any], at: float) -> None:
-        self.run_id = event.get("run_id")
 
     def elapsed(self, row: HostRow | RingRow, now: float) -> float | None:
         """Seconds in the current step (a host) or state (a ring); for a ring that bakes, the seconds left."""
@@ -150,32 +164,6 @@ class RunView:
         if self.outcome:
             return self.outcome.replace("_", " ")
         return "rolling back" if self.rolling_back else "running"
-
-
-def _kind(event: dict[str, Any]) -> str | None:
-    """A ``done`` event's action kind: the executor names it; else a host step with a ring is an upgrade step."""
-    if event.get("kind") or not event.get("host"):
-        return event.get("kind") or ("pull" if event.get("ring") else None)
-    return "upgrade_step" if event.get("ring") else "rollback_step"
-
-
-def journal_events(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The events a journal's records stand for, so a resumed run's view starts where the run was."""
-    for r in records:
-        fields = {k: r[k] for k in ("kind", "ring", "host", "step") if r.get(k)}
-        if r.get("event") == "action_begin":
-            yield {"event": r.get("kind"), **fields}
-        elif r.get("event") == "action_done":
-            if r.get("kind") == "judge":
-                yield {
-                    "event": "gate",
-                    "ring": r.get("ring"),
-                    "passed": bool(r.get("passed")),
-                    "checks": (r.get("verdict") or {}).get("checks", []),
-                }
-            yield {"event": "done", **fields}
-        elif r.get("event") == "action_failed":
-            yield {"event": "failed", "host": r.get("host"), "reason": r.get("reason", "")}
 
 
 STYLES = {
@@ -240,7 +228,7 @@ def live_sink(
     plan: RolloutPlan,
     bake_s: float,
     *,
-    history: Iterable[dict[str, Any]] = (),
+    history: Iterable[Record] = (),
     also: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A sink for the executor's events that keeps ``render(view)`` live on ``console``; ``history`` (a resumed

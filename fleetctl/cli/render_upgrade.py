@@ -1,129 +1,80 @@
-"""The upgrade commands' steps and rendering: preflight, plan, live events, summary."""
+"""The upgrade commands' rendering: the preflight's report, the plan, live events, the summary, history."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-
-from fleetctl.errors import CheckFailed, HostsFailed, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from fleetctl.cli.context import AppContext
+    from fleetctl.core.compat.result import CheckReport
     from fleetctl.core.fleet import Fleet
+    from fleetctl.core.records import Record
     from fleetctl.core.rollout_plan import RolloutPlan
+    from fleetctl.errors import FleetError
+    from fleetctl.services.journal import RunJournal
     from fleetctl.services.upgrade import UpgradeRequest
+    from fleetctl.services.upgrade_prepare import Prepared
 
 
-@dataclass(frozen=True)
-class Preflight:
-    """How ``prepare`` probes and checks the targets: over ``pool`` (the run's own SSH pool) when given."""
+def report_sink(app_ctx: AppContext, quiet: bool) -> Callable[[CheckReport, bool], None]:
+    """Shows the preflight's check report when some hosts cannot run the profile (left out quietly with
+    ``--json --skip-incompatible``)."""
 
-    skip_incompatible: bool = False
-    forks: int = 32
-    accept_new: bool = False
-    quiet: bool = False
-    pool: Any = None
+    def show(report: CheckReport, skipping: bool) -> None:
+        from fleetctl.cli.check_render import check_table
 
+        if not quiet or not skipping:
+            check_table(app_ctx.err, report)
 
-def prepare(
-    app_ctx: AppContext,
-    fleet: Fleet,
-    profile_ref: str,
-    image: str | None,
-    limit: str | None,
-    bake_s: float | None,
-    options: Preflight,
-) -> tuple[UpgradeRequest, RolloutPlan]:
-    """Profile, targets, preflight and plan. For a run (a pool given), the old version's figures are sampled
-    first, so the preflight's own time is the start of the run's reference window."""
-    from fleetctl.cli.render_serve import load_profile
-    from fleetctl.core.selector import select_hosts
-    from fleetctl.services.upgrade import make_plan, open_window, rollout_settings
-
-    profile = load_profile(app_ctx, fleet, profile_ref)
-    targets = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
-    opening = open_window(fleet, targets) if options.pool is not None else None
-    targets = preflight(app_ctx, fleet, profile, targets, options)
-    plan, skipped = make_plan(fleet, targets, rollout_settings(fleet, profile))
-    if skipped:
-        app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(skipped)}[/yellow]")
-    return _request(app_ctx, fleet, profile, image, plan, bake_s, opening), plan
+    return show
 
 
-def _request(app_ctx, fleet, profile, image, plan, bake_s, opening=None):
-    from fleetctl.core.gate import GateSettings
-    from fleetctl.services.upgrade import UpgradeRequest, rollout_settings
+def left_out(app_ctx: AppContext, prepared: Prepared) -> None:
+    if prepared.incompatible:
+        app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(prepared.incompatible)}[/yellow]")
+    if prepared.not_serving:
+        app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(prepared.not_serving)}[/yellow]")
 
-    settings = rollout_settings(fleet, profile)
-    gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
-    targets = tuple(fleet.host(h) for h in plan.hosts)
-    return UpgradeRequest(
-        profile=profile,
-        image=image,
-        targets=targets,
-        environ=app_ctx.env,
-        gate=gate,
-        bake_s=settings.bake_s if bake_s is None else bake_s,
-        opening=opening,
+
+CANCELLED = "cancelled: nothing changed (--yes runs without asking)"
+
+
+def confirm_or_cancel(yes: bool, question: str) -> None:
+    """Ask on stderr unless ``--yes``; a "no" changes nothing and exits 2."""
+    import typer
+
+    from fleetctl.errors import ExitCode
+
+    if not yes and not typer.confirm(question, err=True):
+        print(CANCELLED, file=sys.stderr)
+        raise typer.Exit(int(ExitCode.USAGE))
+
+
+def abandon(app_ctx: AppContext, fleet: Fleet, reason: str, *, as_json: bool, force_unlock: bool) -> None:
+    """``upgrade --abandon``: the unfinished run is journaled finished (``abandoned``), no host is touched."""
+    from fleetctl.services.upgrade_runs import abandon_run
+
+    run_id, record = abandon_run(fleet, reason, force_unlock=force_unlock)
+    if as_json:
+        doc = {"schema": "fleetctl.abandon/v1", "run_id": run_id, "at": record.at, "outcome": "abandoned"}
+        print(json.dumps({**doc, "reason": reason}))
+        return
+    app_ctx.err.print(
+        f"run {run_id} marked abandoned; nothing was changed on the hosts (see them with fleetctl status)",
+        markup=False,
+        highlight=False,
     )
 
 
-def preflight(app_ctx, fleet, profile, targets, options: Preflight):
-    """A fresh inventory and check of every target; failures stop here (exit 4) unless skipped."""
-    from fleetctl.cli.check_render import check_table
-    from fleetctl.core.compat.rules import check_snapshot
-    from fleetctl.services.inventory import collect_inventory
-    from fleetctl.services.profiles import load_matrix, profile_dirs
-
-    skip_incompatible, quiet = options.skip_incompatible, options.quiet
-    snapshot = collect_inventory(
-        fleet, targets, forks=options.forks, accept_new_host_keys=options.accept_new, pool=options.pool
-    )
-    report = check_snapshot(snapshot, profile, load_matrix(profile_dirs(app_ctx.env, fleet.path)))
-    bad = {h.name for h in report.hosts if not h.ok}
-    if not bad:
-        return targets
-    if not quiet or not skip_incompatible:
-        check_table(app_ctx.err, report)
-    if not skip_incompatible:
-        error = CheckFailed if report.failed else HostsFailed
-        raise error(
-            f"preflight: {', '.join(sorted(bad))} cannot run profile {profile.name}; nothing was changed",
-            hint="fix them, or leave them out with --skip-incompatible",
-        )
-    app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(sorted(bad))}[/yellow]")
-    kept = tuple(h for h in targets if h.name not in bad)
-    if not kept:
-        raise CheckFailed("preflight: no target host can run the profile")
-    return kept
-
-
-def prepare_rollback(app_ctx: AppContext, fleet: Fleet):
-    from fleetctl.cli.render_serve import load_profile
-    from fleetctl.core.rollout_plan import RolloutPlan
-    from fleetctl.services.upgrade import last_completed, make_plan, open_window, rollout_settings
-
-    head = last_completed(fleet)
-    hosts = RolloutPlan.from_dict(head["plan"]).hosts
-    opening = open_window(fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None))
-    previous = [head["previous"][h]["record"] for h in hosts]
-    targets = {(p["profile"], p["image"]) for p in previous}
-    if len(targets) != 1:
-        raise UsageError(
-            "the hosts of the last run ran different versions before it: roll back by hand with "
-            "fleetctl upgrade --profile ... --limit ..."
-        )
-    profile_name, image = targets.pop()
-    profile = load_profile(app_ctx, fleet, profile_name)
-    plan, _ = make_plan(
-        fleet, tuple(fleet.host(h) for h in hosts if fleet.host(h) is not None), rollout_settings(fleet, profile)
-    )
-    return _request(app_ctx, fleet, profile, image, plan, None, opening), plan
+def journal_warnings(app_ctx: AppContext, problems: Sequence[FleetError]) -> None:
+    """Journals ``history`` could read only in part: one line each, on stderr."""
+    for problem in problems:
+        app_ctx.err.print(f"warning: {problem.message} (shown from the lines that read)", markup=False, highlight=False)
 
 
 def show_plan(
@@ -191,7 +142,7 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
 
 
 def event_view(
-    app_ctx: AppContext, as_json: bool, plan: RolloutPlan, bake_s: float, history: list[dict[str, Any]] | None = None
+    app_ctx: AppContext, as_json: bool, plan: RolloutPlan, bake_s: float, history: Sequence[Record] | None = None
 ):
     """The run's event sink, as a context manager: the live view on stderr when stderr is a terminal (and, with
     ``--json``, the JSON lines on stdout as well); otherwise the JSON lines or one line per event."""
@@ -206,39 +157,16 @@ def event_view(
     )
 
 
-def _resumed_view(app_ctx: AppContext, as_json: bool, pending: tuple[str, list[dict[str, Any]]] | None):
+def _resumed_view(app_ctx: AppContext, as_json: bool, pending: RunJournal | None):
     """``event_view`` for the unfinished run, its plan and bake time from the journal's head."""
     from contextlib import nullcontext
 
-    from fleetctl.core.rollout_plan import RolloutPlan
+    from fleetctl.core.rollout_decisions import head
 
-    if pending is None:  # resume_run says there is nothing to resume
+    started = None if pending is None else head(pending.records)
+    if pending is None or started is None:  # resume_run says there is nothing to resume
         return nullcontext(event_sink(app_ctx, as_json))
-    head = pending[1][0]
-    return event_view(
-        app_ctx, as_json, RolloutPlan.from_dict(head["plan"]), head.get("bake_s") or 0, history=pending[1]
-    )
-
-
-def locked(fleet: Fleet, force_unlock: bool):
-    """The fleet lock for a new run; refused while an earlier run is unfinished (resume or abort it first)."""
-    from contextlib import contextmanager
-
-    from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import unfinished_run
-
-    @contextmanager
-    def held():
-        with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
-            pending = unfinished_run(fleet)
-            if pending is not None:
-                raise UsageError(
-                    f"run {pending[0]} did not finish: continue it with fleetctl upgrade --resume, "
-                    "or roll back what it changed with --abort"
-                )
-            yield
-
-    return held()
+    return event_view(app_ctx, as_json, started.plan, started.bake_s or 0, history=pending.records)
 
 
 def run(
@@ -255,12 +183,10 @@ def run(
 
 
 def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: bool, force_unlock: bool) -> None:
-    from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade import resume_run, unfinished_run
+    from fleetctl.services.upgrade import resume_run
+    from fleetctl.services.upgrade_prepare import continuing
 
-    pending = unfinished_run(fleet)
-    run_id = pending[0] if pending else None
-    with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=run_id):
+    with continuing(fleet, force_unlock, abort=abort) as pending:
         try:
             with _resumed_view(app_ctx, as_json, pending) as sink:
                 resume_run(fleet, app_ctx.env, sink, abort=abort)
@@ -275,14 +201,13 @@ def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
     latest = next(iter(list_runs(fleet.state_dir)), None)
     if latest is None:
         return
-    run_id, records = latest
-    rings = summarize(records)
+    rings = summarize(latest.records)
     if as_json:
-        print(json.dumps({"event": "summary", "run_id": run_id, "rings": rings}))
+        print(json.dumps({"event": "summary", "run_id": latest.run_id, "rings": rings}))
         return
     from rich.table import Table
 
-    table = Table("ring", "hosts", "duration", "gate", title=f"run {run_id}", title_justify="left")
+    table = Table("ring", "hosts", "duration", "gate", title=f"run {latest.run_id}", title_justify="left")
     for r in rings:
         gate = "-" if r["gate"] is None else "; ".join(c["detail"] for c in r["gate"])
         table.add_row(

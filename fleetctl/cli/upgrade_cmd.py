@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleetctl.cli.context import get_context
+from fleetctl.cli.context import AppContext, get_context
 from fleetctl.cli.options import AcceptNewOpt, ForksOpt, JsonOpt, LimitOpt
+
+if TYPE_CHECKING:
+    from fleetctl.core.fleet import Fleet
 
 ForceUnlockOpt = Annotated[bool, typer.Option("--force-unlock", help="Take over a stale fleet lock.")]
 
@@ -37,31 +40,70 @@ def upgrade(
     forks: ForksOpt = 32,
     accept_new_host_keys: AcceptNewOpt = False,
     force_unlock: ForceUnlockOpt = False,
+    abandon: Annotated[
+        bool, typer.Option("--abandon", help="Mark the unfinished run abandoned (changes no host); needs --reason.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the run is abandoned (journaled).")] = None,
 ) -> None:
     """Move vLLM to a new profile or image ring by ring, judge each ring on vLLM's metrics, roll back by itself."""
     from fleetctl.cli import render_upgrade as ui
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
+    if abandon:
+        if not reason:
+            raise typer.BadParameter("--abandon needs --reason TEXT (it is journaled)", param_hint="--reason")
+        ui.abandon(app_ctx, fleet, reason, as_json=as_json, force_unlock=force_unlock)
+        return
     if resume or abort:
         ui.continue_run(app_ctx, fleet, abort=abort, as_json=as_json, force_unlock=force_unlock)
         return
     if profile is None:
-        raise typer.BadParameter("--profile is required (or --resume / --abort)", param_hint="--profile")
+        raise typer.BadParameter("--profile is required (or --resume / --abort / --abandon)", param_hint="--profile")
+    args = NewRun(profile, image, limit, plan, yes, skip_incompatible, bake_s, as_json, forks, accept_new_host_keys)
+    _new_run(app_ctx, fleet, args, force_unlock)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewRun:
+    profile: str
+    image: str | None
+    limit: str | None
+    plan_only: bool
+    yes: bool
+    skip_incompatible: bool
+    bake_s: float | None
+    as_json: bool
+    forks: int
+    accept_new: bool
+
+
+def _new_run(app_ctx: AppContext, fleet: Fleet, args: NewRun, force_unlock: bool) -> None:
+    from fleetctl.cli import render_upgrade as ui
+    from fleetctl.core.selector import select_hosts
+    from fleetctl.services import upgrade_prepare as prep
     from fleetctl.services.upgrade import connections
 
-    options = ui.Preflight(skip_incompatible, forks, accept_new_host_keys, quiet=as_json)
-    if plan:  # changes nothing, so it takes no lock
-        ui.show_plan(app_ctx, *ui.prepare(app_ctx, fleet, profile, image, limit, bake_s, options), as_json)
-        return
-    with ui.locked(fleet, force_unlock), connections(fleet, accept_new=accept_new_host_keys) as pool:
-        request, run_plan = ui.prepare(
-            app_ctx, fleet, profile, image, limit, bake_s, dataclasses.replace(options, pool=pool)
+    targets = select_hosts(fleet.hosts, args.limit, fleet_name=fleet.name)
+    on_report = ui.report_sink(app_ctx, args.as_json)
+
+    def prepare(options: prep.Preflight) -> prep.Prepared:
+        found = prep.prepare(
+            app_ctx.env, fleet, targets, args.profile, options, on_report, image=args.image, bake_s=args.bake_s
         )
-        ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
-        if not yes and not typer.confirm("Start this rollout?", err=True):
-            raise typer.Exit(1)
-        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json, pool=pool)
+        ui.left_out(app_ctx, found)
+        return found
+
+    options = prep.Preflight(args.skip_incompatible, args.forks, args.accept_new)
+    if args.plan_only:  # changes nothing, so it takes no lock
+        found = prepare(options)
+        ui.show_plan(app_ctx, found.request, found.plan, args.as_json)
+        return
+    with prep.locked(fleet, force_unlock), connections(fleet, accept_new=args.accept_new) as pool:
+        found = prepare(dataclasses.replace(options, pool=pool))
+        ui.show_plan(app_ctx, found.request, found.plan, False, to_stderr=True)
+        ui.confirm_or_cancel(args.yes, "Start this rollout?")
+        ui.run(app_ctx, fleet, found.request, found.plan, as_json=args.as_json, pool=pool)
 
 
 def rollback(
@@ -72,24 +114,27 @@ def rollback(
 ) -> None:
     """Revert the last completed upgrade: a rollout back to the profile and image the hosts ran before it."""
     from fleetctl.cli import render_upgrade as ui
+    from fleetctl.services import upgrade_prepare as prep
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
-    with ui.locked(fleet, force_unlock):
-        request, run_plan = ui.prepare_rollback(app_ctx, fleet)
-        ui.show_plan(app_ctx, request, run_plan, False, to_stderr=True)
-        if not yes and not typer.confirm("Roll back?", err=True):
-            raise typer.Exit(1)
-        ui.run(app_ctx, fleet, request, run_plan, as_json=as_json)
+    with prep.locked(fleet, force_unlock):
+        found = prep.prepare_rollback(app_ctx.env, fleet)
+        ui.show_plan(app_ctx, found.request, found.plan, False, to_stderr=True)
+        ui.confirm_or_cancel(yes, "Roll back?")
+        ui.run(app_ctx, fleet, found.request, found.plan, as_json=as_json)
 
 
 def history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Upgrade runs of this fleet, newest first, with their outcome."""
     from fleetctl.cli import render_upgrade as ui
-    from fleetctl.services.upgrade import history as runs
+    from fleetctl.services.upgrade_runs import history as runs
+    from fleetctl.services.upgrade_runs import journal_problems
 
     app_ctx = get_context(ctx)
-    rows = runs(app_ctx.load_fleet())
+    fleet = app_ctx.load_fleet()
+    rows = runs(fleet)
+    ui.journal_warnings(app_ctx, journal_problems(fleet))
     if as_json:
         print(json.dumps({"schema": "fleetctl.history/v1", "runs": rows}, indent=2))
     else:

@@ -7,6 +7,7 @@ check's metric, value, threshold and hosts, so the report writes itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fleetctl.core.metrics import WindowFigures
 
@@ -27,7 +28,7 @@ class GateCheck:
     hosts: tuple[str, ...]
     detail: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
             "passed": self.passed,

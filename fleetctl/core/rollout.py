@@ -12,11 +12,25 @@ healthy → undrain.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fleetctl.core.metrics import WindowFigures
+from fleetctl.core.records import (
+    AbortRequested,
+    ActionBegin,
+    ActionDone,
+    ActionFailed,
+    ActionKind,
+    ActionRef,
+    Outcome,
+    Record,
+    RunFinished,
+    RunStarted,
+)
 from fleetctl.core.rollout_plan import RolloutPlan
+from fleetctl.core.timefmt import seconds_between
 
 UPGRADE_STEPS = ("drain", "replace", "healthy", "undrain")
 ROLLBACK_STEPS = ("drain", "restore", "healthy", "undrain")
@@ -24,15 +38,44 @@ ROLLBACK_STEPS = ("drain", "restore", "healthy", "undrain")
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # pull | upgrade_step | bake | judge | rollback_step | finish
+    kind: ActionKind
     ring: str | None = None
     host: str | None = None
     step: str | None = None
     hosts: tuple[str, ...] = ()
-    outcome: str | None = None  # for finish: completed | rolled_back | aborted
+    outcome: Outcome | None = None  # for finish: completed | rolled_back | aborted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ActionKind(self.kind))
 
     def key(self) -> str:
-        return ":".join(p for p in (self.kind, self.ring or "", self.host or "", self.step or "") if p)
+        return ":".join(p for p in (self.kind.value, self.ring or "", self.host or "", self.step or "") if p)
+
+    def ref(self) -> ActionRef:
+        return ActionRef(self.key(), self.kind, self.ring, self.host, self.step)
+
+
+@dataclass(frozen=True)
+class GateFailed:
+    """The run turned around because a ring failed its gate."""
+
+    ring: str | None
+    verdict: Mapping[str, Any]  # {"ring": ..., "checks": [...]}
+
+    def failed_checks(self) -> list[Mapping[str, Any]]:
+        return [c for c in self.verdict.get("checks", []) if not c.get("passed")]
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """The run turned around because an action failed on a host."""
+
+    action: str  # the action's key
+    host: str | None
+    reason: str
+
+
+RunFailure = GateFailed | StepFailure
 
 
 @dataclass(frozen=True)
@@ -41,65 +84,66 @@ class RunState:
     done: frozenset[str] = frozenset()  # keys of actions journaled as done
     touched: tuple[str, ...] = ()  # hosts whose container this run began to replace, in order
     drained: tuple[str, ...] = ()  # hosts this run took out of the router, in order
-    failure: dict[str, Any] | None = None  # the failed gate or step that turned the run around
+    failure: RunFailure | None = None  # the failed gate or step that turned the run around
     abort: bool = False
-    finished: str | None = None
+    finished: Outcome | None = None
 
 
-def replay(plan: RolloutPlan, records: list[dict[str, Any]]) -> RunState:
+def replay(plan: RolloutPlan, records: Iterable[Record]) -> RunState:
     state = RunState(plan=plan)
     for record in records:
         state = apply(state, record)
     return state
 
 
-def apply(state: RunState, record: dict[str, Any]) -> RunState:
-    event = record.get("event")
-    if event == "action_begin" and record.get("kind") == "upgrade_step":
-        host, step = record["host"], record.get("step")
+def apply(state: RunState, record: Record) -> RunState:
+    body = record.body
+    if isinstance(body, ActionBegin) and body.ref.action is ActionKind.UPGRADE_STEP and body.ref.host:
+        host, step = body.ref.host, body.ref.step
         if step == "drain" and host not in state.drained:
             state = replace(state, drained=(*state.drained, host))
         if step == "replace" and host not in state.touched:
             state = replace(state, touched=(*state.touched, host))
-    elif event == "action_done":
-        state = replace(state, done=state.done | {record["key"]})
-        if record.get("kind") == "judge" and not record.get("passed", False):
-            state = replace(state, failure={"ring": record.get("ring"), "verdict": record.get("verdict")})
-    elif event == "action_failed":
-        state = replace(
-            state, failure={"action": record["key"], "host": record.get("host"), "reason": record.get("reason")}
-        )
-    elif event == "abort_requested":
+    elif isinstance(body, ActionDone):
+        state = replace(state, done=state.done | {body.ref.key})
+        if body.ref.action is ActionKind.JUDGE and (body.gate is None or not body.gate.passed):
+            verdict = body.gate.verdict if body.gate is not None else {}
+            state = replace(state, failure=GateFailed(body.ref.ring, verdict))
+    elif isinstance(body, ActionFailed):
+        state = replace(state, failure=StepFailure(body.ref.key, body.ref.host, body.reason))
+    elif isinstance(body, AbortRequested):
         state = replace(state, abort=True)
-    elif event == "run_finished":
-        state = replace(state, finished=record.get("outcome"))
+    elif isinstance(body, RunFinished):
+        state = replace(state, finished=body.outcome)
     return state
 
 
 def decide(state: RunState) -> Action:
     """The next action of the run, from the state alone."""
     if state.finished:
-        return Action("finish", outcome=state.finished)
+        return Action(ActionKind.FINISH, outcome=state.finished)
     if state.failure is not None or state.abort:
         return _next_rollback(state)
     for ring in state.plan.rings:
         action = _next_in_ring(state, ring.name, ring.hosts, ring.batches)
         if action is not None:
             return action
-    return Action("finish", outcome="completed")
+    return Action(ActionKind.FINISH, outcome=Outcome.COMPLETED)
 
 
-def _next_in_ring(state: RunState, ring: str, hosts: tuple[str, ...], batches) -> Action | None:
-    pull = Action("pull", ring=ring, hosts=hosts)
+def _next_in_ring(
+    state: RunState, ring: str, hosts: tuple[str, ...], batches: Sequence[tuple[str, ...]]
+) -> Action | None:
+    pull = Action(ActionKind.PULL, ring=ring, hosts=hosts)
     if pull.key() not in state.done:
         return pull
     for batch in batches:
         for step in UPGRADE_STEPS:  # a batch moves step by step, hosts side by side
             for host in batch:
-                action = Action("upgrade_step", ring=ring, host=host, step=step)
+                action = Action(ActionKind.UPGRADE_STEP, ring=ring, host=host, step=step)
                 if action.key() not in state.done:
                     return action
-    for kind in ("bake", "judge"):
+    for kind in (ActionKind.BAKE, ActionKind.JUDGE):
         action = Action(kind, ring=ring, hosts=hosts)
         if action.key() not in state.done:
             return action
@@ -111,63 +155,47 @@ def _next_rollback(state: RunState) -> Action:
     for host in reversed(state.drained):
         steps = ROLLBACK_STEPS if host in state.touched else ("undrain",)
         for step in steps:
-            action = Action("rollback_step", host=host, step=step)
+            action = Action(ActionKind.ROLLBACK_STEP, host=host, step=step)
             if action.key() not in state.done:
                 return action
-    return Action("finish", outcome="aborted" if state.abort else "rolled_back")
+    return Action(ActionKind.FINISH, outcome=Outcome.ABORTED if state.abort else Outcome.ROLLED_BACK)
 
 
-def old_version_figures(records: list[dict[str, Any]]) -> WindowFigures | None:
+def old_version_figures(records: Iterable[Record]) -> WindowFigures | None:
     """What the old version did in this run: the window before the first change (``run_started.reference``) plus
     the baseline hosts' window of every ring judged so far. The last ring, with no baseline host left, is judged
     against this."""
-    found = [r["reference"] for r in records if r.get("event") == "run_started" and r.get("reference")]
-    found += [
-        r["baseline"]
-        for r in records
-        if r.get("event") == "action_done" and r.get("kind") == "judge" and r.get("baseline")
-    ]
+    found: list[Mapping[str, Any]] = []
+    for r in records:
+        if isinstance(r.body, RunStarted) and r.body.reference:
+            found.append(r.body.reference)
+        elif isinstance(r.body, ActionDone) and r.body.gate is not None and r.body.gate.baseline:
+            found.append(r.body.gate.baseline)
     total = None
     for doc in found:
-        figures = WindowFigures.from_dict(doc)
+        figures = WindowFigures.from_dict(dict(doc))
         total = figures if total is None else total.plus(figures)
     return total
 
 
-def in_flight_host(state: RunState, records: list[dict[str, Any]]) -> str | None:
-    """The host of an action begun but never done (the run crashed in the middle of it), if any."""
-    begun = [r for r in records if r.get("event") == "action_begin"]
-    if begun and begun[-1]["key"] not in state.done:
-        return begun[-1].get("host")
-    return None
-
-
-def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(records: Iterable[Record]) -> list[dict[str, Any]]:
     """Per ring: hosts, start and end times, duration, and the gate's figures, from a run's journal."""
     rings: dict[str, dict[str, Any]] = {}
     for r in records:
-        ring = r.get("ring")
-        if not ring or r.get("event") not in ("action_begin", "action_done"):
+        if not isinstance(r.body, ActionBegin | ActionDone) or not r.body.ref.ring:
             continue
+        ref = r.body.ref
         row = rings.setdefault(
-            ring,
-            {"ring": ring, "hosts": [], "started": r.get("at"), "ended": r.get("at"), "gate": None, "passed": None},
+            ref.ring or "",
+            {"ring": ref.ring, "hosts": [], "started": r.at, "ended": r.at, "gate": None, "passed": None},
         )
-        row["ended"] = r.get("at")
-        if r.get("host") and r["host"] not in row["hosts"]:
-            row["hosts"].append(r["host"])
-        if r.get("event") == "action_done" and r.get("kind") == "judge":
-            row["passed"] = r.get("passed")
-            row["gate"] = (r.get("verdict") or {}).get("checks")
+        row["ended"] = r.at
+        if ref.host and ref.host not in row["hosts"]:
+            row["hosts"].append(ref.host)
+        if isinstance(r.body, ActionDone) and ref.action is ActionKind.JUDGE:
+            gate = r.body.gate
+            row["passed"] = gate.passed if gate is not None else None
+            row["gate"] = gate.verdict.get("checks") if gate is not None else None
     for row in rings.values():
-        row["duration_s"] = _seconds_between(row["started"], row["ended"])
+        row["duration_s"] = seconds_between(row["started"], row["ended"])
     return list(rings.values())
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    from datetime import datetime
-
-    if not start or not end:
-        return None
-    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-    return round((parse(end) - parse(start)).total_seconds(), 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from fleetctl.core.fleet import Host, RolloutSettings
 
@@ -37,11 +38,11 @@ class RolloutPlan:
         return tuple(h for ring in self.rings for h in ring.hosts)
 
     @classmethod
-    def from_dict(cls, d: dict) -> RolloutPlan:
+    def from_dict(cls, d: dict[str, Any]) -> RolloutPlan:
         rings = tuple(Ring(r["name"], tuple(tuple(b) for b in r["batches"])) for r in d["rings"])
         return cls(rings=rings, batch_size=int(d["batch_size"]))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "batch_size": self.batch_size,
             "rings": [

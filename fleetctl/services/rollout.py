@@ -9,28 +9,49 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.core.events import (
+    ActionEnded,
+    ActionStarted,
+    Event,
+    GateJudged,
+    HostHealthy,
+    Reconnecting,
+    RunEnded,
+    StepFailed,
+)
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import GateSettings, judge_ring
-from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics, window
+from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics
+from fleetctl.core.records import (
+    ActionBegin,
+    ActionDone,
+    ActionFailed,
+    ActionKind,
+    GateOutcome,
+    Outcome,
+    Record,
+    RunFinished,
+)
 from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
+from fleetctl.core.rollout_decisions import judge_inputs, rebake_s, url_port, with_baseline
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
-from fleetctl.errors import HostError
+from fleetctl.errors import HostError, UsageError
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state, update_state
+from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal
-from fleetctl.services.router import sync_router
-from fleetctl.services.serving import HostOps, now, quiesce
+from fleetctl.services.rollout_ports import HostPort, RolloutPorts
+from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, now, undrain_hosts
 
-Event = Callable[[dict[str, Any]], None]
+Sink = Callable[[dict[str, Any]], None]  # the executor's events as their JSON objects (fleetctl.core.events)
 DRAIN_TIMEOUT_S = 300
 RESTORE_STOP_S = 40
+RECONNECT_TRIES = 3  # a step whose SSH connection dropped is repeated over a new one, this many times in all
 
 
 @dataclass
@@ -39,9 +60,9 @@ class RunContext:
 
     fleet: Fleet
     plan: RolloutPlan
-    spec: ContainerSpec
+    spec: ContainerSpec | None  # None: the journal lost the target (a salvaged --abort only rolls back)
     model: str
-    port: int
+    port: int  # the new version's port (0: unknown, see ``port_after``)
     health_timeout_s: float
     bake_s: float
     gate: GateSettings
@@ -50,9 +71,18 @@ class RunContext:
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
 
+    def port_after(self, host: str) -> int:
+        """The port the new version serves on, for a rollback's drain; the old one's when the journal lost it."""
+        return self.port or self.port_before(host)
+
+    def target(self) -> ContainerSpec:
+        if self.spec is None:
+            raise UsageError("this run's journal does not say what it upgraded to: it can only be aborted")
+        return self.spec
+
     def port_before(self, host: str) -> int:
         url = self.previous.get(host, {}).get("record", {}).get("url")
-        return int(url.rsplit(":", 1)[1]) if url else self.port
+        return url_port(url, self.port) if url else self.port
 
 
 class Interrupt:
@@ -65,76 +95,94 @@ class Interrupt:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         old = signal.signal(signal.SIGINT, lambda *_: self.requested.set())
-        return lambda: signal.signal(signal.SIGINT, old)
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, old)
+
+        return restore
 
 
 class Executor:
-    def __init__(self, ctx: RunContext, journal: Journal, pool, on_event: Event, interrupt: Interrupt) -> None:
-        self.ctx, self.journal, self.pool, self.on_event, self.interrupt = ctx, journal, pool, on_event, interrupt
+    def __init__(
+        self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Sink, interrupt: Interrupt
+    ) -> None:
+        self.ctx, self.journal, self.ports, self.on_event, self.interrupt = ctx, journal, ports, on_event, interrupt
         self.samples: dict[str, dict[str, MetricsSample]] = {}  # ring → host → sample at bake start
-        self.ops: dict[str, HostOps] = {}  # host → its runtime, kept for the whole run
+        self.ops: dict[str, HostPort] = {}  # host → its runtime, kept for the whole run (until it drops)
         self.old: WindowFigures | None = None  # the old version's figures recorded so far
 
-    def run(self, records: list[dict[str, Any]]) -> RunState:
+    def run(self, records: list[Record]) -> RunState:
         state = replay(self.ctx.plan, records)
         self.old = old_version_figures(records)
         while True:
             action = decide(state)
-            if action.kind == "finish":
+            if action.kind is ActionKind.FINISH:
                 if not state.finished:
-                    state = apply(state, self.journal.append("run_finished", outcome=action.outcome))
-                    self.on_event({"event": "finished", "outcome": action.outcome})
+                    outcome = action.outcome or Outcome.COMPLETED
+                    state = apply(state, self.journal.append(RunFinished(outcome)))
+                    self.emit(RunEnded(outcome))
                 return state
             if self.interrupt.requested.is_set():
                 raise KeyboardInterrupt
             state = self._do(state, action)
 
+    def emit(self, event: Event) -> None:
+        self.on_event(event.to_dict())
+
     def _do(self, state: RunState, action: Action) -> RunState:
-        fields = {
-            "key": action.key(),
-            "kind": action.kind,
-            "ring": action.ring,
-            "host": action.host,
-            "step": action.step,
-        }
-        state = apply(state, self.journal.append("action_begin", **fields))
-        self.on_event({"event": action.kind, **{k: v for k, v in fields.items() if k != "key" and v}})
+        ref = action.ref()
+        state = apply(state, self.journal.append(ActionBegin(ref)))
+        self.emit(ActionStarted(ref))
         try:
-            extra = self._act(state, action) or {}
+            gate = self._act_reconnecting(state, action)
         except HostError as e:
-            self.on_event({"event": "failed", "host": e.host, "reason": f"{e.kind}: {e.reason}"})
-            if action.kind == "rollback_step":
+            reason = f"{e.kind}: {e.reason}"
+            self.emit(StepFailed(e.host, reason))
+            if action.kind is ActionKind.ROLLBACK_STEP:
                 raise  # a failed rollback needs a person
-            return apply(state, self.journal.append("action_failed", **fields, reason=f"{e.kind}: {e.reason}"))
-        state = apply(state, self.journal.append("action_done", **fields, **extra))
-        self.on_event({"event": "done", **{k: v for k, v in fields.items() if k != "key" and v}})
+            return apply(state, self.journal.append(ActionFailed(ref, reason)))
+        state = apply(state, self.journal.append(ActionDone(ref, gate)))
+        self.emit(ActionEnded(ref))
         return state
 
-    def _act(self, state: RunState, action: Action) -> dict[str, Any] | None:
-        handlers = {
-            "pull": self._pull,
-            "upgrade_step": self._upgrade_step,
-            "bake": self._bake,
-            "judge": self._judge,
-            "rollback_step": self._rollback_step,
+    def _act_reconnecting(self, state: RunState, action: Action) -> GateOutcome | None:
+        """``_act``; a dropped SSH connection (``disconnected``) is reopened and the step done again (each step
+        is idempotent), up to RECONNECT_TRIES times in all."""
+        for attempt in range(1, RECONNECT_TRIES + 1):
+            try:
+                return self._act(state, action)
+            except HostError as e:
+                if e.kind != "disconnected":
+                    raise
+                self.ops.pop(e.host, None)  # the next use (a repeat, or the rollback) opens a new connection
+                if attempt == RECONNECT_TRIES:
+                    raise
+                self.emit(Reconnecting(e.host, e.reason, attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _act(self, state: RunState, action: Action) -> GateOutcome | None:
+        handlers: dict[ActionKind, Callable[[RunState, Action], GateOutcome | None]] = {
+            ActionKind.PULL: self._pull,
+            ActionKind.UPGRADE_STEP: self._upgrade_step,
+            ActionKind.BAKE: self._bake,
+            ActionKind.JUDGE: self._judge,
+            ActionKind.ROLLBACK_STEP: self._rollback_step,
         }
         return handlers[action.kind](state, action)
 
     # -- actions -------------------------------------------------------------------------------------------------
 
-    def _ops(self, name: str) -> HostOps:
-        """One ``HostOps`` (and so one Docker client over the pool's SSH connection) per host for the run."""
+    def _ops(self, name: str) -> HostPort:
+        """One host handle (and so one Docker client over the pool's SSH connection) per host for the run."""
         if name not in self.ops:
-            host = self.ctx.fleet.host(name)
-            assert host is not None
-            self.ops[name] = HostOps(self.pool, host)
+            self.ops[name] = self.ports.host(name)
         return self.ops[name]
 
     def _pull(self, state: RunState, action: Action) -> None:
         failures = [
             r
             for _, r in fan_out(
-                self._hosts(action.hosts), lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.spec.image)
+                self._hosts(action.hosts), lambda h: self._ops(h.name).runtime.ensure_image(self.ctx.target().image)
             )
             if isinstance(r, HostError)
         ]
@@ -142,100 +190,89 @@ class Executor:
             raise failures[0]
 
     def _upgrade_step(self, state: RunState, action: Action) -> None:
-        ops = self._ops(action.host)
+        host = action.host or ""  # decide gives every step its host
+        ops = self._ops(host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port_before(action.host))  # it still runs the old version
+            self._drain(ops, self.ctx.port_before(host))  # it still runs the old version
         elif action.step == "replace":
-            ops.runtime.replace(self.ctx.spec)
+            ops.runtime.replace(self.ctx.target())
         elif action.step == "healthy":
             seconds = ops.wait_healthy(self.ctx.model, self.ctx.port, self.ctx.health_timeout_s)
-            self.on_event({"event": "healthy", "host": action.host, "seconds": round(seconds, 2)})
+            self.emit(HostHealthy(host, round(seconds, 2)))
         elif action.step == "undrain":
             record = ServingRecord(
-                action.host,
+                host,
                 self._url(ops.host),
-                self.ctx.spec.labels["fleetctl.profile"],
-                self.ctx.spec.image,
-                self.ctx.spec.labels["fleetctl.revision"],
+                self.ctx.target().labels["fleetctl.profile"],
+                self.ctx.target().image,
+                self.ctx.target().labels["fleetctl.revision"],
                 now(),
                 model=self.ctx.model,
             )
-            self._undrain(action.host, record)
+            self._undrain(host, record)
 
     def _rollback_step(self, state: RunState, action: Action) -> None:
-        ops = self._ops(action.host)
+        host = action.host or ""  # decide gives every step its host
+        ops = self._ops(host)
         if action.step == "drain":
-            self._drain(ops, self.ctx.port)  # it runs the new version
+            self._drain(ops, self.ctx.port_after(host))  # it runs the new version
         elif action.step == "restore":
             ops.runtime.restore(RESTORE_STOP_S)
         elif action.step == "healthy":
-            ops.wait_healthy(
-                self.ctx.model_before(action.host), self.ctx.port_before(action.host), self.ctx.health_timeout_s
-            )
+            ops.wait_healthy(self.ctx.model_before(host), self.ctx.port_before(host), self.ctx.health_timeout_s)
         elif action.step == "undrain":
-            self._undrain(action.host, self._previous_record(action.host))
+            self._undrain(host, self._previous_record(host))
 
-    def _drain(self, ops: HostOps, port: int) -> None:
-        name = ops.host.name
-        reason = f"upgrade {self.journal.run_id}"
-        update_state(
-            self.ctx.fleet,
-            lambda s: s if s.is_drained(name) else s.with_drained(DrainRecord(name, reason, "fleetctl", now())),
-        )
-        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
-        current = ops.runtime.current()
-        if current is not None and current.running:
-            quiesce(ops, port, DRAIN_TIMEOUT_S, False, self.on_event)
+    def _drain(self, ops: HostPort, port: int) -> None:
+        """The drain sequence ``fleetctl drain`` runs (one place: ``services.serving.drain_hosts``), keeping a
+        drain record that is already there and not waiting on a container that is not running."""
+        record = DrainRecord(ops.host.name, f"upgrade {self.journal.run_id}", "fleetctl", now(self.ports.clock))
+        options = DrainOptions(DRAIN_TIMEOUT_S, keep_existing=True, skip_stopped=True, announce_router=False)
+        for _, result in drain_hosts(self.ports, [DrainTarget(ops, port, record)], options, self.on_event):
+            if isinstance(result, HostError):
+                raise result
 
     def _undrain(self, name: str, record: ServingRecord | None) -> None:
-        def change(s):
-            s = s.without_drained(name)
-            return s.with_serving(record) if record is not None else s
-
-        update_state(self.ctx.fleet, change)
-        sync_router(self.ctx.fleet, load_state(self.ctx.fleet))
+        serving = {name: record} if record is not None else None
+        undrain_hosts(self.ports, [name], self.on_event, serving=serving, announce_router=False)
 
     def _bake(self, state: RunState, action: Action) -> None:
-        self.samples[action.ring] = self._sample_all()
-        deadline = time.monotonic() + self.ctx.bake_s
-        while time.monotonic() < deadline:
+        self.samples[action.ring or ""] = self._sample_all()
+        clock = self.ports.clock
+        deadline = clock.monotonic() + self.ctx.bake_s
+        while clock.monotonic() < deadline:
             if self.interrupt.requested.is_set():
                 raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            clock.sleep(min(0.5, max(0.0, deadline - clock.monotonic())))
 
-    def _judge(self, state: RunState, action: Action) -> dict[str, Any]:
-        before = self.samples.get(action.ring)
+    def _judge(self, state: RunState, action: Action) -> GateOutcome:
+        before = self.samples.get(action.ring or "")
         if before is None:  # resumed between bake and judge: bake again, briefly
             before = self._sample_all()
-            time.sleep(min(self.ctx.bake_s, 10))
+            self.ports.clock.sleep(rebake_s(self.ctx.bake_s))
         after = self._sample_all()
-        upgraded = set(state.touched)
-        ring = {h: window(before[h], after[h]) for h in action.hosts if h in before and h in after}
-        serving = self._serving()
-        baseline_hosts = [h for h in before if h in after and h not in upgraded and h in serving]
-        baseline = _sum(window(before[h], after[h]) for h in baseline_hosts) if baseline_hosts else None
-        source = "baseline hosts" if baseline is not None else "old version's figures recorded in this run"
-        unhealthy = tuple(h for h in action.hosts if h not in after)
-        verdict = judge_ring(ring, baseline or self.old, unhealthy, self.ctx.gate, baseline_source=source)
-        report = {"ring": action.ring, "checks": [c.to_dict() for c in verdict.checks]}
-        self.on_event({"event": "gate", "ring": action.ring, "passed": verdict.passed, "checks": report["checks"]})
-        if baseline is None:
-            return {"passed": verdict.passed, "verdict": report}
-        self.old = baseline if self.old is None else self.old.plus(baseline)
-        return {"passed": verdict.passed, "verdict": report, "baseline": baseline.to_dict()}
+        inputs = judge_inputs(action.hosts, before, after, state.touched, self._serving(), self.old)
+        verdict = judge_ring(
+            inputs.ring, inputs.compare_with, inputs.unhealthy, self.ctx.gate, baseline_source=inputs.source
+        )
+        checks = [c.to_dict() for c in verdict.checks]
+        self.emit(GateJudged(action.ring, verdict.passed, checks))
+        self.old = with_baseline(self.old, inputs.baseline)
+        baseline = None if inputs.baseline is None else inputs.baseline.to_dict()
+        return GateOutcome(verdict.passed, {"ring": action.ring, "checks": checks}, baseline)
 
     # -- observation ---------------------------------------------------------------------------------------------
 
     def _serving(self) -> dict[str, str]:
         """Host → URL of every host serving now (not drained), whichever version it runs."""
-        state = load_state(self.ctx.fleet)
+        state = self.ports.load_state()
         return {h: r.url for h, r in state.serving.items() if not state.is_drained(h)}
 
     def _sample_all(self) -> dict[str, MetricsSample]:
-        return sample_serving(self.ctx.fleet)
+        return self.ports.sample_serving()
 
-    def _hosts(self, names) -> list[Host]:
-        return [self.ctx.fleet.host(n) for n in names if self.ctx.fleet.host(n) is not None]
+    def _hosts(self, names: Iterable[str]) -> list[Host]:
+        return [h for h in (self.ctx.fleet.host(n) for n in names) if h is not None]
 
     def _url(self, host: Host) -> str:
         from fleetctl.core.fleetstate import worker_url
@@ -247,8 +284,12 @@ class Executor:
         return None if doc is None else ServingRecord(host=name, **doc)
 
 
-def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
-    """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out."""
+def sample_serving(
+    fleet: Fleet, names: tuple[str, ...] | None = None, fetch: Callable[[Host, str], str] | None = None
+) -> dict[str, MetricsSample]:
+    """Metrics of every serving host (of ``names``, if given); a host that does not answer is left out.
+    ``fetch(host, url)`` reads a host's /metrics text (vLLM over HTTP unless given)."""
+    fetch = fetch or _metrics
     state = load_state(fleet)
     urls = {
         h: r.url
@@ -256,7 +297,8 @@ def sample_serving(fleet: Fleet, names: tuple[str, ...] | None = None) -> dict[s
         if not state.is_drained(h) and (names is None or h in names) and fleet.host(h) is not None
     }
     samples = {}
-    for host, text in fan_out([fleet.host(n) for n in urls], lambda h: _metrics(h, urls[h.name])):
+    hosts = [h for h in (fleet.host(n) for n in urls) if h is not None]
+    for host, text in fan_out(hosts, lambda h: fetch(h, urls[h.name])):
         if isinstance(text, str):
             samples[host.name] = parse_metrics(text)
     return samples
@@ -270,10 +312,3 @@ def _metrics(host: Host, url: str) -> str:
         return client.metrics_text()
     finally:
         client.close()
-
-
-def _sum(figures) -> WindowFigures:
-    total = WindowFigures()
-    for f in figures:
-        total = total.plus(f)
-    return total

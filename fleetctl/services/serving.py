@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
@@ -30,6 +30,7 @@ from fleetctl.services.poll import DRAIN, MODEL, poll
 from fleetctl.services.router import sync_router
 
 if TYPE_CHECKING:
+    from fleetctl.services.rollout_ports import HostPort
     from fleetctl.services.runtime import HostRuntime
     from fleetctl.transport.ssh import SshPool
     from fleetctl.transport.vllm import VllmClient
@@ -170,11 +171,33 @@ def check_min_serving(fleet: Fleet, state: FleetState, names: list[str], force: 
 # -- drain and undrain: one sequence for `fleetctl drain`/`undrain` and the rollout executor ------------------------
 
 
+class Ledger(Protocol):
+    """Where drains are recorded and what the router is made to match: ``FleetLedger`` for the commands, the
+    rollout's ``RolloutPorts`` for the executor (``fleetctl.services.rollout_ports``)."""
+
+    def update_state(self, change: Callable[[FleetState], FleetState]) -> FleetState: ...
+
+    def sync_router(self) -> RouterDiff: ...
+
+
+class FleetLedger:
+    """``state.json`` and the local vllm-router of one fleet."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def update_state(self, change: Callable[[FleetState], FleetState]) -> FleetState:
+        return update_state(self.fleet, change)
+
+    def sync_router(self) -> RouterDiff:
+        return sync_router(self.fleet, load_state(self.fleet))
+
+
 @dataclass(frozen=True)
 class DrainTarget:
     """One host to drain: its operations, the port its vLLM listens on now, and the record that says why."""
 
-    ops: HostOps
+    ops: HostPort
     port: int
     record: DrainRecord
 
@@ -189,13 +212,13 @@ class DrainOptions:
 
 
 def drain_hosts(
-    fleet: Fleet, targets: list[DrainTarget], options: DrainOptions, on_event: Event
+    ledger: Ledger, targets: list[DrainTarget], options: DrainOptions, on_event: Event
 ) -> list[tuple[Host, str | HostError]]:
     """Record the hosts drained in state.json, make the router match (verified), then wait, in parallel, until each
     vLLM has nothing running or waiting. Each host's result is what happened or its HostError; a router that
     does not take the change raises RouterError before any wait. Repeatable."""
-    update_state(fleet, lambda s: _with_drained(s, [t.record for t in targets], options.keep_existing))
-    diff = sync_router(fleet, load_state(fleet))
+    ledger.update_state(lambda s: _with_drained(s, [t.record for t in targets], options.keep_existing))
+    diff = ledger.sync_router()
     if options.announce_router:
         on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
     by_name = {t.ops.host.name: t for t in targets}
@@ -210,7 +233,7 @@ def drain_hosts(
 
 
 def undrain_hosts(
-    fleet: Fleet,
+    ledger: Ledger,
     names: list[str],
     on_event: Event,
     *,
@@ -227,8 +250,8 @@ def undrain_hosts(
             state = state.with_serving(now_serving[name]) if name in now_serving else state
         return state
 
-    update_state(fleet, change)
-    diff = sync_router(fleet, load_state(fleet))
+    ledger.update_state(change)
+    diff = ledger.sync_router()
     if announce_router:
         on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
     return diff
@@ -258,7 +281,7 @@ def drain(
             DrainTarget(HostOps(pool, h), url_port(state.serving[h.name].url), DrainRecord(h.name, reason, by, stamp))
             for h in hosts
         ]
-        results = drain_hosts(fleet, targets, DrainOptions(timeout_s, stop=stop), on_event)
+        results = drain_hosts(FleetLedger(fleet), targets, DrainOptions(timeout_s, stop=stop), on_event)
     return [_outcome(h, r) for h, r in results]
 
 
@@ -281,12 +304,12 @@ def _with_drained(state: FleetState, records: list[DrainRecord], keep_existing: 
     return state
 
 
-def _running(ops: HostOps) -> bool:
+def _running(ops: HostPort) -> bool:
     current = ops.runtime.current()
     return current is not None and current.running
 
 
-def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
+def quiesce(ops: HostPort, port: int, timeout_s: float, stop: bool, on_event: Event) -> str:
     """Wait until vLLM on the host has nothing running or waiting (already out of the router), then maybe stop."""
     counts: list[tuple[float, float] | None] = [None]
 
@@ -312,7 +335,7 @@ def quiesce(ops: HostOps, port: int, timeout_s: float, stop: bool, on_event: Eve
     return "drained"
 
 
-def _in_flight_or_none(ops: HostOps, port: int, on_event: Event) -> tuple[float, float] | None:
+def _in_flight_or_none(ops: HostPort, port: int, on_event: Event) -> tuple[float, float] | None:
     """In-flight requests; a vLLM that does not answer at all has none left to wait for; one that is only slow
     to answer (a timeout) may still be serving: None, so the caller asks again."""
     try:
@@ -344,7 +367,7 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
             return "healthy"
 
         outcomes = [_outcome(host, result) for host, result in fan_out(hosts, back, forks=len(hosts))]
-    undrain_hosts(fleet, [o.host for o in outcomes if o.ok], on_event)
+    undrain_hosts(FleetLedger(fleet), [o.host for o in outcomes if o.ok], on_event)
     return outcomes
 
 

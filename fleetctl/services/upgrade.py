@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.compat.profile import Profile
+from fleetctl.core.events import Note, Resumed
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings
 from fleetctl.core.gate import GateSettings
-from fleetctl.core.metrics import MetricsSample, WindowFigures, window
-from fleetctl.core.rollout import RunState
+from fleetctl.core.metrics import MetricsSample
+from fleetctl.core.records import AbortRequested, Outcome, Record, RunStarted
+from fleetctl.core.rollout import GateFailed, RunState, StepFailure
+from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
+from fleetctl.services.clock import SYSTEM
 from fleetctl.services.fleetstate import load_state
-from fleetctl.services.journal import Journal, list_runs, new_run_id
+from fleetctl.services.journal import Journal, RunJournal, new_run_id
 from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
+from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
+from fleetctl.services.upgrade_runs import salvage_head, unfinished_run
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -67,54 +75,68 @@ def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
 
 def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings) -> tuple[RolloutPlan, list[str]]:
     """The plan over the targets that serve now; drained hosts are left alone (named in the second value)."""
-    state = load_state(fleet)
-    serving = [h for h in state.serving if not state.is_drained(h)]
-    skipped = [h.name for h in targets if h.name not in serving]
-    chosen = tuple(h for h in targets if h.name in serving)
+    found = serving_targets(targets, serving_now(load_state(fleet)))
     try:
-        return plan_rollout(chosen, settings, serving=len(serving), min_serving=fleet.router.min_serving), skipped
+        plan = plan_rollout(found.chosen, settings, serving=found.serving, min_serving=fleet.router.min_serving)
+        return plan, list(found.skipped)
     except PlanError as e:
         raise UsageError(f"cannot plan the upgrade: {e}") from e
 
 
-def start_run(fleet: Fleet, request: UpgradeRequest, plan: RolloutPlan, on_event: Event, pool=None) -> RunState:
-    """Journal the run's head and carry it out, over ``pool`` (the command's SSH pool) or a new one."""
-    from contextlib import nullcontext
-
+def start_run(
+    fleet: Fleet,
+    request: UpgradeRequest,
+    plan: RolloutPlan,
+    on_event: Event,
+    pool=None,
+    ports: RolloutPorts | None = None,
+) -> RunState:
+    """Journal the run's head and carry it out, over ``ports`` (tests), ``pool`` (the command's SSH pool) or a
+    new pool."""
     from fleetctl.services.lock import tag_run
 
-    run_id = new_run_id()
+    clock = ports.clock if ports is not None else SYSTEM
+    run_id = new_run_id(clock)
     spec = spec_for(request.profile, request.environ, run_id, request.image)
     tag_run(fleet.state_dir, run_id)
-    state = load_state(fleet)
+    state = ports.load_state() if ports is not None else load_state(fleet)
     previous = {h: {"record": state.serving[h].to_dict(), "model": state.serving[h].model} for h in plan.hosts}
-    reference = reference_window(request.opening, sample_serving(fleet, plan.hosts)) if request.opening else None
-    journal = Journal(fleet.state_dir, run_id)
+    reference = None
+    if request.opening is not None:
+        sampled = ports.sample_serving(plan.hosts) if ports is not None else sample_serving(fleet, plan.hosts)
+        reference = reference_window(request.opening, sampled, clock.monotonic())
+    journal = Journal(fleet.state_dir, run_id, clock)
     head = journal.append(
-        "run_started",
-        plan=plan.to_dict(),
-        profile=request.profile.name,
-        profile_path=request.profile.path,
-        image=spec.image,
-        revision=run_id,
-        previous=previous,
-        reference=reference,
-        bake_s=request.bake_s,
-        gate=request.gate.__dict__,
+        RunStarted(
+            plan=plan,
+            profile=request.profile.name,
+            profile_path=request.profile.path,
+            image=spec.image,
+            revision=run_id,
+            previous=previous,
+            reference=reference,
+            bake_s=request.bake_s,
+            gate=request.gate,
+        )
     )
+    ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
+    with _ports(fleet, pool, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, [head], on_event)
+
+
+@contextmanager
+def _ports(fleet: Fleet, pool: Any, ports: RolloutPorts | None) -> Iterator[RolloutPorts]:
+    """``ports`` when given; else the real fleet over ``pool`` or over a pool of its own for the run."""
+    if ports is not None:
+        yield ports
+        return
     with nullcontext(pool) if pool is not None else connections(fleet) as shared:
-        ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
-        return _execute(ctx, journal, shared, [head], on_event)
+        yield FleetPorts(fleet, shared)
 
 
-def reference_window(opening: Opening, now: dict[str, MetricsSample]) -> dict[str, Any] | None:
+def reference_window(opening: Opening, now: dict[str, MetricsSample], now_at: float) -> dict[str, Any] | None:
     """The old version's figures from the opening samples to ``now`` (journaled), or None without traffic."""
-    total = WindowFigures()
-    for name in opening.samples.keys() & now.keys():
-        total = total.plus(window(opening.samples[name], now[name]))
-    if total.requests <= 0:
-        return None
-    return {**total.to_dict(), "seconds": round(time.monotonic() - opening.at, 3)}
+    return decisions.reference_window(opening.samples, opening.at, now, now_at)
 
 
 def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
@@ -132,85 +154,83 @@ def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
     )
 
 
-def _execute(ctx: RunContext, journal: Journal, pool, records: list[dict[str, Any]], on_event: Event) -> RunState:
+def _execute(
+    ctx: RunContext, journal: Journal, ports: RolloutPorts, records: list[Record], on_event: Event
+) -> RunState:
     interrupt = Interrupt()
     restore = interrupt.install()
     try:
-        state = Executor(ctx, journal, pool, on_event, interrupt).run(records)
+        state = Executor(ctx, journal, ports, on_event, interrupt).run(records)
     finally:
         restore()
         journal.close()
-    if state.finished == "rolled_back":
+    if state.finished is Outcome.ROLLED_BACK:
         raise RolledBack(_rollback_message(state), hint=f"the run's journal: {journal.path}")
     return state
 
 
 def _rollback_message(state: RunState) -> str:
-    failure = state.failure or {}
-    verdict = failure.get("verdict") or {}
-    failed = [c for c in verdict.get("checks", []) if not c.get("passed")]
-    if failed:
-        c = failed[0]
+    failure = state.failure
+    if isinstance(failure, GateFailed) and failure.failed_checks():
+        c = failure.failed_checks()[0]
         return (
-            f"rolled back: ring {verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
+            f"rolled back: ring {failure.verdict.get('ring')} failed its gate on {c['metric']}: {c['detail']} "
             f"(hosts {', '.join(c['hosts'])})"
         )
-    return f"rolled back: {failure.get('action')} failed on {failure.get('host')}: {failure.get('reason')}"
+    if isinstance(failure, StepFailure):
+        return f"rolled back: {failure.action} failed on {failure.host}: {failure.reason}"
+    ring = failure.ring if isinstance(failure, GateFailed) else None
+    return f"rolled back: ring {ring} failed its gate"
 
 
-def unfinished_run(fleet: Fleet) -> tuple[str, list[dict[str, Any]]] | None:
-    for run_id, records in list_runs(fleet.state_dir):
-        if records and records[0].get("event") == "run_started":
-            if not any(r.get("event") == "run_finished" for r in records):
-                return run_id, records
-    return None
-
-
-def resume_run(fleet: Fleet, environ: Mapping[str, str], on_event: Event, *, abort: bool = False) -> RunState:
+def resume_run(
+    fleet: Fleet,
+    environ: Mapping[str, str],
+    on_event: Event,
+    *,
+    abort: bool = False,
+    ports: RolloutPorts | None = None,
+) -> RunState:
     """Continue (or, with ``abort``, roll back) the run that did not finish."""
     from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
 
-    found = unfinished_run(fleet)
+    found = unfinished_run(fleet, salvage=abort)
     if found is None:
         raise UsageError("no unfinished upgrade to " + ("abort" if abort else "resume"))
-    run_id, records = found
-    head = records[0]
+    records, head = list(found.records), decisions.head(found.records)
+    if head is None:  # --abort of a run whose head does not read: from its plan and previous records
+        return _abort_salvaged(fleet, found, on_event, ports)
     dirs = profile_dirs(environ, fleet.path)
-    profile = load_profile(head["profile_path"], dirs, load_matrix(dirs))
-    spec = spec_for(profile, environ, head["revision"], head["image"])
-    plan = RolloutPlan.from_dict(head["plan"])
-    journal = Journal(fleet.state_dir, run_id)
+    profile = load_profile(head.profile_path, dirs, load_matrix(dirs))
+    spec = spec_for(profile, environ, head.revision, head.image)
+    journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
     if abort:
-        records.append(journal.append("abort_requested"))
-    on_event({"event": "resume", "run_id": run_id, "records": len(records)})
-    with connections(fleet) as pool:
-        ctx = _context(fleet, profile, spec, plan, head["previous"], head["bake_s"], GateSettings(**head["gate"]))
-        return _execute(ctx, journal, pool, records, on_event)
+        records.append(journal.append(AbortRequested()))
+    on_event(Resumed(found.run_id, len(records)).to_dict())
+    for line in found.torn:
+        on_event(Note("torn_record", {"line": line, "path": found.path}).to_dict())
+    ctx = _context(fleet, profile, spec, head.plan, dict(head.previous), head.bake_s, head.gate)
+    with _ports(fleet, None, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, records, on_event)
 
 
-def history(fleet: Fleet) -> list[dict[str, Any]]:
-    rows = []
-    for run_id, records in list_runs(fleet.state_dir):
-        if not records:
-            continue
-        head, last = records[0], records[-1]
-        finished = next((r for r in reversed(records) if r.get("event") == "run_finished"), None)
-        rows.append(
-            {
-                "run_id": run_id,
-                "started": head.get("at"),
-                "profile": head.get("profile"),
-                "image": head.get("image"),
-                "hosts": len(RolloutPlan.from_dict(head["plan"]).hosts) if "plan" in head else None,
-                "outcome": finished.get("outcome") if finished else "unfinished",
-                "ended": (finished or last).get("at"),
-            }
-        )
-    return rows
-
-
-def last_completed(fleet: Fleet) -> dict[str, Any]:
-    for _run_id, records in list_runs(fleet.state_dir):
-        if records and any(r.get("event") == "run_finished" and r.get("outcome") == "completed" for r in records):
-            return records[0]
-    raise UsageError("no completed upgrade to roll back")
+def _abort_salvaged(fleet: Fleet, found: RunJournal, on_event: Event, ports: RolloutPorts | None) -> RunState:
+    """Roll back a run whose head lost fields the rollback does not need (its profile, image...): the plan and
+    each host's serving record before the run are enough to put every touched host back."""
+    plan, previous = salvage_head(found.path)
+    journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
+    records = [*found.records, journal.append(AbortRequested())]
+    on_event(Resumed(found.run_id, len(records) + 1).to_dict())
+    ctx = RunContext(
+        fleet=fleet,
+        plan=plan,
+        spec=None,  # what it upgraded to is lost: only the rollback steps run, and they need none of it
+        model="",  # each host's model is in its previous record
+        port=0,  # the new version's port: the old one's is used to drain
+        health_timeout_s=900.0,
+        bake_s=0.0,
+        gate=GateSettings(),
+        previous=dict(previous),
+    )
+    with _ports(fleet, None, ports) as run_ports:
+        return _execute(ctx, journal, run_ports, records, on_event)

@@ -15,7 +15,7 @@ from fleetctl.core.fleet import Fleet, Host, RouterSettings
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.errors import HostError, RouterError
 from fleetctl.services.fleetstate import load_state, update_state
-from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, undrain_hosts
+from fleetctl.services.serving import DrainOptions, DrainTarget, FleetLedger, drain_hosts, undrain_hosts
 
 URLS = {"a": "http://10.0.0.1:8000", "b": "http://10.0.0.2:8000", "c": "http://10.0.0.3:8000"}
 
@@ -123,7 +123,9 @@ def test_drain_marks_syncs_then_waits(fleet, router):
     events = []
     a = Ops(fleet, "a", [(2.0, 1.0), (1.0, 0.0), (0.0, 0.0)], router=router[0])
     b = Ops(fleet, "b", router=router[0])
-    results = {h.name: r for h, r in drain_hosts(fleet, [target(a), target(b)], DrainOptions(60), events.append)}
+    results = {
+        h.name: r for h, r in drain_hosts(FleetLedger(fleet), [target(a), target(b)], DrainOptions(60), events.append)
+    }
     assert results == {"a": "drained", "b": "drained"}
     assert set(load_state(fleet).drained) == {"a", "b"}
     assert router[0].workers == [URLS["c"]]
@@ -133,7 +135,9 @@ def test_drain_marks_syncs_then_waits(fleet, router):
 
 def test_one_host_still_busy_is_that_hosts_error(fleet, router):
     a, b = Ops(fleet, "a", [(1.0, 0.0)]), Ops(fleet, "b")
-    results = {h.name: r for h, r in drain_hosts(fleet, [target(a), target(b)], DrainOptions(5), lambda e: None)}
+    results = {
+        h.name: r for h, r in drain_hosts(FleetLedger(fleet), [target(a), target(b)], DrainOptions(5), lambda e: None)
+    }
     assert isinstance(results["a"], HostError) and results["a"].kind == "drain_timeout"
     assert results["b"] == "drained" and set(load_state(fleet).drained) == {"a", "b"}  # a stays out
 
@@ -141,17 +145,17 @@ def test_one_host_still_busy_is_that_hosts_error(fleet, router):
 def test_stop_and_skip_stopped(fleet):
     a, b = Ops(fleet, "a"), Ops(fleet, "b", running=False)
     opts = DrainOptions(60, stop=True, skip_stopped=True)
-    results = {h.name: r for h, r in drain_hosts(fleet, [target(a), target(b)], opts, lambda e: None)}
+    results = {h.name: r for h, r in drain_hosts(FleetLedger(fleet), [target(a), target(b)], opts, lambda e: None)}
     assert results == {"a": "drained and stopped", "b": "not running"}
     assert a.stopped and b.asked == 0
 
 
 def test_an_existing_drain_record_is_replaced_or_kept(fleet):
     a = Ops(fleet, "a")
-    drain_hosts(fleet, [target(a, "first")], DrainOptions(60), lambda e: None)
-    drain_hosts(fleet, [target(a, "second")], DrainOptions(60, keep_existing=True), lambda e: None)
+    drain_hosts(FleetLedger(fleet), [target(a, "first")], DrainOptions(60), lambda e: None)
+    drain_hosts(FleetLedger(fleet), [target(a, "second")], DrainOptions(60, keep_existing=True), lambda e: None)
     assert load_state(fleet).drained["a"].reason == "first"
-    drain_hosts(fleet, [target(a, "third")], DrainOptions(60), lambda e: None)
+    drain_hosts(FleetLedger(fleet), [target(a, "third")], DrainOptions(60), lambda e: None)
     assert load_state(fleet).drained["a"].reason == "third"
 
 
@@ -159,28 +163,30 @@ def test_a_router_that_refuses_the_change_stops_before_any_wait(fleet, router):
     router[0].refuse_removal = True
     a = Ops(fleet, "a")
     with pytest.raises(RouterError, match="answered POST /remove_worker with 500"):
-        drain_hosts(fleet, [target(a)], DrainOptions(60), lambda e: None)
+        drain_hosts(FleetLedger(fleet), [target(a)], DrainOptions(60), lambda e: None)
     assert a.asked == 0 and load_state(fleet).is_drained("a")  # the intent is recorded: `router sync` honours it
 
 
 def test_no_router_event_when_not_announced(fleet):
     events = []
-    drain_hosts(fleet, [target(Ops(fleet, "a"))], DrainOptions(60, announce_router=False), events.append)
+    drain_hosts(FleetLedger(fleet), [target(Ops(fleet, "a"))], DrainOptions(60, announce_router=False), events.append)
     assert [e["event"] for e in events] == ["drained"]
 
 
 def test_undrain_clears_records_and_puts_hosts_back(fleet, router):
-    drain_hosts(fleet, [target(Ops(fleet, "a")), target(Ops(fleet, "b"))], DrainOptions(60), lambda e: None)
+    drain_hosts(
+        FleetLedger(fleet), [target(Ops(fleet, "a")), target(Ops(fleet, "b"))], DrainOptions(60), lambda e: None
+    )
     events = []
-    diff = undrain_hosts(fleet, ["a"], events.append)
+    diff = undrain_hosts(FleetLedger(fleet), ["a"], events.append)
     assert diff.add == (URLS["a"],) and sorted(router[0].workers) == [URLS["a"], URLS["c"]]
     assert set(load_state(fleet).drained) == {"b"}
     assert events == [{"event": "router", "added": [URLS["a"]], "removed": []}]
 
 
 def test_undrain_records_what_a_host_serves_now(fleet, router):
-    drain_hosts(fleet, [target(Ops(fleet, "a"))], DrainOptions(60), lambda e: None)
+    drain_hosts(FleetLedger(fleet), [target(Ops(fleet, "a"))], DrainOptions(60), lambda e: None)
     new = ServingRecord("a", URLS["a"], "p2", "i2", "r2", "2026-01-01T02:00:00Z", model="m")
-    undrain_hosts(fleet, ["a"], lambda e: None, serving={"a": new}, announce_router=False)
+    undrain_hosts(FleetLedger(fleet), ["a"], lambda e: None, serving={"a": new}, announce_router=False)
     state = load_state(fleet)
     assert not state.drained and state.serving["a"] == new and URLS["a"] in router[0].workers

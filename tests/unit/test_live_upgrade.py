@@ -167,8 +167,26 @@ def test_a_failed_rollback_step_leaves_the_run_rolling_back():
     assert (view.outcome, view.status()) == (None, "rolling back")
 
 
+HEAD = {
+    "event": "run_started",
+    "profile": "next",
+    "profile_path": "profiles/next.toml",
+    "image": "img:2",
+    "revision": "r1",
+    "previous": {},
+    "reference": None,
+    "gate": {},
+}
+
+
 def journal(*records):
-    return [{"schema": "fleetctl.journal/v1", "run_id": "r1", "at": "2025-01-01T00:00:00Z", **r} for r in records]
+    """Journal records as read back (fleetctl.core.records), from their JSON objects."""
+    from fleetctl.core.records import parse_record
+
+    return [
+        parse_record({"schema": "fleetctl.journal/v1", "run_id": "r1", "at": "2025-01-01T00:00:00Z", **r})
+        for r in records
+    ]
 
 
 def begin(**fields):
@@ -181,7 +199,7 @@ def done(**fields):
 
 def test_resume_starts_from_the_journal_then_follows_the_new_events():
     records = journal(
-        {"event": "run_started", "plan": PLAN.to_dict(), "bake_s": 30},
+        {**HEAD, "plan": PLAN.to_dict(), "bake_s": 30},
         begin(key="pull:canary", kind="pull", ring="canary"),
         done(key="pull:canary", kind="pull", ring="canary"),
         begin(key="upgrade_step:canary:a:drain", kind="upgrade_step", ring="canary", host="a", step="drain"),
@@ -222,6 +240,6 @@ def test_a_journaled_judge_becomes_a_gate_event_and_a_failure_a_failed_event():
         },
         {"event": "abort_requested"},
     )
-    assert [e["event"] for e in journal_events(records)] == ["gate", "done", "failed"]
+    assert [e.to_dict()["event"] for e in journal_events(records)] == ["gate", "done", "failed"]
     view = feed(list(journal_events(records)))
     assert (view.rings["canary"].state, view.hosts["a"].state) == ("gate FAILED", "failed: docker: gone")

@@ -1,6 +1,18 @@
 """The rollout decider, row by row: hand-built journals in, next action out."""
 
 from fleetctl.core.fleet import Host, RolloutSettings
+from fleetctl.core.gate import GateSettings
+from fleetctl.core.records import (
+    AbortRequested,
+    ActionBegin,
+    ActionDone,
+    ActionFailed,
+    GateOutcome,
+    Outcome,
+    Record,
+    RunFinished,
+    RunStarted,
+)
 from fleetctl.core.rollout import Action, decide, replay
 from fleetctl.core.rollout_plan import plan_rollout
 
@@ -12,19 +24,21 @@ PLAN = plan_rollout(
 )
 
 
+def record(body):
+    return Record("2026-11-30T08:00:00.000Z", "r1", body)
+
+
 def begin(action):
-    return {
-        "event": "action_begin",
-        "key": action.key(),
-        "kind": action.kind,
-        "host": action.host,
-        "step": action.step,
-        "ring": action.ring,
-    }
+    return record(ActionBegin(action.ref()))
 
 
-def done(action, **extra):
-    return {**begin(action), "event": "action_done", **extra}
+def done(action, passed=None, verdict=None, baseline=None):
+    gate = None if passed is None else GateOutcome(passed, verdict or {}, baseline)
+    return record(ActionDone(action.ref(), gate))
+
+
+def started(reference):
+    return record(RunStarted(PLAN, "next", "next.toml", "img:2", "r1", {}, reference, 3.0, GateSettings()))
 
 
 def actions_until_finish(records=(), fail=None, limit=100):
@@ -37,7 +51,7 @@ def actions_until_finish(records=(), fail=None, limit=100):
             return seen
         records.append(begin(action))
         if action.key() == fail:
-            records.append({**begin(action), "event": "action_failed", "reason": "never healthy"})
+            records.append(record(ActionFailed(action.ref(), "never healthy")))
         elif action.kind == "judge":
             records.append(done(action, passed=True))
         else:
@@ -79,7 +93,7 @@ def test_a_failed_gate_rolls_back_every_touched_host_newest_first():
     judge = decide(replay(PLAN, records))
     records += [begin(judge), done(judge, passed=False, verdict={"metric": "error_rate"})]
     state = replay(PLAN, records)
-    assert state.failure["verdict"] == {"metric": "error_rate"}
+    assert state.failure.verdict == {"metric": "error_rate"}
     assert actions_until_finish(records) == [
         "rollback_step:a:drain",
         "rollback_step:a:restore",
@@ -114,14 +128,12 @@ def test_abort_puts_back_a_host_that_was_only_drained():
     for _ in range(2):  # pull, drain a
         action = decide(replay(PLAN, records))
         records += [begin(action), done(action)]
-    records.append({"event": "abort_requested"})
+    records.append(record(AbortRequested()))
     assert actions_until_finish(records) == ["rollback_step:a:undrain", "finish:aborted"]
 
 
 def test_finished_run_stays_finished():
-    assert decide(replay(PLAN, [{"event": "run_finished", "outcome": "completed"}])) == Action(
-        "finish", outcome="completed"
-    )
+    assert decide(replay(PLAN, [record(RunFinished(Outcome.COMPLETED))])) == Action("finish", outcome="completed")
 
 
 def figures(finished, ttft_fast, ttft_slow):
@@ -138,7 +150,7 @@ def test_old_version_figures_add_the_opening_window_and_every_ring_baseline():
 
     judge = Action("judge", ring="canary", hosts=("a",))
     records = [
-        {"event": "run_started", "reference": {**figures(10, 10, 0), "seconds": 1.5}},
+        started({**figures(10, 10, 0), "seconds": 1.5}),
         begin(judge),
         done(judge, passed=True, baseline=figures(30, 0, 30)),
         done(Action("judge", ring="main", hosts=("b", "c")), passed=True),
@@ -147,7 +159,7 @@ def test_old_version_figures_add_the_opening_window_and_every_ring_baseline():
     assert total.finished == 40 and total.ttft.count == 40
     assert 0.05 < total.ttft_p95() <= 0.5  # 30 of the 40 were slow
     assert old_version_figures(records[:1]).ttft_p95() <= 0.05
-    assert old_version_figures([{"event": "run_started", "reference": None}]) is None
+    assert old_version_figures([started(None)]) is None
 
 
 def test_window_figures_survive_the_journal():
