@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.core.addresses import host_problem, http_url_problem, jump_problem, shown, unbracketed, user_problem
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings, SshSettings
 from fleetctl.core.tomldoc import KeyLines as KeyLines  # the one TOML locator; its old home
 from fleetctl.core.tomldoc import TomlDocument, Where, dotted, read_toml, toml_type
@@ -28,7 +29,7 @@ class Field:
 
 def _one_of(*choices: str) -> Check:
     names = " or ".join(f'"{c}"' for c in choices)
-    return lambda v: None if v in choices else f'must be {names}, got "{v}"'
+    return lambda v: None if v in choices else f"must be {names}, got {shown(v)}"
 
 
 def _at_least(low: float) -> Check:
@@ -43,14 +44,9 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else f"must be greater than 0, got {v}"
 
 
-def _http_url(v: str) -> str | None:
-    ok = re.fullmatch(r"https?://[^\s/]+(/\S*)?", v)
-    return None if ok else f'must be an http:// or https:// URL, got "{v}"'
-
-
 def _token(v: str) -> str | None:
     ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v)
-    return None if ok else f'must be letters, digits, ".", "_" or "-" (starting with a letter or digit), got "{v}"'
+    return None if ok else f'must be letters, digits, ".", "_" or "-" (starting with a letter or digit), got {shown(v)}'
 
 
 def _distinct(v: list[str]) -> str | None:
@@ -61,14 +57,14 @@ def _distinct(v: list[str]) -> str | None:
 SCHEMA: dict[str, dict[str, Field]] = {
     "fleet": {"name": Field("string")},
     "ssh": {
-        "user": Field("string"),
+        "user": Field("string", user_problem),
         "identity_file": Field("string"),
         "known_hosts": Field("string"),
         "host_key_policy": Field("string", _one_of("strict", "accept-new")),
-        "proxy_jump": Field("string"),
+        "proxy_jump": Field("string", jump_problem),
         "connect_timeout_s": Field("number", _positive),
     },
-    "router": {"url": Field("string", _http_url), "min_serving": Field("integer", _at_least(0))},
+    "router": {"url": Field("string", http_url_problem), "min_serving": Field("integer", _at_least(0))},
     "rollout": {
         "rings": Field("strings", _distinct),
         "max_unavailable": Field("integer", _at_least(1)),
@@ -79,7 +75,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
 }
 HOST_FIELDS: dict[str, Field] = {
     "name": Field("string", _token),
-    "address": Field("string"),
+    "address": Field("string", host_problem),
     "port": Field("integer", _between(1, 65535)),
     "ring": Field("string", _token),
     "labels": Field("string-table"),
@@ -133,13 +129,14 @@ def unknown_top_level(key: str, value: Any) -> str:
 
 
 def check_table(doc: TomlDocument, table: Mapping[str, Any], fields: Mapping[str, Field], at: Where) -> None:
+    """Unknown keys first (a typo explains the rest), then each value against its field."""
+    unknown = next((key for key in table if key not in fields), None)
+    if unknown is not None:
+        close = difflib.get_close_matches(unknown, fields, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
+        raise doc.error(f"unknown key {dotted((*at, unknown))}{hint}", (*at, unknown))
     for key, value in table.items():
-        field = fields.get(key)
-        if field is None:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
-            raise doc.error(f"unknown key {dotted((*at, key))}{hint}", (*at, key))
-        message = check_value(value, field)
+        message = check_value(value, fields[key])
         if message:
             raise doc.error(f"{dotted((*at, key))}{message}", (*at, key))
 
@@ -200,7 +197,7 @@ def build_hosts(doc: TomlDocument) -> tuple[Host, ...]:
     return tuple(
         Host(
             name=entry["name"],
-            address=entry.get("address", entry["name"]),
+            address=unbracketed(entry.get("address", entry["name"])),
             port=entry.get("port"),
             ring=entry.get("ring"),
             labels=dict(entry.get("labels", {})),
