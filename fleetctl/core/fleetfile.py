@@ -186,6 +186,8 @@ def build_hosts(doc: TomlDocument) -> tuple[Host, ...]:
         check_table(doc, entry, HOST_FIELDS, ("hosts", i))
         if "name" not in entry:
             raise doc.error('host without a name (every [[hosts]] needs name = "...")', ("hosts", i))
+        if "address" not in entry and (problem := host_problem(entry["name"])):
+            raise doc.error(f"hosts.name (the address when none is given): {problem}", ("hosts", i, "name"))
         first = seen.setdefault(entry["name"], i)
         if first != i:
             where = doc.line(("hosts", first, "name"))

@@ -48,6 +48,13 @@ FLEET_CASES = [
         'error: {f}:5: hosts.address: label "aaaaaaaaaaaaaaaaaaaa..." is 64 characters long (at most 63)',
     ),
     (
+        "dns-label-64-in-the-name",
+        HEAD + f'[[hosts]]\nname = "{"b" * 64}"\n',
+        2,
+        'error: {f}:4: hosts.name (the address when none is given): label "bbbbbbbbbbbbbbbbbbbb..." is 64 characters '
+        "long (at most 63)",
+    ),
+    (
         "ipv6-bad-zone",
         HOST + 'address = "[fe80::1%eth0;id]"\n',
         2,
