@@ -64,3 +64,29 @@ def test_key_lines_skip_strings_of_every_kind_and_count_their_newlines():
 def test_key_lines_of_broken_text_is_empty_not_an_exception():
     assert KeyLines.read('a = "never closed\n').lines == {}
     assert KeyLines.read("[unclosed\n").lines == {}
+
+
+BIG = '[fleet]\nname = "t"\n' + "".join(f'\n[[hosts]]\nname = "h{i}"\n[hosts.labels]\nrack = "r"\n' for i in range(200))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "port = 22s\n",
+        'port = "22\n',
+        "x = [1,\n",
+        'x = """never closed\n',
+        "x = [\n  1,\n  2 3,\n]\n",
+        "[[hosts]\n",
+        'motd = """\n[[hosts]]\n"""\nport = 1x\n',
+    ],
+)
+def test_a_syntax_error_deep_in_a_big_file_reads_as_tomlkit_reads_the_whole_file(tail):
+    """tomlkit is asked about the lines from the header above the error only; the answer must be the same."""
+    from fleetctl.core.tomldoc import _tomlkit_reason
+
+    text = BIG + tail
+    reason, line, col = _tomlkit_reason(text)
+    with pytest.raises(ConfigError) as e:
+        read_toml(text, "f.toml")
+    assert str(e.value) == f"f.toml:{line}: TOML syntax error: {reason} (column {col + 1})"
