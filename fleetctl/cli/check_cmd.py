@@ -111,7 +111,8 @@ def offline_snapshot(path: str, limit: str | None) -> Snapshot:
     snapshot = load_snapshot(path)
     if limit is None:
         return snapshot
-    return replace(snapshot, hosts=tuple(h for h in snapshot.hosts if h.name in select_names(snapshot, limit)))
+    chosen = select_names(snapshot, limit)
+    return replace(snapshot, hosts=tuple(h for h in snapshot.hosts if h.name in chosen))
 
 
 def select_names(snapshot: Snapshot, pattern: str) -> set[str]:

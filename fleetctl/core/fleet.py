@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -61,5 +62,10 @@ class Fleet:
 
         return os.path.join(os.path.dirname(os.path.abspath(self.path)), ".fleetctl")
 
+    @cached_property
+    def _by_name(self) -> dict[str, Host]:
+        return {h.name: h for h in self.hosts}
+
     def host(self, name: str) -> Host | None:
-        return next((h for h in self.hosts if h.name == name), None)
+        """The host called ``name`` (a dict lookup: callers ask for every host of a 10,000-host fleet)."""
+        return self._by_name.get(name)

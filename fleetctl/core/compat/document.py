@@ -1,30 +1,19 @@
-"""A parsed TOML document that knows the line of every table and key, and a checked reader of its tables.
+"""Profiles and matrix files: a parsed TOML document (``tomldoc``, shared with the fleet file) and a checked
+reader of its tables.
 
 Errors come out as ``ConfigError`` with ``FILE:LINE``. Pure: it takes the text and the path it came from.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from fleetctl.core.tomldoc import KeyLines, TomlDocument, Where, read_toml
 from fleetctl.errors import ConfigError
-
-Where = tuple[str | int, ...]
-
-_HEADER = re.compile(r"^\[(\[)?\s*(.+?)\s*\](\])?$")
-_BARE = r"[A-Za-z0-9_-]+"
-_QUOTED = r'"(?:\\.|[^"\\])*"|\'[^\']*\''
-_KEY = re.compile(rf"^((?:{_BARE}|{_QUOTED})(?:\s*\.\s*(?:{_BARE}|{_QUOTED}))*)\s*=")
-_PART = re.compile(rf"{_BARE}|{_QUOTED}")
-_STRINGS = re.compile(_QUOTED)
-_DECODE_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 
 
 @lru_cache(maxsize=4096)
@@ -44,77 +33,17 @@ def within(specifier: SpecifierSet, version: str) -> bool:
     return specifier.contains(ver(ver(version).base_version), prereleases=True)
 
 
-@dataclass(frozen=True)
-class Document:
-    path: str
-    data: dict[str, Any]
-    lines: dict[Where, int]
-
-    def line(self, where: Where) -> int | None:
-        """The line of ``where`` or of the nearest enclosing table or key that has one."""
-        while where:
-            if where in self.lines:
-                return self.lines[where]
-            where = where[:-1]
-        return None
-
-    def error(self, message: str, where: Where = ()) -> ConfigError:
-        return ConfigError(message, path=self.path, line=self.line(where))
+Document = TomlDocument
 
 
 def parse_document(text: str, path: str) -> Document:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        found = _DECODE_AT.search(str(e))
-        message = _DECODE_AT.sub("", str(e))
-        raise ConfigError(f"not valid TOML: {message}", path=path, line=int(found.group(1)) if found else None) from e
-    return Document(path, data, key_lines(text))
+    """The parsed file; a syntax error is ``FILE:LINE: not valid TOML: reason``."""
+    return read_toml(text, path, syntax="not valid TOML")
 
 
 def key_lines(text: str) -> dict[Where, int]:
     """Line numbers of table headers and keys: ``("gpu", 3, "names")`` is key ``names`` of the 4th ``[[gpu]]``."""
-    lines: dict[Where, int] = {}
-    counts: dict[Where, int] = {}
-    table: Where = ()
-    depth = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if depth == 0 and (header := _HEADER.match(_uncomment(stripped))):
-            table = _table_path(_parts(header.group(2)), counts, is_array=bool(header.group(1)))
-            lines.setdefault(table, number)
-        elif depth == 0 and (key := _KEY.match(stripped)):
-            lines.setdefault(table + _parts(key.group(1)), number)
-        depth = max(0, depth + _bracket_balance(stripped))
-    return lines
-
-
-def _table_path(parts: tuple[str, ...], counts: dict[Where, int], *, is_array: bool) -> Where:
-    path: list[str | int] = []
-    for i, part in enumerate(parts):
-        path.append(part)
-        key = tuple(path)
-        if is_array and i == len(parts) - 1:
-            counts[key] = counts.get(key, 0) + 1
-        if key in counts:
-            path.append(counts[key] - 1)
-    return tuple(path)
-
-
-def _parts(dotted: str) -> tuple[str, ...]:
-    return tuple(p[1:-1] if p[0] in "\"'" else p for p in _PART.findall(dotted))
-
-
-def _uncomment(line: str) -> str:
-    return _STRINGS.sub('""', line).split("#", 1)[0].strip()
-
-
-def _bracket_balance(line: str) -> int:
-    """Open minus closed brackets outside strings and comments, after the key (multi-line arrays)."""
-    code = _uncomment(line)
-    if _HEADER.match(code):
-        return 0
-    return code.count("[") + code.count("{") - code.count("]") - code.count("}")
+    return KeyLines.read(text).lines
 
 
 class Fields:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from fleetctl.core.compat.document import ver, within
-from fleetctl.core.compat.matrix import Matrix, minor_of
+from fleetctl.core.compat.matrix import CUDA_VERSION, Matrix, minor_of
 from fleetctl.core.compat.profile import Profile
 from fleetctl.errors import UsageError
 
@@ -29,6 +29,8 @@ def _unconfirmed(confirmed: bool, note: str = "") -> str:
 
 
 def explain_cuda(matrix: Matrix, cuda: str) -> list[Line]:
+    if not CUDA_VERSION.fullmatch(cuda):
+        raise UsageError(f"--cuda {cuda!r} is not a CUDA version (X.Y or X.Y.Z, e.g. 12.8)")
     release, exact = matrix.cuda_release(cuda)
     if release is None:
         known = ", ".join(dict.fromkeys(minor_of(r.cuda) for r in matrix.releases))

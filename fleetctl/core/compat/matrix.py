@@ -74,11 +74,11 @@ class Matrix:
         releases = self._index["releases"]
         if key in releases:
             return releases[key], True
-        parts = key.split(".")
-        if len(parts) != 3:
+        wanted = ver(cuda)
+        if wanted.micro == 0:
             return None, False
-        xy, update = ".".join(parts[:2]), int(parts[2])
-        below = [r for r in self.releases if minor_of(r.cuda) == xy and _update(r.cuda) <= update]
+        xy = minor_of(cuda)
+        below = [r for r in self.releases if minor_of(r.cuda) == xy and _update(r.cuda) <= wanted.micro]
         return (max(below, key=lambda r: _update(r.cuda)), False) if below else (None, False)
 
     def newest_cuda_for(self, driver: str) -> str | None:
@@ -90,7 +90,7 @@ class Matrix:
         return max((minor_of(r.cuda) for r in fits), key=ver, default=None)
 
     def minor_for(self, cuda: str) -> MinorCompat | None:
-        return self._index["minor"].get(cuda.split(".")[0])
+        return self._index["minor"].get(str(ver(cuda).major))
 
     def forward_for(self, cuda: str) -> ForwardCompat | None:
         return self._index["forward"].get(minor_of(cuda))
@@ -151,8 +151,13 @@ class Matrix:
         return self.vllm_image.bundles_cuda_compat and image_repository(image_ref) in self.vllm_image.repositories
 
 
+CUDA_VERSION = re.compile(r"\d+\.\d+(\.\d+)?")  # what --cuda and the matrix rows give: X.Y or X.Y.Z
+
+
 def minor_of(cuda: str) -> str:
-    return ".".join(cuda.split(".")[:2])
+    """``12.8.1`` -> ``12.8``."""
+    v = ver(cuda)
+    return f"{v.major}.{v.minor}"
 
 
 def image_repository(ref: str) -> str:
@@ -184,13 +189,13 @@ def _first(rows: tuple[Any, ...], vllm: str | None) -> Any:
 
 
 def _release_key(cuda: str) -> str:
-    parts = cuda.split(".")
-    return ".".join(parts[:2]) if len(parts) == 3 and parts[2] == "0" else cuda
+    """``12.8`` and ``12.8.0`` are one release (the GA); ``12.8.1`` is an update."""
+    v = ver(cuda)
+    return f"{v.major}.{v.minor}" + (f".{v.micro}" if v.micro else "")
 
 
 def _update(cuda: str) -> int:
-    parts = cuda.split(".")
-    return int(parts[2]) if len(parts) == 3 else 0
+    return ver(cuda).micro
 
 
 def _cc_key(cc: str) -> str:

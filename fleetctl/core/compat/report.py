@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import escape
 
 from fleetctl.core.compat.result import FAIL, WARN, CheckReport, HostCheck, RuleResult
 
@@ -76,8 +77,15 @@ def _serialize(suite: ET.Element) -> str:
     return "  " + ET.tostring(suite, encoding="unicode")
 
 
+_ATTR_ENTITIES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+
+
 def _attr(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    """``text`` escaped for a double-quoted attribute value, as ElementTree escapes the rest of the document.
+
+    Not ``quoteattr``: the host name also sits inside ``classname``'s value, and quoteattr may pick single quotes.
+    """
+    return escape(text, _ATTR_ENTITIES)
 
 
 def _count(host: HostCheck, status: str) -> int:

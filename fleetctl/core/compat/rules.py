@@ -33,23 +33,6 @@ RULES: dict[str, Rule] = {
     "fabric_manager": rules_host.fabric_manager,
 }
 
-#: one line per rule, for ``--help``, the README and ``matrix show``
-RULE_SUMMARIES: dict[str, str] = {
-    "driver_for_cuda": "driver ≥ the image CUDA's minimum (forward compatibility: warn on data-center GPUs)",
-    "driver_for_gpu": "driver ≥ the GPU architecture's and NVIDIA's per-product minimum",
-    "arch_for_cuda": "the image's CUDA supports every GPU architecture (not too new, not removed)",
-    "compute_capability": "lowest compute capability meets the profile and vLLM minimum",
-    "features": "each required feature (fp8, fa3, flashmla, fp4) is available on every GPU",
-    "gpu_count": "usable (not lost) GPUs meet requires.gpus",
-    "gpu_memory": "smallest GPU meets requires.gpu_memory_mib",
-    "gpu_health": "no lost GPU, no volatile uncorrected ECC error, no pending or failed row remap",
-    "mixed_gpus": "one GPU model per host (warning)",
-    "docker": "Docker ≥ 19.03 (docker run --gpus)",
-    "container_toolkit": "NVIDIA Container Toolkit installed",
-    "fabric_manager": "Fabric Manager equals the driver exactly where installed; NVSwitch boards need it",
-}
-
-
 #: the only facts rules read. Rules run on a projection of the facts onto these fields, so hosts that
 #: agree on them share one evaluation (a fleet repeats a handful of configurations thousands of times).
 HOST_FIELDS = ("driver_version", "docker_version", "nvidia_container_toolkit_version", "fabric_manager_version")

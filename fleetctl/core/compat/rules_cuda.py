@@ -118,7 +118,7 @@ def _minor_note(driver: str, profile: Profile, matrix: Matrix) -> str:
     minor = matrix.minor_for(profile.cuda)
     if minor is None:
         return ""
-    major = profile.cuda.split(".")[0]
+    major = ver(profile.cuda).major
     if ver(driver) < ver(minor.min_driver):
         return f"; below CUDA {major}.x's minimum driver {minor.min_driver}: CUDA cannot initialize"
     return (
