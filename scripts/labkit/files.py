@@ -11,6 +11,7 @@ from typing import Any
 
 from . import commands
 from .layout import Layout, Node
+from .standins import REBOOT_COMMAND
 
 STATE_SCHEMA = "fleetctl.lab/v1"
 SYSTEM_PATH = commands.SYSTEM_PATH  # Debian's own tools (and its /usr/bin/python3), nothing else
@@ -75,6 +76,7 @@ class LabPaths:
             self.profiles,
             self.root / "bastion",
             self.root / "hosts",
+            self.root / "power",
         ]
 
 
@@ -126,6 +128,13 @@ def render_fleet(paths: LabPaths, layout: Layout, user: str = "root") -> str:
     if layout.bastion:
         lines.append(f"proxy_jump = {q(f'{user}@{layout.bastion.address}')}")
     lines += ["", "[router]", f"url = {q(ROUTER_URL)}"]
+    lines += [
+        "",
+        "# The lab's reboot command (a stand-in that exists only on lab hosts; labkit/standins.py). fleetctl",
+        "# reads it once it has `maintain`; until then its fleet-file parser refuses the table, so it waits here:",
+        "# [maintain]",
+        f"# reboot_command = {q(REBOOT_COMMAND)}",
+    ]
     for node in layout.hosts:
         lines += ["", "[[hosts]]", f"name = {q(node.name)}", f"address = {q(node.address)}"]
         if node.host.ring:

@@ -11,6 +11,7 @@ ready-to-use fleetctl profiles for them in <lab>/profiles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, dockerd, netns, sshd
-from .fakenvml import build_library, install_tools, render_config
+from . import catalog, dockerd, driver, netns, power, sshd, standins
+from .fakenvml import LIBRARY_NAME, build_library, install_tools
 from .files import (
     LabPaths,
     ensure_symlink,
@@ -34,8 +35,8 @@ from .files import (
     write_if_changed,
     write_state,
 )
-from .layout import Layout, Node, plan_layout
-from .preflight import docker_problems, problems
+from .layout import NODE_DEV, Layout, Node, plan_layout
+from .preflight import HOST_PYTHON, docker_problems, problems
 from .spec import LabError, LabSpec, parse_spec
 
 READY_TIMEOUT_S = 20.0
@@ -127,6 +128,7 @@ class Lab:
         catalog.write_profiles(self.paths.profiles)
         self._write_client_files()
         write_state(self.paths, self.spec.to_dict(), phase="up")
+        power.ensure_helper(self.paths.root)
         return self.info()
 
     def info(self) -> LabInfo:
@@ -191,24 +193,45 @@ class Lab:
             self._ensure_dockerd(node)
 
     def _ensure_fake_gpu(self, node: Node, base: Path, library: Path) -> None:
-        table = node.host.table
-        write_if_changed(base / "nvml.conf", render_config(table))
-        install_tools(base / "bin", table)
+        """The host's fake GPU as its disk has it: the spec, then what lab-driver installed (labkit.driver)."""
+        installed = driver.read_installed(base)
+        write_if_changed(base / "nvml.conf", driver.render_nvml_config(node.host.raw, installed))
+        install_tools(base / "bin", driver.effective_table(node.host.raw, installed))
         if node.host.nvml == "library-missing":
             shutil.rmtree(base / "lib", ignore_errors=True)
         else:
             ensure_symlink(base / "lib" / library.name, library)
 
     def _ensure_sshd(self, node: Node) -> None:
+        """(Re)start the node's sshd if it is down or how it starts changed (config, stand-ins, masks). A
+        restart is not a reboot: the host keeps its boot id."""
         files = self._sshd_files(node)
         sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
+        boot_id, mounts, digest = self._ensure_standins(node)
         extra = ("AllowTcpForwarding yes",) if node.host is None else ()
         env = session_env(self.paths, node, self._docker_host(node))
         text = sshd.render_config(files, node.address, self.paths.authorized_keys, env, extra)
-        changed = write_if_changed(files.config, text, 0o600)
+        changed = write_if_changed(files.config, f"{text}# lab stand-ins and mounts: {digest}\n", 0o600)
         if changed or sshd.running_pid(files, node.namespace) is None:
             sshd.stop(files, node.namespace)
-            sshd.start(files, node.namespace, node.name)
+            sshd.start(files, node.namespace, node.name, boot_id, mounts)
+
+    def _ensure_standins(self, node: Node) -> tuple[Path | None, list[tuple[str, str]], str]:
+        """The node's stand-ins in its bin folder, its boot id (made once: only a boot changes it), the bind
+        mounts for its mount namespace, and a digest of all that (a change restarts sshd)."""
+        base = self.paths.node_dir(node)
+        host_dir = base if node.host is not None else None
+        texts = standins.scripts(node.name, host_dir, self.paths.root, HOST_PYTHON)
+        for name, text in texts.items():
+            write_if_changed(base / "bin" / name, text, 0o755)
+        boot_id = None
+        if node.host is not None:
+            boot_id = power.boot_id_file(base)
+            if not boot_id.exists():
+                power.new_boot_id(base)
+        mounts = standins.masks(base / "bin")
+        digest = hashlib.sha256(repr((sorted(texts.items()), mounts)).encode()).hexdigest()[:16]
+        return boot_id, mounts, digest
 
     def _sshd_files(self, node: Node) -> sshd.SshdFiles:
         return sshd.SshdFiles(self.paths.node_dir(node))
@@ -327,6 +350,40 @@ class Lab:
         """Stop one host's dockerd (its containers go with it), like a host whose Docker engine is down."""
         self._stop_dockerd(self._node(host))
 
+    def reboot(self, host: str) -> None:
+        """Ask the lab's power helper to reboot one host, as its `reboot` command does (returns at once)."""
+        power.request_reboot(self.paths.node_dir(self._node(host)))
+
+    # -- power (labkit.power runs these, outside the host) --------------------------------------------------
+
+    def power_off(self, host: str) -> None:
+        """Stop the host as a shutdown does: sshd and every session (they drop), then dockerd (it stops its
+        containers, whose state stays on disk), then whatever is left; its link goes down, so its address
+        stops answering."""
+        node = self._node(host)
+        sshd.stop(self._sshd_files(node), node.namespace)
+        spared = set(dockerd.leftover_pids(self._dockerd_files(node))) if self._docker_host(node) else set()
+        netns.terminate([p for p in netns.namespace_pids(node.namespace) if p not in spared], 2.0)
+        self._stop_dockerd(node)
+        netns.kill_namespace_processes(node.namespace)
+        netns.ip("link", "set", NODE_DEV, "down", ns=node.namespace)
+        netns.ip("neigh", "flush", "to", node.address, ns=node.outer_ns, check=False)
+
+    def power_on(self, host: str) -> None:
+        """Boot the host from its disk: a new boot id, the driver lab-driver installed, its link up, dockerd
+        (waited for), then sshd: once SSH answers, Docker does too."""
+        node = self._node(host)
+        base = self.paths.node_dir(node)
+        power.new_boot_id(base)
+        driver.write_installed(base, driver.boot(driver.read_installed(base)))
+        self._ensure_fake_gpu(node, base, self.paths.lib / LIBRARY_NAME)
+        netns.ensure_node_link(node)
+        if self._docker_host(node):
+            self._ensure_dockerd(node)
+            dockerd.wait_ready(self._dockerd_files(node), node.namespace, time.monotonic() + DOCKER_READY_TIMEOUT_S)
+        self._ensure_sshd(node)
+        sshd.wait_ready(self._sshd_files(node), node.namespace, time.monotonic() + READY_TIMEOUT_S)
+
     def _node(self, name: str) -> Node:
         try:
             return self.layout.node(name)
@@ -340,6 +397,7 @@ class Lab:
 
         The image cache (catalog.IMAGE_CACHE) is not the lab's folder and stays, so the next `up` is fast."""
         state = read_state(self.paths)
+        power.stop_helper(self.paths.root)  # first: it would bring rebooting hosts back
         stop_fleetctl_router(self.paths.root / ".fleetctl")
         if state is not None:
             self._delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))
