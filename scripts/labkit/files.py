@@ -11,11 +11,11 @@ from typing import Any
 
 from . import commands
 from .layout import Layout, Node
-from .standins import REBOOT_COMMAND
 
 STATE_SCHEMA = "fleetctl.lab/v1"
 SYSTEM_PATH = commands.SYSTEM_PATH  # Debian's own tools (and its /usr/bin/python3), nothing else
 ROUTER_URL = "http://127.0.0.1:30000"
+REBOOT_COMMAND = "lab-reboot"  # the lab's reboot command: a stand-in that exists only on lab hosts (standins)
 CONNECT_TIMEOUT_S = 5
 
 

@@ -11,7 +11,6 @@ ready-to-use fleetctl profiles for them in <lab>/profiles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from .files import (
     write_state,
 )
 from .layout import NODE_DEV, Layout, Node, plan_layout
-from .preflight import HOST_PYTHON, docker_problems, problems
+from .preflight import docker_problems, problems
 from .spec import LabError, LabSpec, parse_spec
 
 READY_TIMEOUT_S = 20.0
@@ -191,6 +190,7 @@ class Lab:
         self._ensure_sshd(node)
         if node.host is not None:
             self._ensure_dockerd(node)
+            power.forget_failure(base)  # up brought it back
 
     def _ensure_fake_gpu(self, node: Node, base: Path, library: Path) -> None:
         """The host's fake GPU as its disk has it: the spec, then what lab-driver installed (labkit.driver)."""
@@ -207,7 +207,8 @@ class Lab:
         restart is not a reboot: the host keeps its boot id."""
         files = self._sshd_files(node)
         sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
-        boot_id, mounts, digest = self._ensure_standins(node)
+        host_dir = self.paths.node_dir(node)
+        boot_id, mounts, digest = standins.ensure(node.name, host_dir, node.host is not None, self.paths.root)
         extra = ("AllowTcpForwarding yes",) if node.host is None else ()
         env = session_env(self.paths, node, self._docker_host(node))
         text = sshd.render_config(files, node.address, self.paths.authorized_keys, env, extra)
@@ -215,23 +216,6 @@ class Lab:
         if changed or sshd.running_pid(files, node.namespace) is None:
             sshd.stop(files, node.namespace)
             sshd.start(files, node.namespace, node.name, boot_id, mounts)
-
-    def _ensure_standins(self, node: Node) -> tuple[Path | None, list[tuple[str, str]], str]:
-        """The node's stand-ins in its bin folder, its boot id (made once: only a boot changes it), the bind
-        mounts for its mount namespace, and a digest of all that (a change restarts sshd)."""
-        base = self.paths.node_dir(node)
-        host_dir = base if node.host is not None else None
-        texts = standins.scripts(node.name, host_dir, self.paths.root, HOST_PYTHON)
-        for name, text in texts.items():
-            write_if_changed(base / "bin" / name, text, 0o755)
-        boot_id = None
-        if node.host is not None:
-            boot_id = power.boot_id_file(base)
-            if not boot_id.exists():
-                power.new_boot_id(base)
-        mounts = standins.masks(base / "bin")
-        digest = hashlib.sha256(repr((sorted(texts.items()), mounts)).encode()).hexdigest()[:16]
-        return boot_id, mounts, digest
 
     def _sshd_files(self, node: Node) -> sshd.SshdFiles:
         return sshd.SshdFiles(self.paths.node_dir(node))
@@ -296,7 +280,8 @@ class Lab:
         nodes = [self._node_status(n) for n in self.layout.nodes]
         hosts = [n for n in nodes if n["role"] == "host"]
         bastion = next((n for n in nodes if n["role"] == "bastion"), None)
-        up = exists and all(n["sshd"] and n["docker"] is not False for n in nodes)
+        helper = power.running_pid(self.paths.root)
+        up = exists and helper is not None and all(n["sshd"] and n["docker"] is not False for n in nodes)
         return {
             "root": str(self.paths.root),
             "exists": exists,
@@ -306,6 +291,7 @@ class Lab:
             "bastion": bastion,
             "hosts": hosts,
             "fleet_file": str(self.paths.fleet),
+            "power_helper": helper,  # its pid; None: hosts cannot reboot
         }
 
     def _node_status(self, node: Node) -> dict:
@@ -326,6 +312,7 @@ class Lab:
             "docker": docker,
             "docker_pid": docker_pid,
             "docker_host": self._docker_host(node),
+            "power": power.host_state(self.paths.node_dir(node)),  # "up", "rebooting" or "failed: why"
         }
 
     # -- for tests ------------------------------------------------------------------------------------------
@@ -374,13 +361,14 @@ class Lab:
         (waited for), then sshd: once SSH answers, Docker does too."""
         node = self._node(host)
         base = self.paths.node_dir(node)
-        power.new_boot_id(base)
+        standins.new_boot_id(base)
         driver.write_installed(base, driver.boot(driver.read_installed(base)))
         self._ensure_fake_gpu(node, base, self.paths.lib / LIBRARY_NAME)
         netns.ensure_node_link(node)
         if self._docker_host(node):
             self._ensure_dockerd(node)
             dockerd.wait_ready(self._dockerd_files(node), node.namespace, time.monotonic() + DOCKER_READY_TIMEOUT_S)
+        sshd.stop(self._sshd_files(node), node.namespace)  # a new sshd, so sessions see the new boot id
         self._ensure_sshd(node)
         sshd.wait_ready(self._sshd_files(node), node.namespace, time.monotonic() + READY_TIMEOUT_S)
 

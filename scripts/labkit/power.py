@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by ensure_helper
@@ -43,21 +42,6 @@ def pidfile(root: Path) -> Path:
     return helper_dir(root) / "power.pid"
 
 
-def boot_id_file(host_dir: Path) -> Path:
-    return Path(host_dir) / "boot_id"
-
-
-def new_boot_id(host_dir: Path) -> str:
-    """A fresh boot id for the host (read at /proc/sys/kernel/random/boot_id by its next sshd's sessions)."""
-    value = str(uuid.uuid4())
-    path = boot_id_file(host_dir)
-    tmp = path.with_name(".boot_id.tmp")
-    tmp.write_text(value + "\n")
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, path)
-    return value
-
-
 def request_reboot(host_dir: Path) -> None:
     """What the host's `reboot` does: leave a request for the helper."""
     folder = Path(host_dir) / "power"
@@ -72,6 +56,12 @@ def host_state(host_dir: Path) -> str:
         return (Path(host_dir) / "power" / "state").read_text().strip() or "up"
     except OSError:
         return "up"
+
+
+def forget_failure(host_dir: Path) -> None:
+    """A host that `up` repaired after a failed reboot is up again."""
+    if host_state(host_dir).startswith("failed"):
+        (Path(host_dir) / "power" / "state").write_text("up\n")
 
 
 # -- the helper process ---------------------------------------------------------------------------------------

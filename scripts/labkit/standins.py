@@ -19,17 +19,21 @@ The same mount namespace carries the host's boot id: <host dir>/boot_id is bound
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
+import uuid
 from pathlib import Path
 
 from .commands import tool
+from .files import REBOOT_COMMAND as REBOOT_COMMAND  # the fleet file names it
+from .files import write_if_changed
+from .preflight import HOST_PYTHON
 
 POWER_NAMES = ("reboot", "shutdown", "halt", "poweroff", "systemctl", "telinit", "lab-reboot")
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 SILENCED = ("/proc/sysrq-trigger", "/run/systemd/private", "/run/dbus/system_bus_socket", "/run/initctl")
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-REBOOT_COMMAND = "lab-reboot"  # what the lab's fleet file names: exists only on lab hosts
 
 POWER = r"""#!/bin/sh
 # The fleetctl lab's reboot, shutdown, halt, poweroff, systemctl and lab-reboot for lab node {name}.
@@ -165,3 +169,32 @@ def boot_command(hostname: str, boot_id: Path | None, mounts: list[tuple[str, st
     steps += [f"mount --bind {shlex.quote(src)} {shlex.quote(dst)}" for src, dst in mounts]
     steps.append(f'exec {shlex.quote(tool("setpriv"))} --bounding-set -sys_boot -- "$@"')
     return ["/bin/sh", "-c", " && ".join(steps), hostname, *argv]
+
+
+def ensure(name: str, node_dir: Path, is_host: bool, lab_root: Path) -> tuple[Path | None, list[tuple[str, str]], str]:
+    """The node's stand-ins in its bin folder, its boot id (made once: only a boot changes it), the bind mounts
+    for its mount namespace, and a digest of all that (a change restarts its sshd)."""
+    texts = scripts(name, node_dir if is_host else None, lab_root, HOST_PYTHON)
+    for file, text in texts.items():
+        write_if_changed(node_dir / "bin" / file, text, 0o755)
+    boot_id = boot_id_file(node_dir) if is_host else None
+    if boot_id is not None and not boot_id.exists():
+        new_boot_id(node_dir)
+    mounts = masks(node_dir / "bin")
+    digest = hashlib.sha256(repr((sorted(texts.items()), mounts)).encode()).hexdigest()[:16]
+    return boot_id, mounts, digest
+
+
+def boot_id_file(host_dir: Path) -> Path:
+    return Path(host_dir) / "boot_id"
+
+
+def new_boot_id(host_dir: Path) -> str:
+    """A fresh boot id for the host (its next sshd binds it over /proc/sys/kernel/random/boot_id)."""
+    value = str(uuid.uuid4())
+    path = boot_id_file(host_dir)
+    tmp = path.with_name(".boot_id.tmp")
+    tmp.write_text(value + "\n")
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, path)
+    return value

@@ -370,3 +370,26 @@ def test_the_labs_fleet_file_names_the_labs_reboot_command(lab):
     text = lab.fleet_file.read_text()
     assert f'# reboot_command = "{standins.REBOOT_COMMAND}"' in text
     assert ssh(lab, "rb-bare", f"command -v {standins.REBOOT_COMMAND}").returncode == 0
+
+
+def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "lab"), *args], capture_output=True, text=True)
+
+
+@pytest.mark.lab
+def test_scripts_lab_reboots_a_host_and_a_dead_power_helper_is_named_until_up(lab, lab_factory):
+    before = boot_id(lab, "rb-bare")
+    run = lab_cli("reboot", "rb-bare", "--dir", str(lab.root))
+    assert run.returncode == 0 and run.stdout.startswith("rb-bare: rebooting"), run.stderr
+    wait_rebooted(lab, "rb-bare", before)
+    unknown = lab_cli("reboot", "nope", "--dir", str(lab.root))
+    assert unknown.returncode == 1 and "no host 'nope' in this lab" in unknown.stderr
+    power.stop_helper(lab.root)
+    status = lab_cli("status", "--dir", str(lab.root))
+    assert status.returncode == 3 and "power helper: DOWN" in status.stdout
+    assert lab_cli("reboot", "rb-bare", "--dir", str(lab.root)).returncode == 1
+    refused = ssh(lab, "rb-bare", "reboot")
+    assert refused.returncode == 1 and "power helper is not running" in refused.stderr
+    lab_factory(SPEC, "reboot")  # up again starts it
+    status = lab_cli("status", "--dir", str(lab.root))
+    assert status.returncode == 0 and "power helper: up" in status.stdout
