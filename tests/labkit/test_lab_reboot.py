@@ -29,7 +29,8 @@ MATRIX = ROOT / "profiles" / "matrix" / "cuda_driver.toml"
 SPEC = {
     "lab": {"reboot_s": 1},
     "hosts": [
-        {"name": "rb-dock", "ring": "canary", "nvidia_container_toolkit": "1.17.8"},
+        # down for 5 s: long enough to see its address stop answering on a busy machine
+        {"name": "rb-dock", "ring": "canary", "nvidia_container_toolkit": "1.17.8", "reboot_s": 5},
         {"name": "rb-bare", "ring": "main", "docker": False, "fabric_manager": "570.133.20", "reboot_s": 0.5},
     ],
 }
@@ -246,7 +247,7 @@ def nvml(info, host: str) -> str:
 def port_answers(address: str, port: int = 22) -> bool:
     """True if the address answers at all: a listener, or a refusal (a live host without one)."""
     try:
-        with socket.create_connection((address, port), timeout=1):
+        with socket.create_connection((address, port), timeout=0.5):
             return True
     except ConnectionRefusedError:
         return True
@@ -259,7 +260,7 @@ def wait_for(check, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def wait_rebooted(info, host: str, before: str, timeout_s: float = 90) -> str:
