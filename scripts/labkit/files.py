@@ -15,6 +15,7 @@ from .layout import Layout, Node
 STATE_SCHEMA = "fleetctl.lab/v1"
 SYSTEM_PATH = commands.SYSTEM_PATH  # Debian's own tools (and its /usr/bin/python3), nothing else
 ROUTER_URL = "http://127.0.0.1:30000"
+REBOOT_COMMAND = "lab-reboot"  # the lab's reboot command: a stand-in that exists only on lab hosts (standins)
 CONNECT_TIMEOUT_S = 5
 
 
@@ -75,6 +76,7 @@ class LabPaths:
             self.profiles,
             self.root / "bastion",
             self.root / "hosts",
+            self.root / "power",
         ]
 
 
@@ -126,6 +128,13 @@ def render_fleet(paths: LabPaths, layout: Layout, user: str = "root") -> str:
     if layout.bastion:
         lines.append(f"proxy_jump = {q(f'{user}@{layout.bastion.address}')}")
     lines += ["", "[router]", f"url = {q(ROUTER_URL)}"]
+    lines += [
+        "",
+        "# The lab's reboot command (a stand-in that exists only on lab hosts; labkit/standins.py). fleetctl",
+        "# reads it once it has `maintain`; until then its fleet-file parser refuses the table, so it waits here:",
+        "# [maintain]",
+        f"# reboot_command = {q(REBOOT_COMMAND)}",
+    ]
     for node in layout.hosts:
         lines += ["", "[[hosts]]", f"name = {q(node.name)}", f"address = {q(node.address)}"]
         if node.host.ring:

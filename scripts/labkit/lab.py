@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, dockerd, netns, sshd
-from .fakenvml import build_library, install_tools, render_config
+from . import catalog, dockerd, driver, netns, power, sshd, standins
+from .fakenvml import LIBRARY_NAME, build_library, install_tools
 from .files import (
     LabPaths,
     ensure_symlink,
@@ -34,7 +34,7 @@ from .files import (
     write_if_changed,
     write_state,
 )
-from .layout import Layout, Node, plan_layout
+from .layout import NODE_DEV, Layout, Node, plan_layout
 from .preflight import docker_problems, problems
 from .spec import LabError, LabSpec, parse_spec
 
@@ -127,6 +127,7 @@ class Lab:
         catalog.write_profiles(self.paths.profiles)
         self._write_client_files()
         write_state(self.paths, self.spec.to_dict(), phase="up")
+        power.ensure_helper(self.paths.root)
         return self.info()
 
     def info(self) -> LabInfo:
@@ -189,26 +190,32 @@ class Lab:
         self._ensure_sshd(node)
         if node.host is not None:
             self._ensure_dockerd(node)
+            power.forget_failure(base)  # up brought it back
 
     def _ensure_fake_gpu(self, node: Node, base: Path, library: Path) -> None:
-        table = node.host.table
-        write_if_changed(base / "nvml.conf", render_config(table))
-        install_tools(base / "bin", table)
+        """The host's fake GPU as its disk has it: the spec, then what lab-driver installed (labkit.driver)."""
+        installed = driver.read_installed(base)
+        write_if_changed(base / "nvml.conf", driver.render_nvml_config(node.host.raw, installed))
+        install_tools(base / "bin", driver.effective_table(node.host.raw, installed))
         if node.host.nvml == "library-missing":
             shutil.rmtree(base / "lib", ignore_errors=True)
         else:
             ensure_symlink(base / "lib" / library.name, library)
 
     def _ensure_sshd(self, node: Node) -> None:
+        """(Re)start the node's sshd if it is down or how it starts changed (config, stand-ins, masks). A
+        restart is not a reboot: the host keeps its boot id."""
         files = self._sshd_files(node)
         sshd.keygen(files.host_key, f"fleetctl-lab-{node.name}")
+        host_dir = self.paths.node_dir(node)
+        boot_id, mounts, digest = standins.ensure(node.name, host_dir, node.host is not None, self.paths.root)
         extra = ("AllowTcpForwarding yes",) if node.host is None else ()
         env = session_env(self.paths, node, self._docker_host(node))
         text = sshd.render_config(files, node.address, self.paths.authorized_keys, env, extra)
-        changed = write_if_changed(files.config, text, 0o600)
+        changed = write_if_changed(files.config, f"{text}# lab stand-ins and mounts: {digest}\n", 0o600)
         if changed or sshd.running_pid(files, node.namespace) is None:
             sshd.stop(files, node.namespace)
-            sshd.start(files, node.namespace, node.name)
+            sshd.start(files, node.namespace, node.name, boot_id, mounts)
 
     def _sshd_files(self, node: Node) -> sshd.SshdFiles:
         return sshd.SshdFiles(self.paths.node_dir(node))
@@ -273,7 +280,8 @@ class Lab:
         nodes = [self._node_status(n) for n in self.layout.nodes]
         hosts = [n for n in nodes if n["role"] == "host"]
         bastion = next((n for n in nodes if n["role"] == "bastion"), None)
-        up = exists and all(n["sshd"] and n["docker"] is not False for n in nodes)
+        helper = power.running_pid(self.paths.root)
+        up = exists and helper is not None and all(n["sshd"] and n["docker"] is not False for n in nodes)
         return {
             "root": str(self.paths.root),
             "exists": exists,
@@ -283,6 +291,7 @@ class Lab:
             "bastion": bastion,
             "hosts": hosts,
             "fleet_file": str(self.paths.fleet),
+            "power_helper": helper,  # its pid; None: hosts cannot reboot
         }
 
     def _node_status(self, node: Node) -> dict:
@@ -303,6 +312,7 @@ class Lab:
             "docker": docker,
             "docker_pid": docker_pid,
             "docker_host": self._docker_host(node),
+            "power": power.host_state(self.paths.node_dir(node)),  # "up", "rebooting" or "failed: why"
         }
 
     # -- for tests ------------------------------------------------------------------------------------------
@@ -327,6 +337,41 @@ class Lab:
         """Stop one host's dockerd (its containers go with it), like a host whose Docker engine is down."""
         self._stop_dockerd(self._node(host))
 
+    def reboot(self, host: str) -> None:
+        """Ask the lab's power helper to reboot one host, as its `reboot` command does (returns at once)."""
+        power.request_reboot(self.paths.node_dir(self._node(host)))
+
+    # -- power (labkit.power runs these, outside the host) --------------------------------------------------
+
+    def power_off(self, host: str) -> None:
+        """Stop the host as a shutdown does: sshd and every session (they drop), then dockerd (it stops its
+        containers, whose state stays on disk), then whatever is left; its link goes down, so its address
+        stops answering."""
+        node = self._node(host)
+        sshd.stop(self._sshd_files(node), node.namespace)
+        spared = set(dockerd.leftover_pids(self._dockerd_files(node))) if self._docker_host(node) else set()
+        netns.terminate([p for p in netns.namespace_pids(node.namespace) if p not in spared], 2.0)
+        self._stop_dockerd(node)
+        netns.kill_namespace_processes(node.namespace)
+        netns.ip("link", "set", NODE_DEV, "down", ns=node.namespace)
+        netns.ip("neigh", "flush", "to", node.address, ns=node.outer_ns, check=False)
+
+    def power_on(self, host: str) -> None:
+        """Boot the host from its disk: a new boot id, the driver lab-driver installed, its link up, dockerd
+        (waited for), then sshd: once SSH answers, Docker does too."""
+        node = self._node(host)
+        base = self.paths.node_dir(node)
+        standins.new_boot_id(base)
+        driver.write_installed(base, driver.boot(driver.read_installed(base)))
+        self._ensure_fake_gpu(node, base, self.paths.lib / LIBRARY_NAME)
+        netns.ensure_node_link(node)
+        if self._docker_host(node):
+            self._ensure_dockerd(node)
+            dockerd.wait_ready(self._dockerd_files(node), node.namespace, time.monotonic() + DOCKER_READY_TIMEOUT_S)
+        sshd.stop(self._sshd_files(node), node.namespace)  # a new sshd, so sessions see the new boot id
+        self._ensure_sshd(node)
+        sshd.wait_ready(self._sshd_files(node), node.namespace, time.monotonic() + READY_TIMEOUT_S)
+
     def _node(self, name: str) -> Node:
         try:
             return self.layout.node(name)
@@ -340,6 +385,7 @@ class Lab:
 
         The image cache (catalog.IMAGE_CACHE) is not the lab's folder and stays, so the next `up` is fast."""
         state = read_state(self.paths)
+        power.stop_helper(self.paths.root)  # first: it would bring rebooting hosts back
         stop_fleetctl_router(self.paths.root / ".fleetctl")
         if state is not None:
             self._delete_layout(plan_layout(parse_spec(state["spec"], source=str(self.paths.state))))

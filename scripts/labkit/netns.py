@@ -119,7 +119,7 @@ def kill_namespace_processes(ns: str, grace_s: float = 3.0) -> None:
     """TERM every process inside the namespace (sshd and its sessions), KILL what is left after grace_s."""
     if ns not in namespaces():
         return
-    terminate(_pids(ns), grace_s)
+    terminate(namespace_pids(ns), grace_s)
 
 
 def terminate(pids: list[int], grace_s: float) -> None:
@@ -138,7 +138,8 @@ def terminate(pids: list[int], grace_s: float) -> None:
             return
 
 
-def _pids(ns: str) -> list[int]:
+def namespace_pids(ns: str) -> list[int]:
+    """Every process in the namespace but this one."""
     out = ip("netns", "pids", ns, check=False).stdout
     return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
 

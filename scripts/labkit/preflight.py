@@ -8,7 +8,17 @@ import shutil
 from .commands import SYSTEM_PATH, find
 
 HOST_PYTHON = "/usr/bin/python3"  # lab hosts run Debian's python3, whatever python the caller uses
-TOOLS = {"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2", "gcc": "gcc"}
+# setpriv, unshare and mount: each host's sshd starts without CAP_SYS_BOOT, with the lab's power stand-ins bound
+# over the machine's own (labkit.standins).
+TOOLS = {
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "ip": "iproute2",
+    "gcc": "gcc",
+    "setpriv": "util-linux",
+    "unshare": "util-linux",
+    "mount": "mount",
+}
 # Debian's Docker engine, found where each lab dockerd looks (its PATH is SYSTEM_PATH), and what starts it.
 DOCKER_TOOLS = {"dockerd": "docker.io", "docker": "docker.io", "containerd": "containerd", "runc": "runc"}
 START_TOOLS = {"nsenter": "util-linux", "setsid": "util-linux", "umount": "mount"}

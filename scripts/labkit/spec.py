@@ -13,8 +13,9 @@ from .fakenvml import host_values
 from .fakenvml.config import DEFAULTS as HARDWARE_DEFAULTS
 
 DEFAULT_SPEC = Path(__file__).with_name("default-spec.toml")
-LAB_KEYS = {"bastion": False, "prefix": "fl", "subnet": "10.250.0.0/24", "docker": True}
-HOST_KEYS = {"name", "ring", "python3", "docker", *HARDWARE_DEFAULTS}
+LAB_KEYS = {"bastion": False, "prefix": "fl", "subnet": "10.250.0.0/24", "docker": True, "reboot_s": 3.0}
+MAX_REBOOT_S = 3600
+HOST_KEYS = {"name", "ring", "python3", "docker", "reboot_s", *HARDWARE_DEFAULTS}
 RESERVED_NAMES = {"bastion", "br"}  # would clash with the lab's own interface names
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 RING = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -38,6 +39,7 @@ class HostSpec:
     python3: bool
     raw: dict[str, Any]  # the host's table as written
     docker: bool = True  # its own dockerd ([lab] docker gives the default)
+    reboot_s: float = 3.0  # how long a reboot keeps it down ([lab] reboot_s gives the default)
 
     @property
     def table(self) -> dict[str, Any]:
@@ -57,6 +59,7 @@ class LabSpec:
     subnet: str = "10.250.0.0/24"
     source: str = "<spec>"
     docker: bool = True  # the default for hosts that do not say
+    reboot_s: float = 3.0  # the default for hosts that do not say
 
     def host(self, name: str) -> HostSpec:
         for host in self.hosts:
@@ -65,7 +68,13 @@ class LabSpec:
         raise LabError(f"no host {name!r} in this lab")
 
     def to_dict(self) -> dict[str, Any]:
-        lab = {"bastion": self.bastion, "prefix": self.prefix, "subnet": self.subnet, "docker": self.docker}
+        lab = {
+            "bastion": self.bastion,
+            "prefix": self.prefix,
+            "subnet": self.subnet,
+            "docker": self.docker,
+            "reboot_s": self.reboot_s,
+        }
         return {"lab": lab, "hosts": [dict(h.raw) for h in self.hosts]}
 
     def with_network(self, prefix: str, subnet: str) -> LabSpec:
@@ -109,7 +118,7 @@ def _parse(data: dict[str, Any], source: str) -> LabSpec:
     hosts = data.get("hosts")
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, dict) for h in hosts):
         raise _Problem("hosts: expected one or more [[hosts]] tables", None, None, "hosts")
-    parsed = tuple(_parse_host(i, h, lab["docker"]) for i, h in enumerate(hosts))
+    parsed = tuple(_parse_host(i, h, lab["docker"], lab["reboot_s"]) for i, h in enumerate(hosts))
     names = [h.name for h in parsed]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -122,6 +131,7 @@ def _parse(data: dict[str, Any], source: str) -> LabSpec:
         subnet=lab["subnet"],
         source=source,
         docker=lab["docker"],
+        reboot_s=lab["reboot_s"],
     )
 
 
@@ -140,7 +150,13 @@ def _parse_lab(lab: Any) -> dict[str, Any]:
             "lab: prefix: expected 1-8 lowercase letters or digits, starting with a letter", "lab", 0, "prefix"
         )
     values["subnet"] = _parse_subnet(values["subnet"])
+    if not _reboot_s_ok(values["reboot_s"]):
+        raise _Problem(f"lab: reboot_s: expected seconds from 0 to {MAX_REBOOT_S}", "lab", 0, "reboot_s")
     return values
+
+
+def _reboot_s_ok(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_REBOOT_S
 
 
 def _parse_subnet(value: Any) -> str:
@@ -157,7 +173,7 @@ def _parse_subnet(value: Any) -> str:
     return str(net)
 
 
-def _parse_host(index: int, raw: dict[str, Any], docker_default: bool) -> HostSpec:
+def _parse_host(index: int, raw: dict[str, Any], docker_default: bool, reboot_default: float) -> HostSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise _Problem(
@@ -176,12 +192,22 @@ def _parse_host(index: int, raw: dict[str, Any], docker_default: bool) -> HostSp
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise _Problem(f"host {name}: {key}: expected true or false", "hosts", index, key)
+    reboot_s = raw.get("reboot_s", reboot_default)
+    if not _reboot_s_ok(reboot_s):
+        raise _Problem(f"host {name}: reboot_s: expected seconds from 0 to {MAX_REBOOT_S}", "hosts", index, "reboot_s")
     try:
         host_values(raw)
     except ValueError as e:
         key = re.match(r"host [^:]+: (\w+):", str(e))
         raise _Problem(str(e), "hosts", index, key.group(1) if key else None) from None
-    return HostSpec(name=name, ring=ring, python3=flags["python3"], raw=dict(raw), docker=flags["docker"])
+    return HostSpec(
+        name=name,
+        ring=ring,
+        python3=flags["python3"],
+        raw=dict(raw),
+        docker=flags["docker"],
+        reboot_s=float(reboot_s),
+    )
 
 
 def _check_capacity(subnet: str, count: int) -> None:

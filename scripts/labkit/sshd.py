@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import standins
 from .commands import SBIN_PATH, find, tool
 from .netns import process_alive
 from .spec import LabError
@@ -99,8 +101,12 @@ def running_pid(files: SshdFiles, namespace: str) -> int | None:
     return pid if same_ns and str(files.config).encode() in cmdline else None
 
 
-def start(files: SshdFiles, namespace: str, hostname: str) -> None:
-    """Start sshd inside the namespace, in its own UTS namespace so sessions see `hostname` as the node's name.
+def start(
+    files: SshdFiles, namespace: str, hostname: str, boot_id: Path | None = None, mounts: Sequence[tuple[str, str]] = ()
+) -> None:
+    """Start sshd inside the namespace, in its own mount and UTS namespaces (`ip netns exec` makes the mount
+    one): sessions see `hostname` as the node's name, `boot_id` at /proc/sys/kernel/random/boot_id and the
+    lab's stand-ins bound over the machine's power tools (labkit.standins); sshd runs without CAP_SYS_BOOT.
 
     sshd daemonizes and writes its pid file once it listens."""
     binary = find("sshd")
@@ -108,25 +114,10 @@ def start(files: SshdFiles, namespace: str, hostname: str) -> None:
         raise LabError("sshd not found: install the Debian package openssh-server")
     PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     files.pidfile.unlink(missing_ok=True)
-    set_hostname = 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"'
-    cmd = [
-        tool("ip"),
-        "netns",
-        "exec",
-        namespace,
-        tool("unshare"),
-        "--uts",
-        "--",
-        "/bin/sh",
-        "-c",
-        set_hostname,
-        hostname,
-        binary,
-        "-f",
-        str(files.config),
-        "-E",
-        str(files.log),
-    ]
+    boot = standins.boot_command(
+        hostname, boot_id, list(mounts), [binary, "-f", str(files.config), "-E", str(files.log)]
+    )
+    cmd = [tool("ip"), "netns", "exec", namespace, tool("unshare"), "--uts", "--", *boot]
     run = subprocess.run(
         cmd,
         capture_output=True,

@@ -255,6 +255,11 @@ def test_driver_not_loaded_fails_init_with_code_9(tmp_path, libdir):
     assert outcomes("print(outcome(nv.nvmlInit))", config, tmp_path, libdir) == ["NVMLError_DriverNotLoaded/9"]
 
 
+def test_a_driver_installed_without_a_reboot_fails_init_with_code_18(tmp_path, libdir):
+    config = render_config({"name": "pending", "nvml": "version-mismatch"})
+    assert outcomes("print(outcome(nv.nvmlInit))", config, tmp_path, libdir) == ["NVMLError_LibRmVersionMismatch/18"]
+
+
 def test_lost_gpu_answers_handle_queries_only_and_other_gpus_stay_fine(tmp_path, libdir):
     config = render_config({"name": "lost", "gpu_count": 2, "nvml": "gpu-lost:1"})
     body = """
@@ -286,7 +291,7 @@ def test_no_library_on_the_path_is_library_not_found(tmp_path):
         ),
         ("gpu_count=2\ngpu.0.name=X\ngpu.0.uuid=GPU-1\ngpu.0.pci_bus_id=0:1:0.0\n", "needs gpu.N.name"),
         ("gpu.99.name=X\n", "gpu index out of range"),
-        ("nvml=maybe\n", "expected ok or driver-not-loaded"),
+        ("nvml=maybe\n", "expected ok, driver-not-loaded or version-mismatch"),
     ],
 )
 def test_broken_config_fails_init_with_unknown_error_and_says_why(tmp_path, libdir, config, message):
@@ -549,6 +554,11 @@ def test_nvidia_smi_reads_the_same_config(tmp_path):
 def test_nvidia_smi_failure_modes(tmp_path):
     down = smi(tmp_path, {"name": "h", "nvml": "driver-not-loaded"})
     assert down.returncode == 9 and "couldn't communicate with the NVIDIA driver" in down.stdout
+    pending = smi(tmp_path, {"name": "h", "nvml": "version-mismatch", "driver": "575.57.08", "cuda": "12.9"})
+    assert pending.returncode == 18
+    assert (
+        pending.stdout == "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 575.57\n"
+    )
     lost = smi(tmp_path, {"name": "h", "gpu_count": 2, "nvml": "gpu-lost:1"})
     assert lost.returncode == 15
     assert (

@@ -54,7 +54,8 @@ BOARDS = {
 }
 GENERIC_BOARD = Board(0x000010DE, 0x000010DE, "00.00.00.00.01", "000-00000-0000-000")
 
-NVML_STATES = re.compile(r"ok|driver-not-loaded|library-missing|gpu-lost:\d+")
+NVML_STATES = re.compile(r"ok|driver-not-loaded|version-mismatch|library-missing|gpu-lost:\d+")
+INIT_STATES = ("driver-not-loaded", "version-mismatch")  # nvmlInit itself fails (fake_nvml.c)
 VERSION = re.compile(r"\d+(\.\d+)+")
 MAJOR_MINOR = re.compile(r"(\d+)\.(\d+)")
 
@@ -217,7 +218,7 @@ def render_config(host: dict[str, Any]) -> str:
     lines = [
         f"# fake NVML config for lab host {values['name']} (labkit.fakenvml.render_config)",
         "# key=value per line; later lines win; gpu.N.* keys describe GPU N",
-        f"nvml={'driver-not-loaded' if values['nvml'] == 'driver-not-loaded' else 'ok'}",
+        f"nvml={values['nvml'] if values['nvml'] in INIT_STATES else 'ok'}",
         f"driver_version={values['driver']}",
         f"nvml_version={values['cuda'].split('.')[0]}.{values['driver']}",
         f"cuda_driver_version={cuda_version_int(values['cuda'])}",

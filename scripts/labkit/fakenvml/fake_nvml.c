@@ -22,7 +22,7 @@ typedef int nvmlReturn_t;
 enum {
     NVML_SUCCESS = 0, NVML_ERROR_UNINITIALIZED = 1, NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3, NVML_ERROR_NOT_FOUND = 6, NVML_ERROR_INSUFFICIENT_SIZE = 7,
-    NVML_ERROR_DRIVER_NOT_LOADED = 9, NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_DRIVER_NOT_LOADED = 9, NVML_ERROR_GPU_IS_LOST = 15, NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25, NVML_ERROR_UNKNOWN = 999,
 };
 
@@ -56,8 +56,10 @@ struct fake_gpu {
 };
 typedef struct fake_gpu *nvmlDevice_t;
 
+enum nvml_state { NVML_STATE_OK, NVML_STATE_NOT_LOADED, NVML_STATE_MISMATCH };
+
 struct fake_host {
-    int driver_loaded;
+    int state; /* enum nvml_state: "nvml=" in the config */
     char driver_version[80], nvml_version[80];
     int cuda_driver_version;
     unsigned gpu_count;
@@ -209,11 +211,15 @@ static const char *apply_gpu_key(struct fake_host *h, const char *name, const ch
 static const char *apply(struct fake_host *h, const char *name, const char *value)
 {
     if (strcmp(name, "nvml") == 0) {
-        if (strcmp(value, "ok") == 0 || strcmp(value, "driver-not-loaded") == 0) {
-            h->driver_loaded = strcmp(value, "ok") == 0;
-            return NULL;
-        }
-        return "expected ok or driver-not-loaded";
+        /* version-mismatch: a driver package was installed but the host has not rebooted into it (the loaded
+           kernel module is the old one), so nvmlInit fails as on a real host. */
+        static const char *STATES[] = { "ok", "driver-not-loaded", "version-mismatch" };
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, STATES[i]) == 0) {
+                h->state = i;
+                return NULL;
+            }
+        return "expected ok, driver-not-loaded or version-mismatch";
     }
     if (strncmp(name, "gpu.", 4) == 0)
         return apply_gpu_key(h, name, value);
@@ -277,7 +283,7 @@ static int load_config(struct fake_host *h)
         return -1;
     }
     memset(h, 0, sizeof(*h));
-    h->driver_loaded = 1;
+    h->state = NVML_STATE_OK;
     while (!err && fgets(line, sizeof(line), f)) {
         lineno++;
         if (!strchr(line, '\n') && !feof(f))
@@ -348,8 +354,10 @@ API nvmlReturn_t nvmlInitWithFlags(unsigned int flags)
         static struct fake_host loaded; /* guarded by g_lock; too big for some thread stacks */
         if (load_config(&loaded) != 0)
             ret = NVML_ERROR_UNKNOWN;
-        else if (!loaded.driver_loaded)
+        else if (loaded.state == NVML_STATE_NOT_LOADED)
             ret = NVML_ERROR_DRIVER_NOT_LOADED;
+        else if (loaded.state == NVML_STATE_MISMATCH)
+            ret = NVML_ERROR_LIB_RM_VERSION_MISMATCH;
         else
             g_host = loaded;
     }

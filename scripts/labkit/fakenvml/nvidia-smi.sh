@@ -94,6 +94,12 @@ END {
         print "NVIDIA-SMI has failed because it couldn'"'"'t communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."
         exit 9
     }
+    if (c["nvml"] == "version-mismatch") {
+        split(c["nvml_version"], v, ".")
+        print "Failed to initialize NVML: Driver/library version mismatch"
+        print "NVML library version: " v[2] "." v[3]
+        exit 18
+    }
     n = c["gpu_count"] + 0
     for (i = 0; i < n; i++)
         if (g(i, "lost") == "1") { print "Unable to determine the device handle for GPU " substr(g(i, "pci_bus_id"), 5) ": GPU is lost.  Reboot the system to recover this GPU"; lost = 1 }
