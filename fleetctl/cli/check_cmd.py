@@ -13,6 +13,7 @@ import typer
 
 from fleetctl.cli.context import AppContext, get_context
 from fleetctl.cli.options import AcceptNewOpt, ForksOpt, LimitOpt
+from fleetctl.cli.safe import text
 
 if TYPE_CHECKING:
     from fleetctl.core.compat.matrix import Matrix
@@ -152,7 +153,7 @@ def emit(app_ctx: AppContext, report: CheckReport, fmt: Format, output: str | No
         return
     write_output(output, document)
     check_table(app_ctx.out, report)
-    app_ctx.err.print(f"[dim]{fmt.value} report written to {output}[/dim]")
+    app_ctx.err.print(f"[dim]{fmt.value} report written to {text(output)}[/dim]")
 
 
 def json_document(report: CheckReport) -> str:

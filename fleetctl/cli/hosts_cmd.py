@@ -107,12 +107,13 @@ def boxed_lines(title: str, rows: list[tuple[str, ...]], width: int) -> list[str
 
 
 def rich_table(console: Console, title: str, rows: list[tuple[str, ...]]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title), title_justify="left")
+    from fleetctl.cli.safe import text
+
+    table = Table(title=text(title), title_justify="left")
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(text(cell) for cell in row))
     console.print(table)
