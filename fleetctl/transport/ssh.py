@@ -21,8 +21,9 @@ import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from fleetctl.core.fleet import Host, SshSettings
-from fleetctl.core.sshtarget import Endpoint, Target, resolve_target
-from fleetctl.errors import HostError
+from fleetctl.core.sshtarget import Endpoint, SshConfigError, Target, resolve_target
+from fleetctl.errors import ConfigError, HostError
+from fleetctl.transport.sshconfig import load_ssh_config, local_info
 
 if TYPE_CHECKING:
     from paramiko import SSHClient
@@ -36,15 +37,6 @@ class RunResult:
     rc: int
     stdout: bytes
     stderr: bytes
-
-
-def load_ssh_config(path: str = "~/.ssh/config") -> Callable[[str], dict[str, Any]]:
-    """A lookup over the user's ssh_config (empty when there is none)."""
-    full = os.path.expanduser(path)
-    if not os.path.exists(full):
-        return lambda alias: {}
-    config = paramiko.SSHConfig.from_path(full)
-    return lambda alias: dict(config.lookup(alias))
 
 
 class KnownHosts:
@@ -175,6 +167,7 @@ class SshPool(AbstractContextManager["SshPool"]):
     ) -> None:
         self.settings, self.accept_new = settings, accept_new
         self.lookup = lookup or load_ssh_config()
+        self._local = local_info()
         self._known: dict[str, KnownHosts] = {}
         self._clients: dict[str, SSHClient] = {}
         self._jumps: dict[Endpoint, SSHClient] = {}
@@ -182,7 +175,11 @@ class SshPool(AbstractContextManager["SshPool"]):
         self._host_locks: dict[str, threading.Lock] = {}
 
     def target(self, host: Host) -> Target:
-        return resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new)
+        """The route to ``host``; ConfigError (exit 2) when ssh_config says what OpenSSH would refuse."""
+        try:
+            return resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new, local=self._local)
+        except SshConfigError as e:
+            raise ConfigError(f"ssh_config for {host.address}: {e}") from e
 
     def client(self, host: Host) -> SSHClient:
         with self._lock:
