@@ -42,7 +42,13 @@ def collect_inventory(
 def probe_host(pool, host: Host) -> HostReport:
     from fleetctl.probe import PROBE_COMMAND, probe_payload
 
-    run = pool.run(host, PROBE_COMMAND, stdin=probe_payload(), timeout_s=PROBE_TIMEOUT_S)
+    try:
+        run = pool.run(host, PROBE_COMMAND, stdin=probe_payload(), timeout_s=PROBE_TIMEOUT_S)
+    except HostError as e:
+        if e.kind != "disconnected":
+            raise
+        # the probe only reads: repeat it once, on a new connection
+        run = pool.run(host, PROBE_COMMAND, stdin=probe_payload(), timeout_s=PROBE_TIMEOUT_S)
     return report_from_probe(host, run.rc, run.stdout.decode("utf-8", "replace"), run.stderr.decode("utf-8", "replace"))
 
 

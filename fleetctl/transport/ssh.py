@@ -1,7 +1,8 @@
 """SSH over paramiko: verified host keys, ProxyJump chains, one connection per host reused within a command.
 
 Library exceptions become ``HostError`` with a stable kind: unreachable, timeout, auth, host_key_unknown,
-host_key_changed. Jump hosts are shared: twenty targets behind one bastion open one bastion connection.
+host_key_changed, disconnected. Jump hosts are shared: twenty targets behind one bastion open one bastion
+connection, and hosts elsewhere never wait for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import paramiko
@@ -159,8 +160,21 @@ def _oneline(e: Exception) -> str:
     return " ".join(text.split())
 
 
+@dataclass
+class _Hop:
+    """One jump host of a command: connected once for every host behind it, its failure remembered."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: SSHClient | None = None
+    error: HostError | None = None
+
+
 class SshPool(AbstractContextManager["SshPool"]):
-    """Connections for one command: one per host, jump hosts shared, all closed on exit."""
+    """Connections for one command: one per host, jump hosts shared, all closed on exit.
+
+    A connection that dropped is opened again on next use (host keys verified again: a changed key is still
+    refused). Each jump host has its own lock: hosts behind it wait for its one connect, hosts elsewhere never do,
+    and once it failed the hosts behind it fail at once with its reason."""
 
     def __init__(
         self, settings: SshSettings, *, accept_new: bool = False, lookup: Callable[[str], dict[str, Any]] | None = None
@@ -170,8 +184,8 @@ class SshPool(AbstractContextManager["SshPool"]):
         self._local = local_info()
         self._known: dict[str, KnownHosts] = {}
         self._clients: dict[str, SSHClient] = {}
-        self._jumps: dict[Endpoint, SSHClient] = {}
-        self._lock = threading.Lock()
+        self._hops: dict[tuple[Endpoint, ...], _Hop] = {}
+        self._lock = threading.Lock()  # guards the dictionaries only; no connect ever happens under it
         self._host_locks: dict[str, threading.Lock] = {}
 
     def target(self, host: Host) -> Target:
@@ -182,12 +196,15 @@ class SshPool(AbstractContextManager["SshPool"]):
             raise ConfigError(f"ssh_config for {host.address}: {e}") from e
 
     def client(self, host: Host) -> SSHClient:
+        """The host's open connection, opened (again) if there is none or it dropped."""
         with self._lock:
             host_lock = self._host_locks.setdefault(host.name, threading.Lock())
         with host_lock:
             existing = self._clients.get(host.name)
             if existing is not None and _alive(existing):
                 return existing
+            if existing is not None:
+                existing.close()
             client = self._connect(host, self.target(host))
             self._clients[host.name] = client
             return client
@@ -201,21 +218,28 @@ class SshPool(AbstractContextManager["SshPool"]):
         return connect_endpoint(target.endpoint, target, known, sock=sock, host=host.name)
 
     def _jump_client(self, target: Target, known: KnownHosts, name: str) -> SSHClient:
-        """The client for the last hop of the chain, connecting (and caching) each hop as needed."""
-        with self._lock:  # serializes bastion set-up; targets' own connects run in parallel
-            client = None
-            for hop in target.jumps:
-                cached = self._jumps.get(hop)
-                if cached is None or not _alive(cached):
-                    sock = None if client is None else _open_tunnel(client, hop, name, target.timeout_s)
+        """The client for the last hop of the chain, connecting each hop once (per chain) as needed."""
+        client = None
+        for depth in range(1, len(target.jumps) + 1):
+            chain = target.jumps[:depth]
+            hop = self._hop(chain)
+            with hop.lock:
+                if hop.error is None and (hop.client is None or not _alive(hop.client)):
                     try:
-                        cached = connect_endpoint(hop, target, known, sock=sock)
-                    except HostError as e:
-                        raise HostError(name, e.kind, f"via jump host {hop.alias}: {e.reason}", hint=e.hint) from e
-                    self._jumps[hop] = cached
-                client = cached
-            assert client is not None
-            return client
+                        sock = None if client is None else _open_tunnel(client, chain[-1], name, target.timeout_s)
+                        hop.client = connect_endpoint(chain[-1], target, known, sock=sock)
+                    except HostError as failure:
+                        hop.error = failure
+                if hop.error is not None:
+                    why = hop.error
+                    raise HostError(name, why.kind, f"via jump host {chain[-1].alias}: {why.reason}", hint=why.hint)
+                client = hop.client
+        assert client is not None
+        return client
+
+    def _hop(self, chain: tuple[Endpoint, ...]) -> _Hop:
+        with self._lock:
+            return self._hops.setdefault(chain, _Hop())
 
     def _known_hosts(self, path: str) -> KnownHosts:
         with self._lock:
@@ -224,13 +248,24 @@ class SshPool(AbstractContextManager["SshPool"]):
             return self._known[path]
 
     def run(self, host: Host, command: str, *, stdin: bytes | None = None, timeout_s: float = 120) -> RunResult:
-        return run_command(self.client(host), host.name, command, stdin=stdin, timeout_s=timeout_s)
+        """Run ``command`` on ``host``; a connection lost meanwhile is ``HostError(kind="disconnected")``.
+
+        A connection found dead before the command started (it dropped while idle) is reopened at once: nothing
+        ran, so nothing is repeated."""
+        client = self.client(host)
+        try:
+            channel = open_channel(client, host.name, timeout_s)
+        except _NotStarted:
+            client.close()  # so that client() opens a new one even if paramiko has not noticed yet
+            channel = open_channel(self.client(host), host.name, timeout_s)
+        return run_on_channel(channel, host.name, command, stdin=stdin, timeout_s=timeout_s)
 
     def close(self) -> None:
-        for client in [*self._clients.values(), *self._jumps.values()]:
+        hops = [hop.client for hop in self._hops.values() if hop.client is not None]
+        for client in [*self._clients.values(), *reversed(hops)]:
             client.close()
         self._clients.clear()
-        self._jumps.clear()
+        self._hops.clear()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -253,23 +288,59 @@ def _open_tunnel(jump: SSHClient, endpoint: Endpoint, name: str, timeout_s: floa
 
 
 def run_command(client: SSHClient, name: str, command: str, *, stdin: bytes | None, timeout_s: float) -> RunResult:
-    """Run ``command``, feed ``stdin``, read both streams to the end. A stall past ``timeout_s`` is ``timeout``."""
+    """Run ``command``, feed ``stdin``, read both streams to the end. A stall past ``timeout_s`` is ``timeout``;
+    the connection lost before the command's exit status arrived is ``disconnected`` (repeat the step)."""
+    return run_on_channel(open_channel(client, name, timeout_s), name, command, stdin=stdin, timeout_s=timeout_s)
+
+
+class _NotStarted(HostError):
+    """The connection was found dead while opening a channel: nothing ran on the host."""
+
+
+def open_channel(client: SSHClient, name: str, timeout_s: float) -> paramiko.Channel:
+    """A new session channel; ``_NotStarted`` (a ``disconnected`` HostError) when the connection had gone."""
+    transport = client.get_transport()
     try:
-        chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout_s)
-        if stdin is not None:
-            chan_in.write(stdin)
-            chan_in.flush()
-        chan_in.channel.shutdown_write()
-        err_box: list[bytes] = []
-        reader = threading.Thread(target=lambda: err_box.append(chan_err.read()), daemon=True)
-        reader.start()
-        out = chan_out.read()
-        reader.join(timeout_s)
-        rc = chan_out.channel.recv_exit_status()
-    except TimeoutError as e:
-        raise HostError(name, "timeout", f"no answer to {command.split()[0]!r} within {timeout_s:g}s") from e
+        if transport is None:
+            raise paramiko.SSHException("SSH session not active")
+        channel = transport.open_session(timeout=timeout_s)
+    except paramiko.ChannelException as e:  # the host refused a new channel (e.g. MaxSessions): it is still up
+        raise HostError(name, "unreachable", f"the host refused an SSH channel: {_oneline(e)}") from e
     except (paramiko.SSHException, OSError, EOFError) as e:
-        raise HostError(
-            name, "unreachable", f"connection lost while running {command.split()[0]!r}: {_oneline(e)}"
-        ) from e
+        raise _NotStarted(name, "disconnected", f"SSH connection lost: {_oneline(e)}") from e
+    channel.settimeout(timeout_s)
+    return channel
+
+
+def run_on_channel(
+    channel: paramiko.Channel, name: str, command: str, *, stdin: bytes | None, timeout_s: float
+) -> RunResult:
+    what = command.split()[0] if command.split() else "command"
+    try:
+        channel.exec_command(command)
+        if stdin is not None:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        err_box: list[bytes] = []
+        err_file = channel.makefile_stderr("rb")
+        reader = threading.Thread(target=lambda: err_box.append(err_file.read()), daemon=True)
+        reader.start()
+        out = channel.makefile("rb").read()
+        reader.join(timeout_s)
+        rc = channel.recv_exit_status()
+    except TimeoutError as e:
+        raise HostError(name, "timeout", f"no answer to {what!r} within {timeout_s:g}s") from e
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        raise _disconnected(name, what, _oneline(e)) from e
+    if rc == -1 and not channel.get_transport().is_active():  # no exit status: the connection went
+        raise _disconnected(name, what, "the connection closed")
     return RunResult(rc=rc, stdout=out, stderr=err_box[0] if err_box else b"")
+
+
+def _disconnected(name: str, what: str, detail: str) -> HostError:
+    return HostError(
+        name,
+        "disconnected",
+        f"SSH connection lost while running {what!r}: {detail}",
+        hint="the next use of this host opens a new connection; repeat the step",
+    )

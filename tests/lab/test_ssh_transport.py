@@ -140,3 +140,34 @@ def test_a_silent_host_times_out_without_holding_up_the_others(sshd):
     assert isinstance(outcomes["silent"], HostError) and outcomes["silent"].kind == "timeout"
     assert all(outcomes[f"ok{i}"].stdout == b"ok\n" for i in range(3))
     assert max(done_at[f"ok{i}"] for i in range(3)) < done_at["silent"]
+
+
+def test_a_connection_dropped_mid_command_is_disconnected_and_the_next_call_reconnects(sshd):
+    d, port = sshd
+    host = Host("lo", "127.0.0.1", port=port)
+    with SshPool(_settings(d), lookup=lambda alias: {}) as pool:
+        assert pool.run(host, "echo ok").stdout == b"ok\n"
+        first = pool.client(host)
+        with pytest.raises(HostError) as e:  # the shell's parent is sshd's process for this session
+            pool.run(host, "kill -9 $PPID; sleep 5")
+        assert e.value.kind == "disconnected"
+        assert pool.run(host, "echo again").stdout == b"again\n"
+        assert pool.client(host) is not first
+
+
+def test_a_connection_dropped_between_calls_is_reopened_and_a_changed_key_still_refused(sshd):
+    d, port = sshd
+    kh = d / "drop_known_hosts"
+    kh.write_text((d / "known_hosts").read_text())
+    host = Host("lo", "127.0.0.1", port=port)
+    with SshPool(_settings(d, known_hosts=str(kh), host_key_policy="accept-new"), lookup=lambda a: {}) as pool:
+        session = int(pool.run(host, "echo $PPID").stdout)
+        os.kill(session, 9)  # sshd's process for this connection: the connection drops while idle
+        assert pool.run(host, "echo back").stdout == b"back\n"  # reopened on next use
+        session = int(pool.run(host, "echo $PPID").stdout)
+        wrong = " ".join((d / "other.pub").read_text().split()[:2])
+        kh.write_text(f"[127.0.0.1]:{port} {wrong}\n")  # as if the host had been replaced meanwhile
+        os.kill(session, 9)
+        with pytest.raises(HostError) as e:
+            pool.run(host, "echo never")
+        assert e.value.kind == "host_key_changed"
