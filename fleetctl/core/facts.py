@@ -117,7 +117,28 @@ def gpu_from_dict(d: dict[str, Any]) -> GpuFacts:
     reasons = known["throttle_reasons"]
     if reasons is not None and not all(isinstance(r, str) for r in reasons):
         raise ProbeOutputError("throttle_reasons: expected a list of names")
+    _check_gpu_values(known)
     return GpuFacts(**known)
+
+
+_COMPUTE_CAPABILITY = re.compile(r"\d{1,3}\.\d{1,3}")
+_NOT_NEGATIVE = ("index", "memory_total_mib", "memory_used_mib", "ecc_uncorrected_volatile")
+
+
+def _check_gpu_values(gpu: dict[str, Any]) -> None:
+    """Values no GPU can have (a hand-edited or corrupted snapshot): a bad compute capability, negative sizes."""
+    where = f"gpus[{gpu['index']}]"
+    cc = gpu["compute_capability"]
+    if cc is not None and _COMPUTE_CAPABILITY.fullmatch(cc) is None:
+        raise ProbeOutputError(f'{where}.compute_capability: expected MAJOR.MINOR like "9.0", got {cc[:40]!r}')
+    for key in _NOT_NEGATIVE:
+        if gpu[key] is not None and gpu[key] < 0:
+            raise ProbeOutputError(f"{where}.{key}: must not be negative, got {gpu[key]}")
+    for key in ("power_draw_w", "power_limit_w"):
+        if gpu[key] is not None and not 0 <= gpu[key] < float("inf"):
+            raise ProbeOutputError(f"{where}.{key}: expected watts (0 or more), got {gpu[key]}")
+    if gpu["utilization_pct"] is not None and not 0 <= gpu["utilization_pct"] <= 100:
+        raise ProbeOutputError(f"{where}.utilization_pct: expected 0 to 100, got {gpu['utilization_pct']}")
 
 
 @dataclass(frozen=True)

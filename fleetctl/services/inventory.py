@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
 
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.inventory import HostFailure, HostReport, Snapshot, report_from_probe
+from fleetctl.core.timefmt import utc_iso
 from fleetctl.errors import HostError
+from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.fanout import fan_out
 
 PROBE_TIMEOUT_S = 90
@@ -21,22 +23,26 @@ def collect_inventory(
     accept_new_host_keys: bool = False,
     on_host_done: Callable[[HostReport], None] | None = None,
     pool=None,
+    clock: Clock = SYSTEM,
 ) -> Snapshot:
     """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason.
 
+    The snapshot's ``taken_at`` is when the run began; each report's ``probed_at`` when that host answered.
     ``pool``: a command's SSH pool to probe over (its connections stay open for what the command does next)."""
     from contextlib import nullcontext
 
     from fleetctl.transport.ssh import SshPool
 
     reports: dict[str, HostReport] = {}
+    taken_at = utc_iso(clock.utc_now())
     with nullcontext(pool) if pool is not None else SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
         for host, outcome in fan_out(hosts, lambda h: probe_host(pool, h), forks=forks):
             report = outcome if isinstance(outcome, HostReport) else failed_report(host, outcome)
+            report = replace(report, probed_at=max(taken_at, utc_iso(clock.utc_now())))
             reports[host.name] = report
             if on_host_done is not None:
                 on_host_done(report)
-    return Snapshot(taken_at=now_iso(), fleet=fleet.name, hosts=tuple(reports[h.name] for h in hosts))
+    return Snapshot(taken_at=taken_at, fleet=fleet.name, hosts=tuple(reports[h.name] for h in hosts))
 
 
 def probe_host(pool, host: Host) -> HostReport:
@@ -54,7 +60,3 @@ def probe_host(pool, host: Host) -> HostReport:
 
 def failed_report(host: Host, error: HostError) -> HostReport:
     return HostReport(name=host.name, address=host.address, ring=host.ring, error=HostFailure(error.kind, error.reason))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

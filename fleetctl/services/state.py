@@ -6,7 +6,7 @@ import json
 import os
 
 from fleetctl.core.fleet import Fleet
-from fleetctl.core.inventory import Snapshot, SnapshotError
+from fleetctl.core.inventory import Snapshot, SnapshotError, merge_snapshots
 from fleetctl.errors import ConfigError
 from fleetctl.services.files import read_json_document, write_atomic
 
@@ -24,12 +24,21 @@ def save_snapshot(fleet: Fleet, snapshot: Snapshot) -> str:
     return path
 
 
+def save_merged(fleet: Fleet, previous: Snapshot | None, fresh: Snapshot) -> tuple[str, Snapshot]:
+    """Save ``fresh`` folded into ``previous`` (hosts not reached keep their last facts); the path and what was
+    saved."""
+    merged = merge_snapshots(previous, fresh, (h.name for h in fleet.hosts))
+    return save_snapshot(fleet, merged), merged
+
+
 def load_snapshot(path: str) -> Snapshot:
     """A saved snapshot, or ConfigError with FILE:LINE when it is not one."""
     try:
         return read_json_document(path, "snapshot", Snapshot.from_dict, SnapshotError)
     except FileNotFoundError as e:
         raise ConfigError(f"cannot read snapshot: {e.strerror}", path=path) from e
+    except RecursionError as e:
+        raise ConfigError("not a snapshot: JSON nested too deeply", path=path) from e
 
 
 def previous_snapshot(fleet: Fleet) -> Snapshot | None:
