@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROBE_SCHEMA = "fleetctl.probe/v1"
@@ -58,8 +58,9 @@ class HostFacts:
     gpus: tuple[GpuFacts, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["gpus"] = [asdict(g) for g in self.gpus]
+        """As JSON-ready data (the same as ``dataclasses.asdict``, without its deep copies: values are flat)."""
+        d = {k: getattr(self, k) for k in _HOST_FIELDS}
+        d["gpus"] = [_gpu_dict(g) for g in self.gpus]
         return d
 
     @classmethod
@@ -71,6 +72,17 @@ class HostFacts:
         if not isinstance(gpus, list):
             raise ProbeOutputError("facts.gpus must be a list")
         return cls(**known, gpus=tuple(gpu_from_dict(g) for g in gpus))
+
+
+_HOST_FIELDS = tuple(f.name for f in fields(HostFacts) if f.name != "gpus")
+_GPU_FIELDS = tuple(f.name for f in fields(GpuFacts))
+
+
+def _gpu_dict(gpu: GpuFacts) -> dict[str, Any]:
+    d = {k: getattr(gpu, k) for k in _GPU_FIELDS}
+    if d["throttle_reasons"] is not None:
+        d["throttle_reasons"] = list(d["throttle_reasons"])
+    return d
 
 
 _HOST_TYPES: dict[str, tuple[type, ...]] = {k: (str,) for k in HostFacts.__dataclass_fields__ if k != "gpus"}

@@ -18,12 +18,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import paramiko
-from paramiko.ssh_exception import NoValidConnectionsError
-
 from fleetctl.core.fleet import Host, SshSettings
 from fleetctl.core.sshtarget import Endpoint, SshConfigError, Target, resolve_target
 from fleetctl.errors import ConfigError, HostError
+from fleetctl.transport.paramiko_lite import paramiko
 from fleetctl.transport.sshconfig import load_ssh_config, local_info
 
 if TYPE_CHECKING:
@@ -41,23 +39,37 @@ class RunResult:
 
 
 class KnownHosts:
-    """One known_hosts file for every connection of a command; accept-new appends are serialized."""
+    """One known_hosts file for every connection of a command: parsed once (not once per host), and each
+    client gets only its own host's keys; accept-new appends are serialized."""
 
     def __init__(self, path: str) -> None:
         self.path = os.path.expanduser(path)
         self._lock = threading.Lock()
+        self._keys: paramiko.HostKeys | None = None
 
-    def load_into(self, client: SSHClient) -> None:
-        if os.path.exists(self.path):
-            client.load_host_keys(self.path)
+    def _parsed(self) -> paramiko.HostKeys:
+        with self._lock:
+            if self._keys is None:
+                self._keys = paramiko.HostKeys(self.path) if os.path.exists(self.path) else paramiko.HostKeys()
+            return self._keys
+
+    def load_into(self, client: SSHClient, name: str) -> None:
+        """Give ``client`` the known keys of ``name`` (``host`` or ``[host]:port``, as paramiko looks it up)."""
+        known = self._parsed().lookup(name)
+        if known:
+            target = client.get_host_keys()
+            for key_type, key in known.items():
+                target.add(name, key_type, key)
 
     def record(self, name: str, key: paramiko.PKey) -> None:
+        parsed = self._parsed()
         with self._lock:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
                 f.flush()
                 os.fsync(f.fileno())
+            parsed.add(name, key.get_name(), key)
 
 
 class _UnknownKey(Exception):
@@ -88,7 +100,8 @@ def connect_endpoint(
     """An authenticated client for one hop, or HostError naming what went wrong."""
     name = host or endpoint.alias
     client = paramiko.SSHClient()
-    known.load_into(client)  # paramiko checks these (changed key: refused) before the policy
+    # paramiko checks these (changed key: refused) before the policy, and prefers their key type
+    known.load_into(client, endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}")
     client.set_missing_host_key_policy(_Policy(known, target.accept_new))
     if sock is None and endpoint.proxy_command:
         sock = paramiko.ProxyCommand(endpoint.proxy_command)
@@ -138,7 +151,7 @@ def translate_error(name: str, endpoint: Endpoint, e: Exception) -> HostError:
         return HostError(name, "timeout", f"{where} accepted the connection but sent no SSH banner in time")
     if isinstance(e, paramiko.ChannelException):
         return HostError(name, "unreachable", f"the jump host could not reach {where}: {e}")
-    if isinstance(e, NoValidConnectionsError):
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
         first = next(iter(e.errors.values()), None)
         if isinstance(first, (socket.timeout, TimeoutError)):
             return HostError(name, "timeout", f"no answer from {where} within the connect timeout")

@@ -66,7 +66,7 @@ class SshConfigFiles:
     """The flattened configuration and a paramiko ``SSHConfig`` over it."""
 
     def __init__(self, flat: _Flat, path: str) -> None:
-        import paramiko
+        from fleetctl.transport.paramiko_lite import paramiko
 
         self.text = "\n".join(flat.lines) + "\n"
         self.refusals = flat.refusals

@@ -155,19 +155,42 @@ def test_a_connection_dropped_mid_command_is_disconnected_and_the_next_call_reco
         assert pool.client(host) is not first
 
 
+def _start_sshd(d: Path, port: int, host_key: str, tag: str) -> int:
+    """Another sshd like the fixture's, on ``port`` with ``host_key``; returns its pid."""
+    config = d / f"sshd_config_{tag}"
+    config.write_text(
+        (d / "sshd_config")
+        .read_text()
+        .replace(f"{d}/sshd.pid", f"{d}/sshd_{tag}.pid")
+        .replace(f"HostKey {d}/hostkey", f"HostKey {d}/{host_key}")
+        .replace("ListenAddress 127.0.0.1:", "#")
+        + f"ListenAddress 127.0.0.1:{port}\n"
+    )
+    subprocess.run([SSHD, "-f", str(config)], check=True)
+    deadline = time.monotonic() + 10
+    while not (d / f"sshd_{tag}.pid").exists():
+        assert time.monotonic() < deadline, "sshd did not start"
+        time.sleep(0.02)
+    return int((d / f"sshd_{tag}.pid").read_text())
+
+
 def test_a_connection_dropped_between_calls_is_reopened_and_a_changed_key_still_refused(sshd):
-    d, port = sshd
+    d, _ = sshd
+    port = _free_port()
+    listener = _start_sshd(d, port, "hostkey", "before")
     kh = d / "drop_known_hosts"
-    kh.write_text((d / "known_hosts").read_text())
+    kh.write_text(f"[127.0.0.1]:{port} " + " ".join((d / "hostkey.pub").read_text().split()[:2]) + "\n")
     host = Host("lo", "127.0.0.1", port=port)
     with SshPool(_settings(d, known_hosts=str(kh), host_key_policy="accept-new"), lookup=lambda a: {}) as pool:
         session = int(pool.run(host, "echo $PPID").stdout)
         os.kill(session, 9)  # sshd's process for this connection: the connection drops while idle
         assert pool.run(host, "echo back").stdout == b"back\n"  # reopened on next use
         session = int(pool.run(host, "echo $PPID").stdout)
-        wrong = " ".join((d / "other.pub").read_text().split()[:2])
-        kh.write_text(f"[127.0.0.1]:{port} {wrong}\n")  # as if the host had been replaced meanwhile
+        os.kill(listener, 15)  # the host is rebuilt: same address, a new host key
+        (d / "sshd_before.pid").unlink(missing_ok=True)
+        listener = _start_sshd(d, port, "other", "after")
         os.kill(session, 9)
         with pytest.raises(HostError) as e:
             pool.run(host, "echo never")
         assert e.value.kind == "host_key_changed"
+    os.kill(listener, 15)
