@@ -37,16 +37,15 @@ def inventory(
     from fleetctl.core.inventory import diff_since
     from fleetctl.core.selector import select_hosts
     from fleetctl.services import state
-    from fleetctl.services.inventory import collect_inventory
+    from fleetctl.services.inventory import collect_inventory, open_pool
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
     hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
     before = state.previous_snapshot(fleet)  # read first: a bad file stops the command before any SSH
-    with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
-        snapshot = collect_inventory(
-            fleet, hosts, forks=forks, accept_new_host_keys=accept_new_host_keys, on_host_done=advance
-        )
+    with open_pool(fleet, hosts, accept_new_host_keys=accept_new_host_keys) as pool:
+        with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
+            snapshot = collect_inventory(fleet, hosts, forks=forks, on_host_done=advance, pool=pool)
     saved, _ = state.save_merged(fleet, before, snapshot)
     if diff:
         changes = diff_since(before, snapshot, {h.name for h in fleet.hosts}) if before else None

@@ -183,9 +183,8 @@ def expand_tokens(value: str, tokens: Mapping[str, str], allowed: str) -> str:
 
 def expand_path(value: str, tokens: Mapping[str, str], local: LocalInfo) -> str:
     """A file keyword's value: ``~`` is the local home (as ``%d``), then the file tokens."""
-    if value == "~" or value.startswith("~/"):
-        value = local.home + value[1:]
-    return expand_tokens(value, tokens, FILE_TOKENS)
+    value = expand_tokens(value, tokens, FILE_TOKENS)
+    return local.home + value[1:] if value == "~" or value.startswith("~/") else value
 
 
 def _known_hosts(cfg: Mapping[str, Any], endpoint: Endpoint, local: LocalInfo) -> str | None:

@@ -36,6 +36,8 @@ def collect_inventory(
     reports: dict[str, HostReport] = {}
     taken_at = utc_iso(clock.utc_now())
     with nullcontext(pool) if pool is not None else SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
+        for host in hosts:  # every route first: a bad ssh_config stops the command before any connection
+            pool.target(host)
         for host, outcome in fan_out(hosts, lambda h: probe_host(pool, h), forks=forks):
             report = outcome if isinstance(outcome, HostReport) else failed_report(host, outcome)
             report = replace(report, probed_at=max(taken_at, utc_iso(clock.utc_now())))
@@ -43,6 +45,17 @@ def collect_inventory(
             if on_host_done is not None:
                 on_host_done(report)
     return Snapshot(taken_at=taken_at, fleet=fleet.name, hosts=tuple(reports[h.name] for h in hosts))
+
+
+def open_pool(fleet: Fleet, hosts: tuple[Host, ...], *, accept_new_host_keys: bool = False):
+    """An SSH pool for ``hosts`` with every route resolved: a bad ssh_config (exit 2) is found before anything
+    connects or any progress is shown. Use it as a context manager and pass it to ``collect_inventory``."""
+    from fleetctl.transport.ssh import SshPool
+
+    pool = SshPool(fleet.ssh, accept_new=accept_new_host_keys)
+    for host in hosts:
+        pool.target(host)
+    return pool
 
 
 def probe_host(pool, host: Host) -> HostReport:

@@ -197,16 +197,22 @@ class SshPool(AbstractContextManager["SshPool"]):
         self._local = local_info()
         self._known: dict[str, KnownHosts] = {}
         self._clients: dict[str, SSHClient] = {}
+        self._targets: dict[str, Target] = {}
         self._hops: dict[tuple[Endpoint, ...], _Hop] = {}
         self._lock = threading.Lock()  # guards the dictionaries only; no connect ever happens under it
         self._host_locks: dict[str, threading.Lock] = {}
 
     def target(self, host: Host) -> Target:
-        """The route to ``host``; ConfigError (exit 2) when ssh_config says what OpenSSH would refuse."""
-        try:
-            return resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new, local=self._local)
-        except SshConfigError as e:
-            raise ConfigError(f"ssh_config for {host.address}: {e}") from e
+        """The route to ``host`` (resolved once); ConfigError (exit 2) when ssh_config says what OpenSSH would
+        refuse, or what fleetctl refuses (``Match exec``)."""
+        found = self._targets.get(host.name)
+        if found is None:
+            try:
+                found = resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new, local=self._local)
+            except SshConfigError as e:
+                raise ConfigError(f"ssh_config for {host.address}: {e}") from e
+            self._targets[host.name] = found
+        return found
 
     def client(self, host: Host) -> SSHClient:
         """The host's open connection, opened (again) if there is none or it dropped."""

@@ -37,7 +37,7 @@ def lab(tmp_path, monkeypatch):
     answers: dict[str, str] = {"gpu-a01": "570.133.20", "gpu-b01": "570.133.20"}
     probed: list[list[str]] = []
 
-    def fake_collect(fleet, hosts, *, forks=32, accept_new_host_keys=False, on_host_done=None):
+    def fake_collect(fleet, hosts, *, forks=32, on_host_done=None, **_):
         at = next(RUNS)
         probed.append([h.name for h in hosts])
         reports = []
@@ -58,7 +58,12 @@ def lab(tmp_path, monkeypatch):
         return Snapshot(taken_at=at, fleet=fleet.name, hosts=tuple(reports))
 
     monkeypatch.setattr(inventory_service, "collect_inventory", fake_collect)
-    env = {"FLEETCTL_FLEET": str(tmp_path / "fleet.toml"), "FLEETCTL_PROFILES": "", "COLUMNS": "200"}
+    env = {
+        "HOME": str(tmp_path),
+        "FLEETCTL_FLEET": str(tmp_path / "fleet.toml"),
+        "FLEETCTL_PROFILES": "",
+        "COLUMNS": "200",
+    }
     saved = tmp_path / ".fleetctl" / "inventory.json"
 
     def run(*args):
