@@ -45,7 +45,9 @@ def inventory(
     before = state.previous_snapshot(fleet)  # read first: a bad file stops the command before any SSH
     with open_pool(fleet, hosts, accept_new_host_keys=accept_new_host_keys) as pool:
         with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
-            snapshot = collect_inventory(fleet, hosts, forks=forks, on_host_done=advance, pool=pool)
+            snapshot = collect_inventory(
+                fleet, hosts, forks=forks, on_host_done=advance, pool=pool, keep_connections=False
+            )
     saved, _ = state.save_merged(fleet, before, snapshot)
     if diff:
         changes = diff_since(before, snapshot, {h.name for h in fleet.hosts}) if before else None

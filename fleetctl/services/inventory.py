@@ -24,11 +24,13 @@ def collect_inventory(
     on_host_done: Callable[[HostReport], None] | None = None,
     pool=None,
     clock: Clock = SYSTEM,
+    keep_connections: bool = True,
 ) -> Snapshot:
     """Probe ``hosts`` in parallel; every host gets a report, failed ones with an error kind and reason.
 
     The snapshot's ``taken_at`` is when the run began; each report's ``probed_at`` when that host answered.
-    ``pool``: a command's SSH pool to probe over (its connections stay open for what the command does next)."""
+    ``pool``: a command's SSH pool to probe over (its connections stay open for what the command does next,
+    unless ``keep_connections`` is false: then each host's closes as soon as its probe is done)."""
     from contextlib import nullcontext
 
     from fleetctl.transport.ssh import SshPool
@@ -38,7 +40,8 @@ def collect_inventory(
     with nullcontext(pool) if pool is not None else SshPool(fleet.ssh, accept_new=accept_new_host_keys) as pool:
         for host in hosts:  # every route first: a bad ssh_config stops the command before any connection
             pool.target(host)
-        for host, outcome in fan_out(hosts, lambda h: probe_host(pool, h), forks=forks):
+        work = (lambda h: probe_host(pool, h)) if keep_connections else (lambda h: _probe_and_release(pool, h))
+        for host, outcome in fan_out(hosts, work, forks=forks):
             report = outcome if isinstance(outcome, HostReport) else failed_report(host, outcome)
             report = replace(report, probed_at=max(taken_at, utc_iso(clock.utc_now())))
             reports[host.name] = report
@@ -56,6 +59,13 @@ def open_pool(fleet: Fleet, hosts: tuple[Host, ...], *, accept_new_host_keys: bo
     for host in hosts:
         pool.target(host)
     return pool
+
+
+def _probe_and_release(pool, host: Host) -> HostReport:
+    try:
+        return probe_host(pool, host)
+    finally:
+        pool.release(host)
 
 
 def probe_host(pool, host: Host) -> HostReport:

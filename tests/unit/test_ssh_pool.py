@@ -223,3 +223,11 @@ def test_a_connection_found_dead_before_the_command_started_is_reopened_and_the_
     monkeypatch.setattr(ssh, "connect_endpoint", connect)
     result = pool().run(Host("h", "h"), "echo ok")
     assert (result.rc, result.stdout, len(made)) == (0, b"ok", 2) and made[0].closed
+
+
+def test_release_closes_a_hosts_connection_and_the_next_use_opens_one(net):
+    p, host = pool(), Host("h1", "h1")
+    first = p.client(host)
+    p.release(host)
+    assert first.closed and p.client(host) is not first and net.connects["h1"] == 2
+    p.release(Host("never", "never"))  # nothing open: nothing to do
