@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,7 +52,7 @@ def inventory(
         changes = diff_since(before, snapshot, {h.name for h in fleet.hosts}) if before else None
         render.inventory_diff(app_ctx.out, changes, as_json)
     elif as_json:
-        print(json.dumps(snapshot.to_dict(), indent=2))
+        print(state.snapshot_text(snapshot), end="")  # one host per line, as saved
     else:
         render.inventory_table(app_ctx.out, snapshot)
     app_ctx.err.print(f"[dim]snapshot saved to {saved}[/dim]")
