@@ -94,6 +94,14 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.known.record(hostname, key)
 
 
+class _QuietTransport(paramiko.Transport):
+    """paramiko's transport thread wakes every 0.1 s to see whether it was closed here; closing does not wait
+    for it, so once a second is enough, and an open connection then costs a tenth of the CPU while it waits
+    for a slow host. (A remote close or a dropped connection is seen at once either way.)"""
+
+    _active_check_timeout = 1.0
+
+
 def connect_endpoint(
     endpoint: Endpoint, target: Target, known: KnownHosts, sock: Any = None, host: str | None = None
 ) -> SSHClient:
@@ -115,6 +123,7 @@ def connect_endpoint(
             timeout=target.timeout_s,
             banner_timeout=target.timeout_s,
             auth_timeout=target.timeout_s,
+            transport_factory=_QuietTransport,
         )
     except Exception as e:
         transport = client.get_transport()
