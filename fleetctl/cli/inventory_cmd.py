@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
@@ -10,9 +10,14 @@ from fleetctl.cli.context import get_context
 from fleetctl.cli.options import AcceptNewOpt, ForksOpt, JsonOpt, LimitOpt
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from fleetctl.core.inventory import Snapshot
+
+
+class Printer(Protocol):
+    """What a note needs of a console (rich's ``Console`` is one)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None: ...
+
 
 OLD_FACTS_SHOWN = 5
 
@@ -59,7 +64,7 @@ def inventory(
     render.raise_if_hosts_failed(snapshot.failed, len(snapshot.hosts))
 
 
-def note_old_facts(console: Console, snapshot: Snapshot) -> None:
+def note_old_facts(console: Printer, snapshot: Snapshot) -> None:
     """One note per host whose facts predate the snapshot's latest run (a few, then a count): not a failure."""
     from fleetctl.core.inventory import describe_age, old_facts
 
