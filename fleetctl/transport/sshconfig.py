@@ -96,12 +96,13 @@ def _show(value: Any) -> Any:
     return value.translate(_SHOW) if isinstance(value, str) else value
 
 
-def _flatten(path: str, ssh_dir: str, outer: list[str] | None, depth: int, out: _Flat) -> None:
-    """Append ``path``'s lines to ``out``; ``outer`` is the Match criteria the file is included under."""
+def _flatten(path: str, ssh_dir: str, outer: list[str] | None, depth: int, out: _Flat, marker: str = "") -> None:
+    """Append ``path``'s lines to ``out``; ``outer`` is the Match criteria the file is included under, ``marker``
+    the refusal line of an including block fleetctl cannot evaluate (it holds for everything included)."""
     if depth > MAX_INCLUDE_DEPTH:
         raise ConfigError(f"Include nested more than {MAX_INCLUDE_DEPTH} deep", path=path)
     lines = _read_lines(path)
-    header = _header(outer, [])
+    header = _with_marker(_header(outer, []), marker)
     if outer is not None:
         out.lines.append(header)
     for number, raw in enumerate(lines, start=1):
@@ -113,13 +114,18 @@ def _flatten(path: str, ssh_dir: str, outer: list[str] | None, depth: int, out: 
             raise ConfigError(f"cannot parse {line[:60]!r}", path=path, line=number)
         key, value = match.group(1).lower(), match.group(2).strip()
         if key in ("host", "match"):
-            header = _block(key, value, outer, path, number, out)
+            header = _block(key, value, outer, path, number, out, marker)
         elif key == "include":
+            first, _, block_marker = header.partition("\n")
             for included in _include_paths(value, ssh_dir, path, number):
-                _flatten(included, ssh_dir, _criteria_of(header, path, number), depth + 1, out)
+                _flatten(included, ssh_dir, _criteria_of(first, path, number), depth + 1, out, block_marker)
             out.lines.append(header)  # the including block goes on after the Include
         else:
             out.lines.append(line.translate(_HIDE))
+
+
+def _with_marker(header: str, marker: str) -> str:
+    return f"{header}\n{marker}" if marker else header
 
 
 def _read_lines(path: str) -> list[str]:
@@ -130,19 +136,20 @@ def _read_lines(path: str) -> list[str]:
         raise ConfigError(f"cannot read ssh_config: {getattr(e, 'strerror', None) or e}", path=path) from e
 
 
-def _block(key: str, value: str, outer: list[str] | None, path: str, line: int, out: _Flat) -> str:
-    """Start a Host or Match block; returns its header line as written into the flat text."""
+def _block(key: str, value: str, outer: list[str] | None, path: str, line: int, out: _Flat, marker: str) -> str:
+    """Start a Host or Match block; returns its header as written into the flat text (with its refusal line)."""
     criteria = _criteria(key, value, path, line)
     refused = [c for c in criteria[::2] if c.lstrip("!") not in _SUPPORTED_MATCH]
     if refused:
         criteria = _without(criteria, refused)
     header = _header(outer, criteria) if (outer is not None or key == "match") else f"Host {value}"
-    out.lines.append(header)
-    if refused:
+    if refused and not marker:
         what = refused[0].lstrip("!")
         reason = "fleetctl never runs commands from ssh_config" if what == "exec" else "fleetctl does not evaluate it"
         out.refusals.append(f"{path}:{line}: Match {what} is not supported ({reason}); use Match host or originalhost")
-        out.lines.append(f"{_MARKER} {len(out.refusals) - 1}")
+        marker = f"{_MARKER} {len(out.refusals) - 1}"
+    header = _with_marker(header, marker)
+    out.lines.append(header)
     return header
 
 

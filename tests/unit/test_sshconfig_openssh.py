@@ -176,3 +176,13 @@ def test_bad_lines_name_file_and_line(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         SshConfigFiles.read(str(config), ssh_dir=str(tmp_path / ".ssh"))
     assert str(e.value).endswith(message)
+
+
+def test_an_include_inside_a_refused_match_block_is_refused_too(tmp_path):
+    config = _write(
+        tmp_path,
+        {"config": 'Match exec "true"\n  Include inner\nHost *\n  User ok\n', "inner": "Host gpu*\n  User x\n"},
+    )
+    conf = SshConfigFiles.read(str(config), ssh_dir=str(tmp_path / ".ssh"))
+    with pytest.raises(ConfigError, match="config:1: Match exec is not supported"):
+        conf.lookup("gpu1")
