@@ -75,8 +75,12 @@ def check(
     app_ctx = get_context(ctx)
     matrix, prof = load_profile(app_ctx, profile)
     if inventory is not None:
+        from fleetctl.cli.inventory_cmd import note_old_facts
+
         with paused_gc():
-            report = check_snapshot(offline_snapshot(inventory, limit), prof, matrix)
+            snapshot = offline_snapshot(inventory, limit)
+            note_old_facts(app_ctx.err, snapshot)
+            report = check_snapshot(snapshot, prof, matrix)
     else:
         report = check_snapshot(live_snapshot(app_ctx, limit, forks, accept_new_host_keys), prof, matrix)
     with paused_gc():

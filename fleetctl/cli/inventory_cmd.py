@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
 from fleetctl.cli.context import get_context
 from fleetctl.cli.options import AcceptNewOpt, ForksOpt, JsonOpt, LimitOpt
+
+if TYPE_CHECKING:
+    from fleetctl.core.inventory import Snapshot
+
+
+class Printer(Protocol):
+    """What a note needs of a console (rich's ``Console`` is one)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None: ...
+
+
+OLD_FACTS_SHOWN = 5
 
 
 def register(app: typer.Typer) -> None:
@@ -23,27 +34,48 @@ def inventory(
     accept_new_host_keys: AcceptNewOpt = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show what changed since the last saved inventory.")] = False,
 ) -> None:
-    """Read every host through NVML over SSH: driver, CUDA, GPUs, health, Docker, toolkit, Fabric Manager."""
+    """Read every host through NVML over SSH: driver, CUDA, GPUs, health, Docker, toolkit, Fabric Manager.
+
+    The saved snapshot keeps the last facts of hosts this run did not reach (each with its probed_at)."""
     from fleetctl.cli import render
-    from fleetctl.core.inventory import diff_snapshots
+    from fleetctl.core.inventory import diff_since
     from fleetctl.core.selector import select_hosts
     from fleetctl.services import state
-    from fleetctl.services.inventory import collect_inventory
+    from fleetctl.services.inventory import collect_inventory, open_pool
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
     hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
-    before = state.previous_snapshot(fleet) if diff else None
-    with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
-        snapshot = collect_inventory(
-            fleet, hosts, forks=forks, accept_new_host_keys=accept_new_host_keys, on_host_done=advance
-        )
-    saved = state.save_snapshot(fleet, snapshot)
+    before = state.previous_snapshot(fleet)  # read first: a bad file stops the command before any SSH
+    with open_pool(fleet, hosts, accept_new_host_keys=accept_new_host_keys) as pool:
+        with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
+            snapshot = collect_inventory(
+                fleet, hosts, forks=forks, on_host_done=advance, pool=pool, keep_connections=False
+            )
+    saved, _ = state.save_merged(fleet, before, snapshot)
     if diff:
-        render.inventory_diff(app_ctx.out, diff_snapshots(before, snapshot) if before else None, as_json)
+        changes = diff_since(before, snapshot, {h.name for h in fleet.hosts}) if before else None
+        render.inventory_diff(app_ctx.out, changes, as_json)
     elif as_json:
-        print(json.dumps(snapshot.to_dict(), indent=2))
+        print(state.snapshot_text(snapshot), end="")  # one host per line, as saved
     else:
         render.inventory_table(app_ctx.out, snapshot)
     app_ctx.err.print(f"[dim]snapshot saved to {saved}[/dim]")
     render.raise_if_hosts_failed(snapshot.failed, len(snapshot.hosts))
+
+
+def note_old_facts(console: Printer, snapshot: Snapshot) -> None:
+    """One note per host whose facts predate the snapshot's latest run (a few, then a count): not a failure."""
+    from fleetctl.core.inventory import describe_age, old_facts
+
+    old = old_facts(snapshot)
+    for entry in old[:OLD_FACTS_SHOWN]:
+        console.print(
+            f"note: {entry.host}: facts from {entry.probed_at}, {describe_age(entry.age_s)} before the snapshot's "
+            "latest inventory (not reached since)",
+            markup=False,
+            highlight=False,
+            emoji=False,
+        )
+    if len(old) > OLD_FACTS_SHOWN:
+        console.print(f"note: and {len(old) - OLD_FACTS_SHOWN} more hosts with older facts", markup=False)

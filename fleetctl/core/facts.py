@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROBE_SCHEMA = "fleetctl.probe/v1"
@@ -58,8 +58,9 @@ class HostFacts:
     gpus: tuple[GpuFacts, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["gpus"] = [asdict(g) for g in self.gpus]
+        """As JSON-ready data (the same as ``dataclasses.asdict``, without its deep copies: values are flat)."""
+        d = {k: getattr(self, k) for k in _HOST_FIELDS}
+        d["gpus"] = [_gpu_dict(g) for g in self.gpus]
         return d
 
     @classmethod
@@ -71,6 +72,17 @@ class HostFacts:
         if not isinstance(gpus, list):
             raise ProbeOutputError("facts.gpus must be a list")
         return cls(**known, gpus=tuple(gpu_from_dict(g) for g in gpus))
+
+
+_HOST_FIELDS = tuple(f.name for f in fields(HostFacts) if f.name != "gpus")
+_GPU_FIELDS = tuple(f.name for f in fields(GpuFacts))
+
+
+def _gpu_dict(gpu: GpuFacts) -> dict[str, Any]:
+    d = {k: getattr(gpu, k) for k in _GPU_FIELDS}
+    if d["throttle_reasons"] is not None:
+        d["throttle_reasons"] = list(d["throttle_reasons"])
+    return d
 
 
 _HOST_TYPES: dict[str, tuple[type, ...]] = {k: (str,) for k in HostFacts.__dataclass_fields__ if k != "gpus"}
@@ -117,7 +129,28 @@ def gpu_from_dict(d: dict[str, Any]) -> GpuFacts:
     reasons = known["throttle_reasons"]
     if reasons is not None and not all(isinstance(r, str) for r in reasons):
         raise ProbeOutputError("throttle_reasons: expected a list of names")
+    _check_gpu_values(known)
     return GpuFacts(**known)
+
+
+_COMPUTE_CAPABILITY = re.compile(r"\d{1,3}\.\d{1,3}")
+_NOT_NEGATIVE = ("index", "memory_total_mib", "memory_used_mib", "ecc_uncorrected_volatile")
+
+
+def _check_gpu_values(gpu: dict[str, Any]) -> None:
+    """Values no GPU can have (a hand-edited or corrupted snapshot): a bad compute capability, negative sizes."""
+    where = f"gpus[{gpu['index']}]"
+    cc = gpu["compute_capability"]
+    if cc is not None and _COMPUTE_CAPABILITY.fullmatch(cc) is None:
+        raise ProbeOutputError(f'{where}.compute_capability: expected MAJOR.MINOR like "9.0", got {cc[:40]!r}')
+    for key in _NOT_NEGATIVE:
+        if gpu[key] is not None and gpu[key] < 0:
+            raise ProbeOutputError(f"{where}.{key}: must not be negative, got {gpu[key]}")
+    for key in ("power_draw_w", "power_limit_w"):
+        if gpu[key] is not None and not 0 <= gpu[key] < float("inf"):
+            raise ProbeOutputError(f"{where}.{key}: expected watts (0 or more), got {gpu[key]}")
+    if gpu["utilization_pct"] is not None and not 0 <= gpu["utilization_pct"] <= 100:
+        raise ProbeOutputError(f"{where}.utilization_pct: expected 0 to 100, got {gpu['utilization_pct']}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """SSH over paramiko: verified host keys, ProxyJump chains, one connection per host reused within a command.
 
 Library exceptions become ``HostError`` with a stable kind: unreachable, timeout, auth, host_key_unknown,
-host_key_changed. Jump hosts are shared: twenty targets behind one bastion open one bastion connection.
+host_key_changed, disconnected. Jump hosts are shared: twenty targets behind one bastion open one bastion
+connection, and hosts elsewhere never wait for it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import paramiko
-from paramiko.ssh_exception import NoValidConnectionsError
-
 from fleetctl.core.fleet import Host, SshSettings
-from fleetctl.core.sshtarget import Endpoint, Target, resolve_target
-from fleetctl.errors import HostError
+from fleetctl.core.sshtarget import Endpoint, SshConfigError, Target, resolve_target
+from fleetctl.errors import ConfigError, HostError
+from fleetctl.transport.paramiko_lite import paramiko
+from fleetctl.transport.sshconfig import load_ssh_config, local_info
 
 if TYPE_CHECKING:
     from paramiko import SSHClient
@@ -38,33 +38,38 @@ class RunResult:
     stderr: bytes
 
 
-def load_ssh_config(path: str = "~/.ssh/config") -> Callable[[str], dict[str, Any]]:
-    """A lookup over the user's ssh_config (empty when there is none)."""
-    full = os.path.expanduser(path)
-    if not os.path.exists(full):
-        return lambda alias: {}
-    config = paramiko.SSHConfig.from_path(full)
-    return lambda alias: dict(config.lookup(alias))
-
-
 class KnownHosts:
-    """One known_hosts file for every connection of a command; accept-new appends are serialized."""
+    """One known_hosts file for every connection of a command: parsed once (not once per host), and each
+    client gets only its own host's keys; accept-new appends are serialized."""
 
     def __init__(self, path: str) -> None:
         self.path = os.path.expanduser(path)
         self._lock = threading.Lock()
+        self._keys: paramiko.HostKeys | None = None
 
-    def load_into(self, client: SSHClient) -> None:
-        if os.path.exists(self.path):
-            client.load_host_keys(self.path)
+    def _parsed(self) -> paramiko.HostKeys:
+        with self._lock:
+            if self._keys is None:
+                self._keys = paramiko.HostKeys(self.path) if os.path.exists(self.path) else paramiko.HostKeys()
+            return self._keys
+
+    def load_into(self, client: SSHClient, name: str) -> None:
+        """Give ``client`` the known keys of ``name`` (``host`` or ``[host]:port``, as paramiko looks it up)."""
+        known = self._parsed().lookup(name)
+        if known:
+            target = client.get_host_keys()
+            for key_type, key in known.items():
+                target.add(name, key_type, key)
 
     def record(self, name: str, key: paramiko.PKey) -> None:
+        parsed = self._parsed()
         with self._lock:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
                 f.flush()
                 os.fsync(f.fileno())
+            parsed.add(name, key.get_name(), key)
 
 
 class _UnknownKey(Exception):
@@ -89,13 +94,22 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.known.record(hostname, key)
 
 
+class _QuietTransport(paramiko.Transport):
+    """paramiko's transport thread wakes every 0.1 s to see whether it was closed here; closing does not wait
+    for it, so once a second is enough, and an open connection then costs a tenth of the CPU while it waits
+    for a slow host. (A remote close or a dropped connection is seen at once either way.)"""
+
+    _active_check_timeout = 1.0
+
+
 def connect_endpoint(
     endpoint: Endpoint, target: Target, known: KnownHosts, sock: Any = None, host: str | None = None
 ) -> SSHClient:
     """An authenticated client for one hop, or HostError naming what went wrong."""
     name = host or endpoint.alias
     client = paramiko.SSHClient()
-    known.load_into(client)  # paramiko checks these (changed key: refused) before the policy
+    # paramiko checks these (changed key: refused) before the policy, and prefers their key type
+    known.load_into(client, endpoint.hostname if endpoint.port == 22 else f"[{endpoint.hostname}]:{endpoint.port}")
     client.set_missing_host_key_policy(_Policy(known, target.accept_new))
     if sock is None and endpoint.proxy_command:
         sock = paramiko.ProxyCommand(endpoint.proxy_command)
@@ -109,6 +123,7 @@ def connect_endpoint(
             timeout=target.timeout_s,
             banner_timeout=target.timeout_s,
             auth_timeout=target.timeout_s,
+            transport_factory=_QuietTransport,
         )
     except Exception as e:
         transport = client.get_transport()
@@ -145,7 +160,7 @@ def translate_error(name: str, endpoint: Endpoint, e: Exception) -> HostError:
         return HostError(name, "timeout", f"{where} accepted the connection but sent no SSH banner in time")
     if isinstance(e, paramiko.ChannelException):
         return HostError(name, "unreachable", f"the jump host could not reach {where}: {e}")
-    if isinstance(e, NoValidConnectionsError):
+    if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
         first = next(iter(e.errors.values()), None)
         if isinstance(first, (socket.timeout, TimeoutError)):
             return HostError(name, "timeout", f"no answer from {where} within the connect timeout")
@@ -167,30 +182,57 @@ def _oneline(e: Exception) -> str:
     return " ".join(text.split())
 
 
+@dataclass
+class _Hop:
+    """One jump host of a command: connected once for every host behind it, its failure remembered."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: SSHClient | None = None
+    error: HostError | None = None
+
+
 class SshPool(AbstractContextManager["SshPool"]):
-    """Connections for one command: one per host, jump hosts shared, all closed on exit."""
+    """Connections for one command: one per host, jump hosts shared, all closed on exit.
+
+    A connection that dropped is opened again on next use (host keys verified again: a changed key is still
+    refused). Each jump host has its own lock: hosts behind it wait for its one connect, hosts elsewhere never do,
+    and once it failed the hosts behind it fail at once with its reason."""
 
     def __init__(
         self, settings: SshSettings, *, accept_new: bool = False, lookup: Callable[[str], dict[str, Any]] | None = None
     ) -> None:
         self.settings, self.accept_new = settings, accept_new
         self.lookup = lookup or load_ssh_config()
+        self._local = local_info()
         self._known: dict[str, KnownHosts] = {}
         self._clients: dict[str, SSHClient] = {}
-        self._jumps: dict[Endpoint, SSHClient] = {}
-        self._lock = threading.Lock()
+        self._targets: dict[str, Target] = {}
+        self._hops: dict[tuple[Endpoint, ...], _Hop] = {}
+        self._lock = threading.Lock()  # guards the dictionaries only; no connect ever happens under it
         self._host_locks: dict[str, threading.Lock] = {}
 
     def target(self, host: Host) -> Target:
-        return resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new)
+        """The route to ``host`` (resolved once); ConfigError (exit 2) when ssh_config says what OpenSSH would
+        refuse, or what fleetctl refuses (``Match exec``)."""
+        found = self._targets.get(host.name)
+        if found is None:
+            try:
+                found = resolve_target(host, self.settings, self.lookup, accept_new=self.accept_new, local=self._local)
+            except SshConfigError as e:
+                raise ConfigError(f"ssh_config for {host.address}: {e}") from e
+            self._targets[host.name] = found
+        return found
 
     def client(self, host: Host) -> SSHClient:
+        """The host's open connection, opened (again) if there is none or it dropped."""
         with self._lock:
             host_lock = self._host_locks.setdefault(host.name, threading.Lock())
         with host_lock:
             existing = self._clients.get(host.name)
             if existing is not None and _alive(existing):
                 return existing
+            if existing is not None:
+                existing.close()
             client = self._connect(host, self.target(host))
             self._clients[host.name] = client
             return client
@@ -204,21 +246,28 @@ class SshPool(AbstractContextManager["SshPool"]):
         return connect_endpoint(target.endpoint, target, known, sock=sock, host=host.name)
 
     def _jump_client(self, target: Target, known: KnownHosts, name: str) -> SSHClient:
-        """The client for the last hop of the chain, connecting (and caching) each hop as needed."""
-        with self._lock:  # serializes bastion set-up; targets' own connects run in parallel
-            client = None
-            for hop in target.jumps:
-                cached = self._jumps.get(hop)
-                if cached is None or not _alive(cached):
-                    sock = None if client is None else _open_tunnel(client, hop, name, target.timeout_s)
+        """The client for the last hop of the chain, connecting each hop once (per chain) as needed."""
+        client = None
+        for depth in range(1, len(target.jumps) + 1):
+            chain = target.jumps[:depth]
+            hop = self._hop(chain)
+            with hop.lock:
+                if hop.error is None and (hop.client is None or not _alive(hop.client)):
                     try:
-                        cached = connect_endpoint(hop, target, known, sock=sock)
-                    except HostError as e:
-                        raise HostError(name, e.kind, f"via jump host {hop.alias}: {e.reason}", hint=e.hint) from e
-                    self._jumps[hop] = cached
-                client = cached
-            assert client is not None
-            return client
+                        sock = None if client is None else _open_tunnel(client, chain[-1], name, target.timeout_s)
+                        hop.client = connect_endpoint(chain[-1], target, known, sock=sock)
+                    except HostError as failure:
+                        hop.error = failure
+                if hop.error is not None:
+                    why = hop.error
+                    raise HostError(name, why.kind, f"via jump host {chain[-1].alias}: {why.reason}", hint=why.hint)
+                client = hop.client
+        assert client is not None
+        return client
+
+    def _hop(self, chain: tuple[Endpoint, ...]) -> _Hop:
+        with self._lock:
+            return self._hops.setdefault(chain, _Hop())
 
     def _known_hosts(self, path: str) -> KnownHosts:
         with self._lock:
@@ -227,13 +276,33 @@ class SshPool(AbstractContextManager["SshPool"]):
             return self._known[path]
 
     def run(self, host: Host, command: str, *, stdin: bytes | None = None, timeout_s: float = 120) -> RunResult:
-        return run_command(self.client(host), host.name, command, stdin=stdin, timeout_s=timeout_s)
+        """Run ``command`` on ``host``; a connection lost meanwhile is ``HostError(kind="disconnected")``.
+
+        A connection found dead before the command started (it dropped while idle) is reopened at once: nothing
+        ran, so nothing is repeated."""
+        client = self.client(host)
+        try:
+            channel = open_channel(client, host.name, timeout_s)
+        except _NotStarted:
+            client.close()  # so that client() opens a new one even if paramiko has not noticed yet
+            channel = open_channel(self.client(host), host.name, timeout_s)
+        return run_on_channel(channel, host.name, command, stdin=stdin, timeout_s=timeout_s)
+
+    def release(self, host: Host) -> None:
+        """Close ``host``'s connection now (a command done with a host; jump hosts stay for the others).
+
+        An open paramiko connection wakes its thread ten times a second: holding a finished host's costs CPU."""
+        with self._lock:
+            client = self._clients.pop(host.name, None)
+        if client is not None:
+            client.close()
 
     def close(self) -> None:
-        for client in [*self._clients.values(), *self._jumps.values()]:
+        hops = [hop.client for hop in self._hops.values() if hop.client is not None]
+        for client in [*self._clients.values(), *reversed(hops)]:
             client.close()
         self._clients.clear()
-        self._jumps.clear()
+        self._hops.clear()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -256,23 +325,59 @@ def _open_tunnel(jump: SSHClient, endpoint: Endpoint, name: str, timeout_s: floa
 
 
 def run_command(client: SSHClient, name: str, command: str, *, stdin: bytes | None, timeout_s: float) -> RunResult:
-    """Run ``command``, feed ``stdin``, read both streams to the end. A stall past ``timeout_s`` is ``timeout``."""
+    """Run ``command``, feed ``stdin``, read both streams to the end. A stall past ``timeout_s`` is ``timeout``;
+    the connection lost before the command's exit status arrived is ``disconnected`` (repeat the step)."""
+    return run_on_channel(open_channel(client, name, timeout_s), name, command, stdin=stdin, timeout_s=timeout_s)
+
+
+class _NotStarted(HostError):
+    """The connection was found dead while opening a channel: nothing ran on the host."""
+
+
+def open_channel(client: SSHClient, name: str, timeout_s: float) -> paramiko.Channel:
+    """A new session channel; ``_NotStarted`` (a ``disconnected`` HostError) when the connection had gone."""
+    transport = client.get_transport()
     try:
-        chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout_s)
-        if stdin is not None:
-            chan_in.write(stdin)
-            chan_in.flush()
-        chan_in.channel.shutdown_write()
-        err_box: list[bytes] = []
-        reader = threading.Thread(target=lambda: err_box.append(chan_err.read()), daemon=True)
-        reader.start()
-        out = chan_out.read()
-        reader.join(timeout_s)
-        rc = chan_out.channel.recv_exit_status()
-    except TimeoutError as e:
-        raise HostError(name, "timeout", f"no answer to {command.split()[0]!r} within {timeout_s:g}s") from e
+        if transport is None:
+            raise paramiko.SSHException("SSH session not active")
+        channel = transport.open_session(timeout=timeout_s)
+    except paramiko.ChannelException as e:  # the host refused a new channel (e.g. MaxSessions): it is still up
+        raise HostError(name, "unreachable", f"the host refused an SSH channel: {_oneline(e)}") from e
     except (paramiko.SSHException, OSError, EOFError) as e:
-        raise HostError(
-            name, "unreachable", f"connection lost while running {command.split()[0]!r}: {_oneline(e)}"
-        ) from e
+        raise _NotStarted(name, "disconnected", f"SSH connection lost: {_oneline(e)}") from e
+    channel.settimeout(timeout_s)
+    return channel
+
+
+def run_on_channel(
+    channel: paramiko.Channel, name: str, command: str, *, stdin: bytes | None, timeout_s: float
+) -> RunResult:
+    what = command.split()[0] if command.split() else "command"
+    try:
+        channel.exec_command(command)
+        if stdin is not None:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        err_box: list[bytes] = []
+        err_file = channel.makefile_stderr("rb")
+        reader = threading.Thread(target=lambda: err_box.append(err_file.read()), daemon=True)
+        reader.start()
+        out = channel.makefile("rb").read()
+        reader.join(timeout_s)
+        rc = channel.recv_exit_status()
+    except TimeoutError as e:
+        raise HostError(name, "timeout", f"no answer to {what!r} within {timeout_s:g}s") from e
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        raise _disconnected(name, what, _oneline(e)) from e
+    if rc == -1 and not channel.get_transport().is_active():  # no exit status: the connection went
+        raise _disconnected(name, what, "the connection closed")
     return RunResult(rc=rc, stdout=out, stderr=err_box[0] if err_box else b"")
+
+
+def _disconnected(name: str, what: str, detail: str) -> HostError:
+    return HostError(
+        name,
+        "disconnected",
+        f"SSH connection lost while running {what!r}: {detail}",
+        hint="the next use of this host opens a new connection; repeat the step",
+    )

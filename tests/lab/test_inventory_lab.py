@@ -123,13 +123,19 @@ def test_unreachable_host_does_not_hide_the_others(mixed):
     assert host(doc, "gpu-ok")["ok"]
 
 
-def test_snapshot_is_saved_and_diff_shows_changes(mixed):
+def test_snapshot_is_saved_merged_and_diff_shows_changes(mixed):
+    path = mixed.fleet_file.parent / ".fleetctl" / "inventory.json"
+    path.unlink(missing_ok=True)
     inventory(mixed.fleet_file, "--limit", "gpu-ok")
-    saved = json.loads((mixed.fleet_file.parent / ".fleetctl" / "inventory.json").read_text())
+    saved = json.loads(path.read_text())
     assert saved["schema"] == "fleetctl.inventory/v1" and [h["name"] for h in saved["hosts"]] == ["gpu-ok"]
     result, doc = inventory(mixed.fleet_file, "--limit", "gpu-ok,gpu-nodrv", "--diff")
     assert doc["schema"] == "fleetctl.inventory-diff/v1"
     assert {"host": "gpu-nodrv", "path": "host", "before": None, "after": "present"} in doc["changes"]
+    both = {h["name"]: h for h in json.loads(path.read_text())["hosts"]}
+    inventory(mixed.fleet_file, "--limit", "gpu-ok")  # a limited run keeps the other host's last report
+    after = {h["name"]: h for h in json.loads(path.read_text())["hosts"]}
+    assert after["gpu-nodrv"] == both["gpu-nodrv"] and after["gpu-ok"]["probed_at"] >= both["gpu-ok"]["probed_at"]
 
 
 def test_proxy_jump_through_the_lab_bastion(lab_factory):

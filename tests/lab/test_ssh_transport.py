@@ -140,3 +140,57 @@ def test_a_silent_host_times_out_without_holding_up_the_others(sshd):
     assert isinstance(outcomes["silent"], HostError) and outcomes["silent"].kind == "timeout"
     assert all(outcomes[f"ok{i}"].stdout == b"ok\n" for i in range(3))
     assert max(done_at[f"ok{i}"] for i in range(3)) < done_at["silent"]
+
+
+def test_a_connection_dropped_mid_command_is_disconnected_and_the_next_call_reconnects(sshd):
+    d, port = sshd
+    host = Host("lo", "127.0.0.1", port=port)
+    with SshPool(_settings(d), lookup=lambda alias: {}) as pool:
+        assert pool.run(host, "echo ok").stdout == b"ok\n"
+        first = pool.client(host)
+        with pytest.raises(HostError) as e:  # the shell's parent is sshd's process for this session
+            pool.run(host, "kill -9 $PPID; sleep 5")
+        assert e.value.kind == "disconnected"
+        assert pool.run(host, "echo again").stdout == b"again\n"
+        assert pool.client(host) is not first
+
+
+def _start_sshd(d: Path, port: int, host_key: str, tag: str) -> int:
+    """Another sshd like the fixture's, on ``port`` with ``host_key``; returns its pid."""
+    config = d / f"sshd_config_{tag}"
+    config.write_text(
+        (d / "sshd_config")
+        .read_text()
+        .replace(f"{d}/sshd.pid", f"{d}/sshd_{tag}.pid")
+        .replace(f"HostKey {d}/hostkey", f"HostKey {d}/{host_key}")
+        .replace("ListenAddress 127.0.0.1:", "#")
+        + f"ListenAddress 127.0.0.1:{port}\n"
+    )
+    subprocess.run([SSHD, "-f", str(config)], check=True)
+    deadline = time.monotonic() + 10
+    while not (d / f"sshd_{tag}.pid").exists():
+        assert time.monotonic() < deadline, "sshd did not start"
+        time.sleep(0.02)
+    return int((d / f"sshd_{tag}.pid").read_text())
+
+
+def test_a_connection_dropped_between_calls_is_reopened_and_a_changed_key_still_refused(sshd):
+    d, _ = sshd
+    port = _free_port()
+    listener = _start_sshd(d, port, "hostkey", "before")
+    kh = d / "drop_known_hosts"
+    kh.write_text(f"[127.0.0.1]:{port} " + " ".join((d / "hostkey.pub").read_text().split()[:2]) + "\n")
+    host = Host("lo", "127.0.0.1", port=port)
+    with SshPool(_settings(d, known_hosts=str(kh), host_key_policy="accept-new"), lookup=lambda a: {}) as pool:
+        session = int(pool.run(host, "echo $PPID").stdout)
+        os.kill(session, 9)  # sshd's process for this connection: the connection drops while idle
+        assert pool.run(host, "echo back").stdout == b"back\n"  # reopened on next use
+        session = int(pool.run(host, "echo $PPID").stdout)
+        os.kill(listener, 15)  # the host is rebuilt: same address, a new host key
+        (d / "sshd_before.pid").unlink(missing_ok=True)
+        listener = _start_sshd(d, port, "other", "after")
+        os.kill(session, 9)
+        with pytest.raises(HostError) as e:
+            pool.run(host, "echo never")
+        assert e.value.kind == "host_key_changed"
+    os.kill(listener, 15)

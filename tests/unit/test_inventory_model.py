@@ -46,11 +46,12 @@ def test_probe_error_kind_is_kept_with_partial_facts():
 
 
 def test_snapshot_json_schema_and_round_trip():
-    snap = Snapshot(taken_at="2026-11-22T08:00:00Z", fleet="lab", hosts=(healthy_report(),))
+    report = replace(healthy_report(), probed_at="2026-11-22T08:00:03Z")
+    snap = Snapshot(taken_at="2026-11-22T08:00:00Z", fleet="lab", hosts=(report,))
     doc = json.loads(json.dumps(snap.to_dict()))
     assert doc["schema"] == "fleetctl.inventory/v1"
     host = doc["hosts"][0]
-    assert set(host) == {"name", "address", "ring", "ok", "error", "facts"}
+    assert set(host) == {"name", "address", "ring", "probed_at", "ok", "error", "facts"}
     assert set(host["facts"]["gpus"][0]) >= {
         "index",
         "name",

@@ -3,7 +3,14 @@
 import pytest
 
 from fleetctl.core.fleet import Host, SshSettings
-from fleetctl.core.sshtarget import Endpoint, parse_jump_chain, resolve_target
+from fleetctl.core.sshtarget import (
+    Endpoint,
+    LocalInfo,
+    SshConfigError,
+    expand_tokens,
+    parse_jump_chain,
+    resolve_target,
+)
 
 SSH_CONFIG = {
     "gpu-a01": {"hostname": "10.0.1.11", "port": "2222", "user": "cfguser", "identityfile": ["/keys/cfg"]},
@@ -27,7 +34,8 @@ def test_ssh_config_fills_what_the_fleet_file_leaves_out():
 def test_fleet_file_wins_over_ssh_config():
     settings = SshSettings(user="ops", identity_file="~/.ssh/fleet", known_hosts="/kh", connect_timeout_s=3)
     t = resolve_target(Host("gpu-a01", "gpu-a01", port=22), settings, lookup)
-    assert (t.endpoint.user, t.endpoint.port, t.endpoint.identity_files) == ("ops", 22, ("~/.ssh/fleet",))
+    # like ssh -i: the fleet file's key is tried first, then ssh_config's
+    assert (t.endpoint.user, t.endpoint.port, t.endpoint.identity_files) == ("ops", 22, ("~/.ssh/fleet", "/keys/cfg"))
     assert (t.known_hosts, t.timeout_s) == ("/kh", 3)
 
 
@@ -39,7 +47,13 @@ def test_plain_address_with_nothing_configured():
 
 def test_proxy_jump_chain_from_fleet_file_resolves_each_hop_through_ssh_config():
     t = resolve_target(Host("h", "10.0.2.2"), SshSettings(user="ops", proxy_jump="bastion,root@10.9.9.9:2200"), lookup)
-    assert [(j.hostname, j.port, j.user) for j in t.jumps] == [("203.0.113.5", 22, "ops"), ("10.9.9.9", 2200, "root")]
+    # a hop's own user, else its ssh_config User (as ssh -J), else the fleet's [ssh] user
+    assert [(j.hostname, j.port, j.user) for j in t.jumps] == [
+        ("203.0.113.5", 22, "jumper"),
+        ("10.9.9.9", 2200, "root"),
+    ]
+    t = resolve_target(Host("h", "10.0.2.2"), SshSettings(user="ops", proxy_jump="plainhop"), lookup)
+    assert t.jumps[0].user == "ops"
 
 
 def test_proxy_jump_from_ssh_config_and_none_disables_it():
@@ -49,7 +63,7 @@ def test_proxy_jump_from_ssh_config_and_none_disables_it():
 
 def test_proxy_command_is_the_route_unless_the_fleet_file_jumps():
     t = resolve_target(Host("v", "via-cmd"), SshSettings(), lookup)
-    assert t.endpoint.proxy_command == "ssh -W %h:%p gw" and t.jumps == ()
+    assert t.endpoint.proxy_command == "ssh -W 10.0.9.9:22 gw" and t.jumps == ()  # %h and %p as OpenSSH
     t = resolve_target(Host("v", "via-cmd"), SshSettings(proxy_jump="bastion"), lookup)
     assert t.endpoint.proxy_command is None and len(t.jumps) == 1
 
@@ -78,6 +92,39 @@ def test_parse_jump_chain(spec, hops):
     assert parse_jump_chain(spec) == hops
 
 
-def test_empty_hop_is_an_error():
-    with pytest.raises(ValueError, match="empty hop"):
-        parse_jump_chain("a,,b")
+@pytest.mark.parametrize(
+    "spec, message",
+    [("a,,b", "empty hop"), ("ops@bastion:abc", "invalid port"), ("b:0", "invalid port"), ("j%h", "invalid ProxyJump")],
+)
+def test_bad_jump_chains_are_errors(spec, message):
+    with pytest.raises(SshConfigError, match=message):
+        parse_jump_chain(spec)
+
+
+TOKENS = {"h": "10.0.0.1", "n": "gpu1", "p": "22", "r": "ops"}
+
+
+@pytest.mark.parametrize(
+    "value, allowed, expected",
+    [
+        ("%h:%p", "hp", "10.0.0.1:22"),
+        ("100%%", "h", "100%"),
+        ("%n-%r", "nr", "gpu1-ops"),
+        ("plain", "", "plain"),
+    ],
+)
+def test_expand_tokens(value, allowed, expected):
+    assert expand_tokens(value, TOKENS, allowed) == expected
+
+
+@pytest.mark.parametrize("value, allowed", [("%x", "h"), ("%p", "h"), ("trailing%", "h")])
+def test_unknown_or_disallowed_tokens_are_errors_as_in_openssh(value, allowed):
+    with pytest.raises(SshConfigError, match="unknown token"):
+        expand_tokens(value, TOKENS, allowed)
+
+
+def test_identity_file_tokens_and_tilde_use_the_local_home():
+    local = LocalInfo(user="me", home="/home/me", uid=1000, hostname="ws.example")
+    cfg = {"x": {"hostname": "10.0.0.9", "user": "ops", "identityfile": ["~/.ssh/%h_%r_%u_%i_%L", "%d/k"]}}
+    t = resolve_target(Host("x", "x"), SshSettings(), lambda a: cfg.get(a, {}), local=local)
+    assert t.endpoint.identity_files == ("/home/me/.ssh/10.0.0.9_ops_me_1000_ws", "/home/me/k")
