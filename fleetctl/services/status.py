@@ -13,7 +13,7 @@ from fleetctl.core.status import fleet_problems
 from fleetctl.errors import ConfigError, HostError
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, state_path
-from fleetctl.services.router import router_status
+from fleetctl.services.router_status import router_status
 from fleetctl.services.serving import HostOps
 
 SCHEMA = "fleetctl.status/v1"
