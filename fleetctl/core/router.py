@@ -14,7 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fleetctl.core.fleetstate import FleetState
 
-
 Mode = Literal["single", "multi"]
 
 
@@ -153,9 +152,7 @@ def router_address(router_url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 80
 
 
-def plan_launch(
-    router_url: str, upstreams: Iterable[str], metrics_port: int, mode: Mode = "single"
-) -> RouterLaunch:
+def plan_launch(router_url: str, upstreams: Iterable[str], metrics_port: int, mode: Mode = "single") -> RouterLaunch:
     """The arguments after the executable; ValueError as ``router_address``. In multi mode the router starts with
     no worker (``--worker-urls`` carries no model) and each is registered with its model once it answers."""
     host, port = router_address(router_url)

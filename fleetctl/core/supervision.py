@@ -18,7 +18,7 @@ def restart_delay(uptime_s: float, failures: int) -> float:
     backs off, doubling from FIRST_DELAY_S up to MAX_DELAY_S."""
     if uptime_s >= STABLE_S or failures <= 1:
         return 0.0
-    return min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** (failures - 2))
+    return float(min(MAX_DELAY_S, FIRST_DELAY_S * 2.0 ** (failures - 2)))
 
 
 def death_reason(returncode: int, answered: bool) -> str:
@@ -43,7 +43,7 @@ class UnitSpec:
     fleet_name: str
 
 
-_FORBIDDEN = set('"\\\n\r\t%$;`\'') | {chr(c) for c in range(32)}
+_FORBIDDEN = set("\"\\\n\r\t%$;`'") | {chr(c) for c in range(32)}
 
 
 def _checked(what: str, value: str) -> str:

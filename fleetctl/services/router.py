@@ -37,7 +37,6 @@ from fleetctl.core.router import (
 )
 from fleetctl.errors import ConfigError, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
-from fleetctl.services.fleetstate import load_state
 from fleetctl.services.lock import open_lock_file
 from fleetctl.services.poll import ROUTER_START, poll
 from fleetctl.services.router_process import alive, command_line, ours, runs_recorded_args, start_ticks, terminate

@@ -99,5 +99,3 @@ def _signal_and_wait(pid: int, ticks: int | None, sig: int, wait_s: float, clock
     except ProcessLookupError:
         return True
     return poll(lambda: True if gone() else None, wait_s, PROCESS_EXIT, clock) is not None
-
-

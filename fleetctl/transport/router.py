@@ -132,9 +132,7 @@ class RouterClient:
 
         timeout = timeout_s or self.timeout_s
         try:
-            response = self._session.request(
-                method, self.url + path, params=params, json=json_body, timeout=timeout
-            )
+            response = self._session.request(method, self.url + path, params=params, json=json_body, timeout=timeout)
         except requests.Timeout as e:
             raise RouterError(self.url, f"did not answer {method} {path} within {timeout:g}s") from e
         except requests.RequestException as e:
