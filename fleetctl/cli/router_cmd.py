@@ -147,10 +147,12 @@ def show_diff(console: Console, url: str, diff: RouterDiff, dry_run: bool) -> No
     if diff.empty:
         console.print(f"router {text(url)} already holds exactly the intended upstreams")
         return
-    verbs = ("would add", "would remove") if dry_run else ("added", "removed")
-    for verb, urls in zip(verbs, (diff.add, diff.remove)):
-        for u in urls:
-            console.print(f"{verb} {text(u)}")
+    from fleetctl.core.router import sync_steps
+
+    verbs = {"add": "would add", "remove": "would remove"} if dry_run else {"add": "added", "remove": "removed"}
+    for verb, url in sync_steps(diff):  # the order it is applied in: a changed model's remove comes first
+        model = diff.model_of(url) if verb == "add" else ""
+        console.print(f"{verbs[verb]} {text(url)}" + (f" (model {text(model)})" if model else ""))
 
 
 def _where(proc: dict[str, Any] | None) -> str:

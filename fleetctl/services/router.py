@@ -250,7 +250,8 @@ def _running(fleet: Fleet, record: dict[str, Any], state: FleetState, clock: Clo
         )
     sup = live_status(fleet)
     needed = router_mode(intended_workers(state))
-    if sup is not None and needs_restart(str(sup.get("mode")), needed):
+    moving = sup is not None and sup.get("phase") != "ready" and "-model mode now" in str(sup.get("last_restart"))
+    if sup is not None and (needs_restart(str(sup.get("mode")), needed) or moving):
         # the supervisor notices on its own within a second; wait until it runs in the mode the fleet needs
         change = f"restarted in {needed}-model mode: the fleet serves {_model_count(state)} models"
         return _process(fleet, record, _wait_mode(fleet, needed, clock), started=False, change=change)
