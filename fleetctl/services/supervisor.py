@@ -42,6 +42,7 @@ STATUS_SCHEMA = "fleetctl.router-supervisor/v1"
 ANSWER_TIMEOUT_S = 60.0  # for vllm-router to answer after its start (a loaded machine imports it slowly)
 WATCH_S = 0.1  # how often the supervisor looks at vllm-router
 MODE_CHECK_S = 1.0  # how often it reads state.json for the mode the fleet needs
+ROUTER_STOP_S = 5.0  # vllm-router's graceful shutdown after SIGTERM can take 10 s; then SIGKILL
 
 Say = Callable[[str], None]
 
@@ -225,7 +226,7 @@ class Supervisor:
         if proc is None or proc.poll() is not None:
             return
         self.say(f"stopping vllm-router (pid {proc.pid})")
-        terminate(proc.pid, (self._router or {}).get("start_ticks"))
+        terminate(proc.pid, (self._router or {}).get("start_ticks"), ROUTER_STOP_S)
         proc.poll()
 
     # -- records ------------------------------------------------------------------------------------------------
