@@ -51,8 +51,12 @@ class RouterDiff:
 
 
 def normalise_url(url: str) -> str:
-    """One spelling per worker: lower-case scheme and host, no trailing slash, no query or fragment."""
-    parts = urlsplit(url.strip())
+    """One spelling per worker: lower-case scheme and host, no trailing slash, no query or fragment. A URL that
+    does not parse (a router may report anything) stays as it is, stripped."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
 
 
@@ -67,6 +71,12 @@ def router_mode(intended: Iterable[RouterWorker]) -> Mode:
     """``multi`` (vllm-router's --enable-igw, routing by the request's model) when more than one model is
     intended, else ``single`` (one pool, vllm-router's plain mode). The one place that decides it."""
     return "multi" if len({w.model for w in intended if w.model}) > 1 else "single"
+
+
+def needs_restart(running: str, needed: Mode) -> bool:
+    """Only single -> multi: a single-mode router misroutes two models; a multi-mode one serves one model fine,
+    so a drain that leaves one model does not restart the router under load."""
+    return running == "single" and needed == "multi"
 
 
 def _as_worker(item: RouterWorker | str) -> RouterWorker:

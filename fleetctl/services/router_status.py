@@ -15,7 +15,7 @@ from fleetctl.services.fleetstate import load_state
 from fleetctl.services.router import _log_path, _read_record, held_workers, running_mode
 from fleetctl.services.router_process import ours
 from fleetctl.services.supervisor import live_status
-from fleetctl.transport.router import RouterClient, router_metrics_text
+from fleetctl.transport.router import RouterClient, WorkerStatus, router_metrics_text
 
 STATUS_SCHEMA = "fleetctl.router-status/v1"
 
@@ -85,27 +85,26 @@ def router_status(fleet: Fleet, state: FleetState | None = None) -> dict[str, An
         return status
     diff = plan_sync(held, intended, mode)
     figures, metrics_error = _figures(process)
-    intended_urls = {w.url for w in intended}
+    intended_urls = {i.url for i in intended}
     status.update(
         reachable=True,
         missing=list(diff.add),
         unexpected=list(diff.remove),
         open_circuits=open_circuits(figures),
         metrics_error=metrics_error,
-        upstreams=[
-            {
-                "url": w.url,
-                "model": w.model or None,
-                "healthy": w.healthy,
-                "load": w.load,
-                "intended": normalise_url(w.url) in intended_urls,
-                **_worker_figures(figures.get(normalise_url(w.url))),
-            }
-            for w in workers
-        ],
+        upstreams=[_upstream_row(w, figures, intended_urls) for w in workers],
     )
     return status
 
 
-def _worker_figures(f: WorkerFigures | None) -> dict[str, Any]:
-    return {"processed": f.processed if f else None, "circuit": f.circuit if f else None}
+def _upstream_row(w: WorkerStatus, figures: dict[str, WorkerFigures], intended_urls: set[str]) -> dict[str, Any]:
+    f = figures.get(normalise_url(w.url))
+    return {
+        "url": w.url,
+        "model": w.model or None,
+        "healthy": w.healthy,
+        "load": w.load,
+        "intended": normalise_url(w.url) in intended_urls,
+        "processed": f.processed if f else None,
+        "circuit": f.circuit if f else None,
+    }

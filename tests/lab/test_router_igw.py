@@ -142,6 +142,13 @@ def test_multi_model_mode_contract(standins, igw_router):
         assert raw.status_code == 400 and "WORKER_NOT_FOUND" in raw.text
         assert {w.url for w in client.workers()} == {a.url}
 
+        # registered at once, without a health check: a URL where nothing listens is taken and called healthy,
+        # so fleetctl's own health check before the add is what keeps clients off a dead host
+        dead = f"http://127.0.0.1:{free_port()}"
+        client.add_worker(dead, "lab/model-dead")
+        assert {w.url: w.healthy for w in client.workers()}[dead] is True
+        assert client.remove_worker(dead) is True
+
 
 def test_an_in_flight_stream_survives_its_workers_removal(tmp_path, igw_router):
     slow = Standin("lab/model-s", tokens_per_s=20)

@@ -87,3 +87,9 @@ def test_multi_mode_launches_empty_with_igw_and_single_mode_with_its_workers():
     assert "--enable-igw" in multi.args and "--worker-urls" not in multi.args
     single = plan_launch("http://127.0.0.1:30000", [A], metrics_port=29001)
     assert "--enable-igw" not in single.args and single.args[-2:] == ("--worker-urls", A)
+
+
+def test_a_url_that_does_not_parse_is_kept_as_it_is_and_still_removed():
+    odd = "http://a[/b]:1"
+    diff = plan_sync([W(odd, "m1")], [], "multi")
+    assert diff.remove == (odd,) and sync_steps(diff) == [("remove", odd)]

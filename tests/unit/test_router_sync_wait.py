@@ -7,7 +7,7 @@ import pytest
 
 from fleetctl.core.router import RouterWorker
 from fleetctl.errors import RouterError
-from fleetctl.services import router
+from fleetctl.services import router_sync as router
 
 
 class FakeClock:
@@ -79,4 +79,6 @@ def test_an_unsupervised_router_that_does_not_answer_fails_at_once(supervised):
     [("single", "multi", True), ("multi", "single", False), ("single", "single", False), ("multi", "multi", False)],
 )
 def test_only_single_to_multi_restarts_a_running_router(running, needed, restart):
-    assert router.needs_restart(running, needed) is restart
+    from fleetctl.core.router import needs_restart
+
+    assert needs_restart(running, needed) is restart
