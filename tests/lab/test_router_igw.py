@@ -43,10 +43,10 @@ def require_router() -> str:
 class Standin:
     """The lab's vLLM stand-in on loopback, serving one model name."""
 
-    def __init__(self, model: str, tokens_per_s: int = 200) -> None:
+    def __init__(self, model: str, tokens_per_s: int = 200, *extra: str) -> None:
         self.model, port = model, free_port()
         argv = [sys.executable, str(STANDIN), model, "--host", "127.0.0.1", "--port", str(port)]
-        argv += ["--tokens-per-s", str(tokens_per_s)]
+        argv += ["--tokens-per-s", str(tokens_per_s), *extra]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
         wait_for(lambda: answers(self.url + "/health"))
@@ -214,3 +214,32 @@ def test_fleetctl_runs_a_two_model_fleet_in_multi_mode_and_moves_a_changed_model
         assert cli("router", "sync").stdout.startswith("router ")  # nothing more to do: never posted twice
     finally:
         cli("router", "down")
+
+
+def test_router_status_shows_a_worker_whose_circuit_breaker_is_open(tmp_path):
+    """vllm-router retries a 5xx on another worker, so clients see no error; after 10 in a row the failing
+    worker's circuit opens, and only the router's own metrics say so."""
+    failing = Standin("lab/m", 200, "--fail-rate", "1.0", "--fail-mode", "500")
+    good = Standin("lab/m")
+    path = tmp_path / "fleet.toml"
+    path.write_text(f'[fleet]\nname = "cb"\n\n[router]\nurl = "http://127.0.0.1:{free_port()}"\n')
+    fleet = load_fleet(str(path))
+    state = FleetState()
+    for host, s in (("bad", failing), ("good", good)):
+        state = state.with_serving(ServingRecord(host, s.url, "p", "img", "r1", "2026-01-01T00:00:00Z", "lab/m"))
+    save_state(fleet, state)
+    runner = CliRunner()
+    try:
+        assert runner.invoke(app, ["--fleet", fleet.path, "router", "up"]).exit_code == 0
+        assert [complete(fleet.router.url, "lab/m").status_code for _ in range(30)] == [200] * 30
+        doc = json.loads(runner.invoke(app, ["--fleet", fleet.path, "router", "status", "--json"]).stdout)
+        assert doc["open_circuits"] == [failing.url]
+        rows = {u["url"]: u for u in doc["upstreams"]}
+        assert rows[failing.url]["circuit"] == "open" and rows[good.url]["circuit"] == "closed"
+        assert rows[good.url]["processed"] >= 30
+        table = runner.invoke(app, ["--fleet", fleet.path, "router", "status"]).stdout
+        assert f"circuit open for {failing.url}" in table
+    finally:
+        runner.invoke(app, ["--fleet", fleet.path, "router", "down"])
+        failing.close()
+        good.close()
