@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl.core.fleet import Fleet
-from fleetctl.core.router import Mode, intended_workers, plan_launch, router_mode
+from fleetctl.core.router import Mode, intended_workers, plan_launch, router_address, router_mode
 from fleetctl.core.supervision import death_reason, restart_delay
 from fleetctl.core.timefmt import utc_iso
-from fleetctl.errors import FleetError, LockHeld, RouterError
+from fleetctl.errors import FleetError, LockHeld, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.files import write_atomic
 from fleetctl.services.fleetstate import load_state
@@ -290,7 +290,12 @@ def _unlink(path: str) -> None:
 
 
 def supervise(fleet: Fleet, executable: str, say: Say) -> None:
-    """``router run``: supervise until SIGTERM/SIGINT, which stop vllm-router first."""
+    """``router run``: supervise until SIGTERM/SIGINT, which stop vllm-router first. UsageError (exit 2) when
+    fleetctl cannot start a router at the fleet's URL."""
+    try:
+        router_address(fleet.router.url)
+    except ValueError as e:
+        raise UsageError(str(e), hint="set [router] url in the fleet file") from e
     sup = Supervisor(fleet=fleet, executable=executable, say=say)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -40,3 +40,11 @@ def test_a_user_with_a_semicolon_is_refused(tmp_path):
     path = tmp_path / "fleet.toml"
     path.write_text(FLEET)
     assert unit(path, "--user", "root;id").exit_code == 2
+
+
+def test_router_run_at_a_url_fleetctl_cannot_start_is_one_line_exit_2(tmp_path):
+    path = tmp_path / "fleet.toml"
+    path.write_text(FLEET.replace("http://127.0.0.1:30000", "https://127.0.0.1:30000"))
+    result = CliRunner().invoke(app, ["--fleet", str(path), "router", "run"])
+    assert result.exit_code == 2 and "plain http:// router only" in result.stderr
+    assert "Traceback" not in result.output
