@@ -95,12 +95,18 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
             text(h["image"] or "-"),
             text(h["profile"] or "-"),
             health,
-            "in" if h["in_router"] else "out",
+            _in_router(h),
             _n(h["requests_running"]),
             _n(h["requests_waiting"]),
             "-" if h["kv_cache_usage"] is None else f"{h['kv_cache_usage']:.0%}",
         )
     console.print(table)
+
+
+def _in_router(h: dict[str, Any]) -> str:
+    if not h["in_router"]:
+        return "out"
+    return "[red]in, circuit open[/red]" if h.get("router_circuit") == "open" else "in"
 
 
 def _n(value: float | None) -> str:

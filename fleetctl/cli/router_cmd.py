@@ -1,4 +1,4 @@
-"""``fleetctl router up|down|status|sync``: the local vllm-router and its upstreams."""
+"""``fleetctl router up|down|run|unit|status|sync``: the local vllm-router, its supervisor and its upstreams."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
 @router_app.command("up")
 def up(ctx: typer.Context) -> None:
-    """Start vllm-router at the fleet file's router url with the serving, not drained, hosts; idempotent."""
+    """Start vllm-router under fleetctl's supervisor (in the background) with the serving, not drained, hosts
+    registered; it is restarted when it dies. Idempotent; restarts it in multi-model mode when the fleet needs it."""
     from fleetctl.services.fleetstate import load_state
     from fleetctl.services.router import router_up
 
@@ -36,13 +37,61 @@ def up(ctx: typer.Context) -> None:
     proc = router_up(fleet, load_state(fleet))
     if proc.stale_cleaned:
         app_ctx.err.print("[dim]removed the record of a router that is no longer running[/dim]")
+    if proc.mode_change:
+        app_ctx.out.print(f"router {text(proc.mode_change)}")
     verb = "started" if proc.started else "already running"
-    app_ctx.out.print(f"router {verb} at {text(proc.url)} (pid {proc.pid}); log: {text(proc.log)}")
+    inner = f"; vllm-router pid {proc.router_pid}" if proc.router_pid else ""
+    app_ctx.out.print(
+        f"router {verb} at {text(proc.url)} (pid {proc.pid}){inner}; {text(proc.mode)}-model mode; log: {text(proc.log)}"
+    )
+
+
+@router_app.command("run")
+def run(ctx: typer.Context) -> None:
+    """Run vllm-router in the foreground under fleetctl's supervisor (for systemd: see `router unit`): register
+    the intended set at every start, restart it when it dies (with backoff), stop it first on SIGTERM."""
+    from fleetctl.services.router import find_executable
+    from fleetctl.services.supervisor import supervise
+
+    app_ctx = get_context(ctx)
+    fleet = app_ctx.load_fleet()
+    supervise(fleet, find_executable(), _say)
+
+
+def _say(line: str) -> None:
+    from fleetctl.cli.safe import visible
+    from fleetctl.core.timefmt import utc_iso
+    from fleetctl.services.clock import SYSTEM
+
+    print(f"{utc_iso(SYSTEM.utc_now())} fleetctl router: {visible(line)}", flush=True)
+
+
+@router_app.command("unit")
+def unit(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", help="The user the service runs as (default: you).")] = None,
+) -> None:
+    """Print a systemd unit that runs `fleetctl router run` for this fleet (Restart=always)."""
+    import getpass
+    import os
+    import sys
+
+    from fleetctl.core.supervision import UnitSpec, systemd_unit
+    from fleetctl.errors import UsageError
+
+    app_ctx = get_context(ctx)
+    fleet = app_ctx.load_fleet()
+    spec = UnitSpec(sys.executable, os.path.abspath(fleet.path), user or getpass.getuser(), fleet.name)
+    try:
+        sys.stdout.write(systemd_unit(spec))
+    except ValueError as e:
+        raise UsageError(str(e), hint="move the fleet file (or this virtualenv) to a plain path") from e
 
 
 @router_app.command("down")
 def down(ctx: typer.Context) -> None:
-    """Stop the router that fleetctl started (SIGTERM, SIGKILL after 10 s); nothing to do if none runs."""
+    """Stop the router that fleetctl started: its supervisor, which stops vllm-router first; nothing to do if none
+    runs."""
     from fleetctl.services.router import router_down
 
     app_ctx = get_context(ctx)
@@ -56,9 +105,10 @@ def down(ctx: typer.Context) -> None:
 
 @router_app.command("status")
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Each upstream with its health and load, next to what the fleet intends. Exit 3 if unreachable."""
+    """Each upstream with its health, load and circuit, next to what the fleet intends; the supervisor, its
+    restarts and the last one's reason. Exit 3 if unreachable."""
     from fleetctl.errors import RouterError
-    from fleetctl.services.router import router_status
+    from fleetctl.services.router_status import router_status
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
@@ -97,26 +147,42 @@ def show_diff(console: Console, url: str, diff: RouterDiff, dry_run: bool) -> No
     if diff.empty:
         console.print(f"router {text(url)} already holds exactly the intended upstreams")
         return
-    verbs = ("would add", "would remove") if dry_run else ("added", "removed")
-    for verb, urls in zip(verbs, (diff.add, diff.remove)):
-        for u in urls:
-            console.print(f"{verb} {text(u)}")
+    from fleetctl.core.router import sync_steps
+
+    verbs = {"add": "would add", "remove": "would remove"} if dry_run else {"add": "added", "remove": "removed"}
+    for verb, url in sync_steps(diff):  # the order it is applied in: a changed model's remove comes first
+        model = diff.model_of(url) if verb == "add" else ""
+        console.print(f"{verbs[verb]} {text(url)}" + (f" (model {text(model)})" if model else ""))
+
+
+def _where(proc: dict[str, Any] | None) -> str:
+    if not proc:
+        return "not started by fleetctl"
+    inner = f", vllm-router pid {proc['router_pid']}" if proc.get("router_pid") else ", vllm-router not running"
+    where = f"supervisor pid {proc['pid']}{inner} since {text(proc['since'])}"
+    if proc.get("restarts"):
+        last = proc.get("last_restart") or {}
+        where += f" · {proc['restarts']} restart(s), last {text(last.get('at'))}: {text(last.get('reason'))}"
+    return where
 
 
 def status_table(console: Console, doc: dict[str, Any]) -> None:
     from rich.table import Table
 
-    proc = doc["process"]
-    where = f"pid {proc['pid']} since {text(proc['since'])}" if proc else "not started by fleetctl"
-    table = Table(
-        "upstream", "health", "load", "intended", title=f"router {text(doc['url'])} · {where}", title_justify="left"
-    )
+    title = f"router {text(doc['url'])} · {text(doc.get('mode', 'single'))}-model mode · {_where(doc['process'])}"
+    table = Table("upstream", "model", "health", "circuit", "load", "processed", "intended", title=title)
+    table.title_justify = "left"
     for u in doc["upstreams"]:
         health = "[green]healthy[/green]" if u["healthy"] else "[red]unhealthy[/red]"
-        load = "-" if u["load"] is None else text(u["load"])
-        table.add_row(text(u["url"]), health, load, "yes" if u["intended"] else "[yellow]no[/yellow]")
+        circuit = "-" if u.get("circuit") is None else text(u["circuit"])
+        circuit = f"[red]{circuit}[/red]" if u.get("circuit") == "open" else circuit
+        cells = [text(u["url"]), text(u.get("model") or "-"), health, circuit]
+        cells += ["-" if u.get(k) is None else text(u[k]) for k in ("load", "processed")]
+        table.add_row(*cells, "yes" if u["intended"] else "[yellow]no[/yellow]")
     for url in doc["missing"]:
-        table.add_row(text(url), "-", "-", "[yellow]yes, missing[/yellow]")
+        table.add_row(text(url), "-", "-", "-", "-", "-", "[yellow]yes, missing[/yellow]")
     console.print(table)
     if doc["missing"] or doc["unexpected"]:
         console.print("[yellow]the router differs from the fleet's intended set: run fleetctl router sync[/yellow]")
+    for url in doc.get("open_circuits", []):
+        console.print(f"[red]circuit open for {text(url)}: the router sends it nothing for now[/red]")

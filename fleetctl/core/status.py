@@ -31,6 +31,8 @@ def host_problems(row: Mapping[str, Any], *, router_known: bool) -> list[str]:
         problems += _serving_problems(row)
         if router_known and not row["in_router"]:
             problems.append(f"{name}: should serve but is not in the router")
+        elif router_known and row.get("router_circuit") == "open":
+            problems.append(f"{name}: the router's circuit breaker for it is open (it gets no requests for now)")
     elif row["drained"] and router_known and row["in_router"]:
         problems.append(f"{name}: drained but still in the router")
     return problems

@@ -13,7 +13,7 @@ from fleetctl.core.status import fleet_problems
 from fleetctl.errors import ConfigError, HostError
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, state_path
-from fleetctl.services.router import router_status
+from fleetctl.services.router_status import router_status
 from fleetctl.services.serving import HostOps
 
 SCHEMA = "fleetctl.status/v1"
@@ -27,6 +27,7 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     ports = {h.name: _port(fleet, h, state) for h in hosts}  # a bad URL in state.json: exit 2 before any work
     router = router_status(fleet, state)
     in_router = {normalise_url(u["url"]) for u in router["upstreams"]}
+    circuits = {normalise_url(u["url"]): u.get("circuit") for u in router["upstreams"]}
     rows: dict[str, dict[str, Any]] = {}
     with SshPool(fleet.ssh) as pool:
 
@@ -36,8 +37,10 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
         for host, row in fan_out(hosts, work, forks=forks):
             if not isinstance(row, dict):
                 row = unreachable_row(host, state, in_router, row, ports[host.name])
+            row["router_circuit"] = circuits.get(normalise_url(worker_url(host.address, ports[host.name])))
             rows[host.name] = row
-    router_doc = {key: router[key] for key in ("url", "reachable", "error", "upstreams", "missing", "unexpected")}
+    keys = ("url", "reachable", "error", "mode", "upstreams", "missing", "unexpected", "open_circuits")
+    router_doc = {key: router.get(key) for key in keys}
     host_rows = [rows[h.name] for h in hosts]
     return {
         "schema": SCHEMA,

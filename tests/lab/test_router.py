@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -195,29 +194,6 @@ def test_sync_changes_exactly_the_diff_verifies_and_a_removed_worker_gets_no_new
     assert len(log_events(fleet)) == len(before) + 2
 
 
-def test_restarted_router_is_restored_by_sync_with_the_drained_host_still_out(fleet, workers):
-    w1, w2, w3 = workers
-    record_state(fleet, {"a1": w1.url, "a2": w2.url})
-    assert cli(fleet, "router", "up").exit_code == 0
-    old_args = _read_record(fleet)["args"]
-    assert cli(fleet, "router", "down").exit_code == 0
-    record_state(fleet, {"a1": w1.url, "a2": w2.url, "a3": w3.url}, drained=("a2",))
-    # something else (a supervisor) restarts the router from its old command line: it knows only that set
-    log = open(os.path.join(fleet.state_dir, "restarted.log"), "wb")
-    proc = subprocess.Popen(old_args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for(lambda: _answers(fleet.router.url))
-        assert upstreams(fleet) == {w1.url, w2.url}
-        done = cli(fleet, "router", "sync")
-        assert done.exit_code == 0, done.output
-        assert upstreams(fleet) == {w1.url, w3.url}
-        assert set(complete(fleet, 8)) == {"w1", "w3"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        log.close()
-
-
 def test_status_json_shape(fleet, workers):
     w1, w2, w3 = workers
     record_state(fleet, {"a1": w1.url, "a2": w2.url, "a3": w3.url}, drained=("a3",))
@@ -233,11 +209,14 @@ def test_status_json_shape(fleet, workers):
         "url",
         "reachable",
         "error",
+        "mode",
         "process",
         "upstreams",
         "intended",
         "missing",
         "unexpected",
+        "open_circuits",
+        "metrics_error",
     }
     assert (doc["schema"], doc["url"], doc["reachable"], doc["error"]) == (
         "fleetctl.router-status/v1",
@@ -250,7 +229,8 @@ def test_status_json_shape(fleet, workers):
     assert (doc["missing"], doc["unexpected"]) == ([w2.url], [w3.url])
     rows = {u["url"]: u for u in doc["upstreams"]}
     assert set(rows) == {w1.url, w3.url}
-    assert all(set(u) == {"url", "healthy", "load", "intended"} for u in rows.values())
+    keys = {"url", "model", "healthy", "load", "intended", "processed", "circuit"}
+    assert all(set(u) == keys for u in rows.values())
     assert rows[w1.url]["healthy"] is True and rows[w1.url]["intended"] is True
     assert rows[w3.url]["intended"] is False
     assert all(u["load"] is None or isinstance(u["load"], int) for u in rows.values())
@@ -328,15 +308,11 @@ def test_a_stale_record_is_cleaned_and_a_foreign_port_holder_is_refused(fleet, w
 def test_a_router_that_cannot_start_is_an_error_with_its_last_log_lines(fleet):
     dead_worker = worker_url("127.0.0.1", _free_port())  # nothing listens: no upstream ever healthy
     record_state(fleet, {"a1": dead_worker})
-    started = time.monotonic()
     up = cli(fleet, "router", "up")
     assert up.exit_code == 3, up.output
-    assert time.monotonic() - started < 20
-    # it gives up on its upstreams after 10 s and exits; on a machine this busy it may still be waiting at 15 s
-    assert (
-        f"error: router {fleet.router.url} exited with status" in up.stderr
-        or f"error: router {fleet.router.url} did not answer /health within 15s" in up.stderr
-    ), up.stderr
+    # vllm-router gives up on its upstreams after 10 s and exits; its supervisor is stopped with it
+    assert f"error: router {fleet.router.url} vllm-router exited with status" in up.stderr, up.stderr
+    assert "while starting" in up.stderr
     assert "its last log lines" in up.stderr and "healthy" in up.stderr
     assert "full log:" in up.stderr
     assert _read_record(fleet) is None and not _answers(fleet.router.url)
