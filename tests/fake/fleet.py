@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-import fleetctl.services.router as router_service
+import fleetctl.services.router_sync as router_sync
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings
 from fleetctl.core.fleetstate import FleetState, ServingRecord, worker_url
 from fleetctl.core.metrics import MetricsSample
@@ -143,8 +143,8 @@ class FakePorts:
         return update_state(self.fake.fleet, change)
 
     def sync_router(self) -> RouterDiff:
-        with mock.patch.object(router_service, "RouterClient", self.fake.router.client):
-            return router_service.sync_router(self.fake.fleet, self.load_state())
+        with mock.patch.object(router_sync, "RouterClient", self.fake.router.client):
+            return router_sync.sync_router(self.fake.fleet, self.load_state())
 
     def sample_serving(self, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
         def fetch(host: Host, url: str) -> str:

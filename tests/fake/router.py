@@ -13,6 +13,7 @@ URL = "http://127.0.0.1:30000"
 class FakeRouter:
     def __init__(self, workers: list[str] | None = None) -> None:
         self.url = URL
+        self.mode = "single"  # one model in the fake fleet: vllm-router's plain mode
         self.held: list[str] = list(workers or [])
         self.refuse_add: set[str] | bool = set()  # urls (or True: every url) whose add answers an error
         self.refuse_remove: set[str] | bool = set()
@@ -50,7 +51,7 @@ class FakeRouter:
     def workers(self) -> list[WorkerStatus]:
         return [WorkerStatus(url=u, healthy=True, load=0) for u in self.list_workers()]
 
-    def add_worker(self, url: str) -> None:
+    def add_worker(self, url: str, model: str = "") -> None:
         self._reachable()
         self.calls.append(("add", url))
         if self.refuse_add is True or url in (self.refuse_add or set()):
@@ -58,12 +59,14 @@ class FakeRouter:
         if not self.holds(url):
             self.held.append(url)
 
-    def remove_worker(self, url: str) -> None:
+    def remove_worker(self, url: str) -> bool:
         self._reachable()
         self.calls.append(("remove", url))
         if self.refuse_remove is True or url in (self.refuse_remove or set()):
             raise RouterError(self.url, f"answered 500 to removing {url}")
+        held = self.holds(url)
         self.held = [u for u in self.held if normalise_url(u) != normalise_url(url)]
+        return held
 
     def _reachable(self) -> None:
         if self.unreachable:
