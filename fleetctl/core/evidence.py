@@ -82,6 +82,13 @@ def short_of_evidence(requests: float, elapsed_s: float, min_requests: int, hori
     return requests < min_requests * min(1.0, max(0.0, elapsed_s) / horizon_s)
 
 
+def rebake_with_evidence(brief_s: float, bake_s: float, min_requests: int, rps: float) -> float:
+    """A judge resumed without its bake's samples bakes again: ``brief_s``, but long enough for ``min_requests``
+    synthetic requests at ``rps`` (with a second's margin), and never longer than the bake itself."""
+    needed = min_requests / rps + 2.0 if rps > 0 else bake_s
+    return min(bake_s, max(brief_s, needed))
+
+
 @dataclass(frozen=True)
 class Synthetic:
     """Requests fleetctl sent itself during one ring's bake: to the ring's hosts and to the baseline hosts."""

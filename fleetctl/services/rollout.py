@@ -23,7 +23,7 @@ from fleetctl.core.events import (
     RunEnded,
     StepFailed,
 )
-from fleetctl.core.evidence import smoke_requests
+from fleetctl.core.evidence import rebake_with_evidence, smoke_requests
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import GateSettings, Verdict, judge_ring
@@ -246,7 +246,9 @@ class Executor:
     def _judge(self, state: RunState, action: Action) -> GateOutcome:
         result = self.bakes.pop(action.ring or "", None)
         if result is None:  # resumed between bake and judge: bake again, briefly, its evidence from the start
-            result = self._watch(state, action).run(self._sample_all(), rebake_s(self.ctx.bake_s))
+            gate, bake_s = self.ctx.gate, self.ctx.bake_s
+            seconds = rebake_with_evidence(rebake_s(bake_s), bake_s, gate.min_requests, gate.smoke_rps)
+            result = self._watch(state, action).run(self._sample_all(), seconds)
         inputs, report = result.inputs, result.report()
         checks = [c.to_dict() for c in result.verdict.checks]
         self.emit(GateJudged(action.ring, result.passed, checks, report["synthetic"], report["measurements"]))

@@ -10,6 +10,7 @@ from fleetctl.core.evidence import (
     Synthetic,
     classify,
     decide_bake,
+    rebake_with_evidence,
     short_of_evidence,
     smoke_due,
     smoke_requests,
@@ -155,3 +156,16 @@ def test_an_absolute_ttft_ceiling_judges_a_ring_without_a_baseline(ttft_s, passe
     verdict = judge_ring({"gpu-01": figures(30, ttft_s)}, None, (), settings)
     absolute = next(c for c in verdict.checks if c.metric == "ttft_p95_ms")
     assert absolute.passed is passed and verdict.passed is passed
+
+
+@pytest.mark.parametrize(
+    ("brief", "bake", "minimum", "rps", "seconds"),
+    [
+        (10.0, 60.0, 20, 2.0, 12.0),  # 20 requests at 2/s need 10 s, plus margin
+        (10.0, 60.0, 4, 2.0, 10.0),  # the brief re-bake is enough
+        (3.0, 3.0, 20, 2.0, 3.0),  # never longer than the bake
+        (10.0, 60.0, 20, 0.0, 60.0),  # no synthetic requests: the whole bake
+    ],
+)
+def test_a_resumed_judge_bakes_long_enough_for_its_evidence(brief, bake, minimum, rps, seconds):
+    assert rebake_with_evidence(brief, bake, minimum, rps) == seconds

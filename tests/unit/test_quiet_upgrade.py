@@ -15,7 +15,7 @@ from fleetctl.services.journal import list_runs
 from tests.fake import Behaviour, FakeFleet
 from tests.fake.drive import Events, resume, upgrade
 from tests.fake.fleet import NEW_IMAGE, OLD_IMAGE
-from tests.fake.record import Crash
+from tests.fake.record import Crash, crash_after
 
 GATE = GateSettings(min_requests=20, interval_s=5.0, failure_limit=0, smoke_rps=2.0)
 BAKE_S = 30.0
@@ -165,3 +165,13 @@ def test_a_bake_resumed_after_a_crash_starts_its_evidence_again(tmp_path):
     sent_after = sum(1 for _, what, h in fake.timeline[mark:] if what == "smoke" and h == "gpu-01")
     assert canary["ring"] == "canary" and canary["synthetic"]["ring"] == sent_after
     assert canary["measurements"][-1]["requests"] == canary["synthetic"]["ring"]  # nothing from before the crash
+
+
+def test_a_judge_resumed_after_its_bake_bakes_again_long_enough_for_its_evidence(tmp_path):
+    fake, events = quiet(tmp_path)
+    with crash_after(13), pytest.raises(Crash):  # the canary's bake journaled done; its judge not begun
+        upgrade(fake, events, gate=GATE)
+    again = Timed(fake)
+    assert resume(fake, again).finished == "completed"
+    canary = again.named("gate")[0]
+    assert canary["ring"] == "canary" and canary["synthetic"]["ring"] >= GATE.min_requests
