@@ -113,6 +113,17 @@ def show_plan(
         f"  gate: error rate ≤ {request.gate.max_error_rate:.2%}, TTFT p95 ≤ "
         f"×{request.gate.max_ttft_p95_ratio:g} the hosts not yet upgraded; else roll back"
     )
+    console.print(
+        f"  judged every {request.gate.interval_s:g}s on ≥ {request.gate.min_requests} requests "
+        f"(fleetctl sends its own, ≤ {request.gate.smoke_rps:g}/s a host, when clients send fewer); "
+        f"{request.gate.failure_limit + 1} failed measurement(s) or an exited host roll back at once"
+    )
+
+
+def synthetic_words(synthetic: dict[str, Any]) -> str:
+    """How many of a ring's requests fleetctl sent itself (journal and event field ``synthetic``)."""
+    ring, baseline = int(synthetic.get("ring") or 0), int(synthetic.get("baseline") or 0)
+    return f"{ring} synthetic request(s) to the ring, {baseline} to the baseline hosts"
 
 
 def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]], None]:
@@ -135,6 +146,8 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
             app_ctx.err.print(f"gate {event['ring']}: {mark}")
             for c in event["checks"]:
                 app_ctx.err.print(f"   {'✓' if c['passed'] else '✗'} {c['metric']}: {c['detail']}")
+            if event.get("synthetic"):
+                app_ctx.err.print(f"   {synthetic_words(event['synthetic'])}")
             return
         printer(event)
 
@@ -210,6 +223,8 @@ def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
     table = Table("ring", "hosts", "duration", "gate", title=f"run {latest.run_id}", title_justify="left")
     for r in rings:
         gate = "-" if r["gate"] is None else "; ".join(c["detail"] for c in r["gate"])
+        if r.get("synthetic"):
+            gate += f"; {synthetic_words(r['synthetic'])}"
         table.add_row(
             r["ring"],
             ", ".join(r["hosts"]),

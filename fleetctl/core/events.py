@@ -65,9 +65,17 @@ class GateJudged:
     ring: str | None
     passed: bool
     checks: Sequence[Mapping[str, Any]]
+    synthetic: Mapping[str, Any] | None = None  # {"ring": n, "baseline": n, "real": n}: requests fleetctl sent
+    measurements: Sequence[Mapping[str, Any]] | None = None  # each interval's measurement during the bake
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": EventKind.GATE.value, "ring": self.ring, "passed": self.passed, "checks": list(self.checks)}
+        doc: dict[str, Any] = {"event": EventKind.GATE.value, "ring": self.ring, "passed": self.passed}
+        doc["checks"] = list(self.checks)
+        if self.synthetic is not None:
+            doc["synthetic"] = dict(self.synthetic)
+        if self.measurements is not None:
+            doc["measurements"] = [dict(m) for m in self.measurements]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,13 @@ def parse_event(doc: Mapping[str, Any]) -> Event:
     if name == EventKind.FAILED:
         return StepFailed(doc.get("host"), str(doc.get("reason", "")))
     if name == EventKind.GATE:
-        return GateJudged(doc.get("ring"), bool(doc.get("passed")), list(doc.get("checks") or []))
+        return GateJudged(
+            doc.get("ring"),
+            bool(doc.get("passed")),
+            list(doc.get("checks") or []),
+            doc.get("synthetic") if isinstance(doc.get("synthetic"), Mapping) else None,
+            list(doc["measurements"]) if isinstance(doc.get("measurements"), list) else None,
+        )
     if name == EventKind.FINISHED and doc.get("outcome") in Outcome.__members__.values():
         return RunEnded(Outcome(doc["outcome"]))
     if name == EventKind.RESUME:
@@ -171,8 +185,9 @@ def journal_events(records: Iterable[Record]) -> Iterator[Event]:
             yield ActionStarted(body.ref)
         elif isinstance(body, ActionDone):
             if body.gate is not None:
-                checks = body.gate.verdict.get("checks", [])
-                yield GateJudged(body.ref.ring, body.gate.passed, checks)
+                verdict = body.gate.verdict
+                synthetic, measured = verdict.get("synthetic"), verdict.get("measurements")
+                yield GateJudged(body.ref.ring, body.gate.passed, verdict.get("checks", []), synthetic, measured)
             yield ActionEnded(body.ref)
         elif isinstance(body, ActionFailed):
             yield StepFailed(body.ref.host, body.reason)

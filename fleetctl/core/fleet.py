@@ -34,6 +34,12 @@ class RolloutSettings:
     bake_s: float = 60.0
     max_error_rate: float = 0.01
     max_ttft_p95_ratio: float = 1.5
+    min_requests: int = 20  # requests (real or synthetic) a ring needs to be judged
+    interval_s: float = 5.0  # the gate judges this often during the bake
+    failure_limit: int = 0  # failed measurements tolerated; one more aborts the bake
+    smoke_rps: float = 2.0  # synthetic requests per host per second when clients are quiet
+    max_ttft_p95_ms: float | None = None  # optional absolute TTFT p95 ceiling
+    smoke_prompts: tuple[str, ...] = ()  # [rollout.smoke] prompts; empty: the built-in set
 
 
 @dataclass(frozen=True)

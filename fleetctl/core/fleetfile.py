@@ -44,6 +44,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else f"must be greater than 0, got {v}"
 
 
+def _non_empty_prompts(v: list[str]) -> str | None:
+    return None if v and all(p.strip() for p in v) else "must be non-empty prompts (at least one)"
+
+
 def _token(v: str) -> str | None:
     ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v)
     return None if ok else f'must be letters, digits, ".", "_" or "-" (starting with a letter or digit), got {shown(v)}'
@@ -71,8 +75,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "bake_s": Field("number", _at_least(0)),
         "max_error_rate": Field("number", _between(0, 1)),
         "max_ttft_p95_ratio": Field("number", _positive),
+        "min_requests": Field("integer", _at_least(1)),
+        "interval_s": Field("number", _positive),
+        "failure_limit": Field("integer", _at_least(0)),
+        "smoke_rps": Field("number", _positive),
+        "max_ttft_p95_ms": Field("number", _positive),
+        "smoke": Field("smoke-table"),
     },
 }
+SMOKE_FIELDS: dict[str, Field] = {"prompts": Field("strings", _non_empty_prompts)}
 HOST_FIELDS: dict[str, Field] = {
     "name": Field("string", _token),
     "address": Field("string", host_problem),
@@ -86,6 +97,7 @@ EXPECTED = {
     "number": "a number",
     "strings": "an array of strings",
     "string-table": "a table of strings",
+    "smoke-table": "a table ([rollout.smoke] prompts = [...])",
 }
 
 
@@ -114,6 +126,8 @@ def check_document(doc: TomlDocument) -> None:
         if not isinstance(value, dict):
             raise doc.error(f"{key}: expected a table, got {toml_type(value)}", (key,))
         check_table(doc, value, SCHEMA[key], (key,))
+        if key == "rollout" and isinstance(value.get("smoke"), dict):
+            check_table(doc, value["smoke"], SMOKE_FIELDS, ("rollout", "smoke"))
     if not isinstance(doc.data.get("fleet", {}).get("name"), str):
         raise doc.error('missing [fleet] name (name = "...")', ("fleet",) if "fleet" in doc.data else ())
 
@@ -168,6 +182,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "number": (int, float),
     "strings": list,
     "string-table": dict,
+    "smoke-table": dict,
 }
 
 
@@ -211,7 +226,11 @@ def build_hosts(doc: TomlDocument) -> tuple[Host, ...]:
 
 def _settings(cls: type, doc: Mapping[str, Any], table: str) -> Any:
     values = dict(doc.get(table, {}))
+    if "smoke" in values:
+        values["smoke_prompts"] = tuple(values.pop("smoke").get("prompts", ()))
     for key, value in values.items():
+        if key == "smoke_prompts":
+            continue
         if SCHEMA[table][key].kind == "number":
             values[key] = float(value)
         elif SCHEMA[table][key].kind == "strings":

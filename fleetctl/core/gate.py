@@ -9,14 +9,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetctl.core.fleet import RolloutSettings
 from fleetctl.core.metrics import WindowFigures
 
 
 @dataclass(frozen=True)
 class GateSettings:
+    """The gate's thresholds (journaled in the run's head). Defaults are the v1 journal's: a journal that lacks
+    a key reads as it was recorded; new runs take theirs from ``[rollout]`` through ``gate_settings``."""
+
     max_error_rate: float = 0.01
     max_ttft_p95_ratio: float = 1.5
-    min_requests: int = 1  # finished requests the ring must see to be judged at all
+    min_requests: int = 1  # requests (real or synthetic) the ring must see to be judged at all
+    interval_s: float = 5.0  # judged this often during the bake, over the window from its start
+    failure_limit: int = 0  # failed measurements tolerated; one more aborts the bake (Argo's failureLimit)
+    smoke_rps: float = 2.0  # synthetic requests per host per second while evidence is short (0: none)
+    max_ttft_p95_ms: float | None = None  # absolute TTFT p95 ceiling (a pool of one host has no baseline)
+    smoke_prompts: tuple[str, ...] = ()  # [rollout.smoke] prompts; empty: the built-in set
+
+
+def gate_settings(rollout: RolloutSettings) -> GateSettings:
+    """The gate a run judges with, from the fleet's ``[rollout]`` (profile overrides applied)."""
+    return GateSettings(
+        max_error_rate=rollout.max_error_rate,
+        max_ttft_p95_ratio=rollout.max_ttft_p95_ratio,
+        min_requests=rollout.min_requests,
+        interval_s=rollout.interval_s,
+        failure_limit=rollout.failure_limit,
+        smoke_rps=rollout.smoke_rps,
+        max_ttft_p95_ms=rollout.max_ttft_p95_ms,
+        smoke_prompts=tuple(rollout.smoke_prompts),
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,8 @@ def judge_ring(
     if checks[-1].passed:
         checks.append(_error_rate(hosts, total, settings))
         checks.append(_ttft(hosts, total, baseline, settings, baseline_source))
+        if settings.max_ttft_p95_ms is not None:
+            checks.append(_ttft_absolute(hosts, total, settings.max_ttft_p95_ms))
     return Verdict(tuple(checks))
 
 
@@ -100,6 +125,16 @@ def _error_rate(hosts: tuple[str, ...], total: WindowFigures, settings: GateSett
         f"{'≤' if ok else '>'} max {settings.max_error_rate:.2%}"
     )
     return GateCheck("error_rate", ok, rate, settings.max_error_rate, hosts, detail)
+
+
+def _ttft_absolute(hosts: tuple[str, ...], total: WindowFigures, limit_ms: float) -> GateCheck:
+    p95 = total.ttft_p95()
+    if p95 is None:
+        return GateCheck("ttft_p95_ms", True, None, limit_ms, hosts, "not compared: no time-to-first-token figures")
+    ms = p95 * 1000
+    ok = ms <= limit_ms
+    detail = f"TTFT p95 {ms:.0f} ms {'≤' if ok else '>'} max {limit_ms:g} ms"
+    return GateCheck("ttft_p95_ms", ok, ms, limit_ms, hosts, detail)
 
 
 def _ttft(

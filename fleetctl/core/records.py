@@ -203,6 +203,17 @@ def parse_record(doc: Any) -> Record:
     return Record(at, _text(doc, "run_id"), _READERS[kind](doc))
 
 
+def _gate_settings(gate: Mapping[str, Any]) -> GateSettings:
+    """The head's gate settings (a v1 head lacks the bake keys: their defaults read it as recorded)."""
+    values = dict(gate)
+    prompts = values.get("smoke_prompts", [])
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("smoke_prompts is not a list of strings")
+    if "smoke_prompts" in values:
+        values["smoke_prompts"] = tuple(prompts)
+    return GateSettings(**values)
+
+
 def _run_started(doc: Mapping[str, Any]) -> RunStarted:
     plan, gate = _mapping(doc, "plan"), _mapping(doc, "gate")
     try:
@@ -210,7 +221,7 @@ def _run_started(doc: Mapping[str, Any]) -> RunStarted:
     except (KeyError, TypeError, ValueError) as e:
         raise RecordError(f"plan is not a rollout plan: {e}") from e
     try:
-        settings = GateSettings(**gate)
+        settings = _gate_settings(gate)
     except TypeError as e:
         raise RecordError(f"gate is not gate settings: {e}") from e
     reference = doc.get("reference")

@@ -196,6 +196,8 @@ def summarize(records: Iterable[Record]) -> list[dict[str, Any]]:
             gate = r.body.gate
             row["passed"] = gate.passed if gate is not None else None
             row["gate"] = gate.verdict.get("checks") if gate is not None else None
+            if gate is not None and "synthetic" in gate.verdict:
+                row["synthetic"] = gate.verdict["synthetic"]  # requests fleetctl sent itself (journal v1 lacks it)
     for row in rings.values():
         row["duration_s"] = seconds_between(row["started"], row["ended"])
     return list(rings.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,10 @@ from fleetctl.core.events import (
     RunEnded,
     StepFailed,
 )
+from fleetctl.core.evidence import rebake_with_evidence, smoke_requests
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
-from fleetctl.core.gate import GateSettings, judge_ring
+from fleetctl.core.gate import GateSettings, Verdict, judge_ring
 from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics
 from fleetctl.core.records import (
     ActionBegin,
@@ -38,10 +39,11 @@ from fleetctl.core.records import (
     RunFinished,
 )
 from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
-from fleetctl.core.rollout_decisions import judge_inputs, rebake_s, url_port, with_baseline
+from fleetctl.core.rollout_decisions import JudgeInputs, judge_inputs, rebake_s, url_port, with_baseline
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError, UsageError
+from fleetctl.services.bake import BakeResult, Watch
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal
@@ -107,7 +109,7 @@ class Executor:
         self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Sink, interrupt: Interrupt
     ) -> None:
         self.ctx, self.journal, self.ports, self.on_event, self.interrupt = ctx, journal, ports, on_event, interrupt
-        self.samples: dict[str, dict[str, MetricsSample]] = {}  # ring → host → sample at bake start
+        self.bakes: dict[str, BakeResult] = {}  # ring → its bake's last measurement, for its judge
         self.ops: dict[str, HostPort] = {}  # host → its runtime, kept for the whole run (until it drops)
         self.old: WindowFigures | None = None  # the old version's figures recorded so far
 
@@ -237,29 +239,39 @@ class Executor:
         undrain_hosts(self.ports, [name], self.on_event, serving=serving, announce_router=False)
 
     def _bake(self, state: RunState, action: Action) -> None:
-        self.samples[action.ring or ""] = self._sample_all()
-        clock = self.ports.clock
-        deadline = clock.monotonic() + self.ctx.bake_s
-        while clock.monotonic() < deadline:
-            if self.interrupt.requested.is_set():
-                raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
-            clock.sleep(min(0.5, max(0.0, deadline - clock.monotonic())))
+        """Bake the ring, judged every interval (``services.bake``); its result waits for the judge."""
+        before = self._sample_all()
+        self.bakes[action.ring or ""] = self._watch(state, action).run(before, self.ctx.bake_s)
 
     def _judge(self, state: RunState, action: Action) -> GateOutcome:
-        before = self.samples.get(action.ring or "")
-        if before is None:  # resumed between bake and judge: bake again, briefly
-            before = self._sample_all()
-            self.ports.clock.sleep(rebake_s(self.ctx.bake_s))
-        after = self._sample_all()
-        inputs = judge_inputs(action.hosts, before, after, state.touched, self._serving(), self.old)
-        verdict = judge_ring(
-            inputs.ring, inputs.compare_with, inputs.unhealthy, self.ctx.gate, baseline_source=inputs.source
-        )
-        checks = [c.to_dict() for c in verdict.checks]
-        self.emit(GateJudged(action.ring, verdict.passed, checks))
+        result = self.bakes.pop(action.ring or "", None)
+        if result is None:  # resumed between bake and judge: bake again, briefly, its evidence from the start
+            gate, bake_s = self.ctx.gate, self.ctx.bake_s
+            seconds = rebake_with_evidence(rebake_s(bake_s), bake_s, gate.min_requests, gate.smoke_rps)
+            result = self._watch(state, action).run(self._sample_all(), seconds)
+        inputs, report = result.inputs, result.report()
+        checks = [c.to_dict() for c in result.verdict.checks]
+        self.emit(GateJudged(action.ring, result.passed, checks, report["synthetic"], report["measurements"]))
         self.old = with_baseline(self.old, inputs.baseline)
         baseline = None if inputs.baseline is None else inputs.baseline.to_dict()
-        return GateOutcome(verdict.passed, {"ring": action.ring, "checks": checks}, baseline)
+        return GateOutcome(result.passed, {"ring": action.ring, "checks": checks, **report}, baseline)
+
+    def _watch(self, state: RunState, action: Action) -> Watch:
+        serving = self._serving()
+        ring = {h: serving[h] for h in action.hosts if h in serving}
+        baseline = {h: url for h, url in serving.items() if h not in state.touched and h not in ring}
+        requests = smoke_requests(self.ctx.model, self.ctx.gate.smoke_prompts)
+
+        def judge(
+            before: Mapping[str, MetricsSample], after: Mapping[str, MetricsSample]
+        ) -> tuple[JudgeInputs, Verdict]:
+            inputs = judge_inputs(action.hosts, before, after, state.touched, serving, self.old)
+            gate = self.ctx.gate
+            return inputs, judge_ring(
+                inputs.ring, inputs.compare_with, inputs.unhealthy, gate, baseline_source=inputs.source
+            )
+
+        return Watch(self.ports, self.ctx.gate, requests, ring, baseline, judge, self.interrupt.requested)
 
     # -- observation ---------------------------------------------------------------------------------------------
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fleetctl.core.evidence import SmokeRequest
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import FleetState
 from fleetctl.core.metrics import MetricsSample
 from fleetctl.core.router import RouterDiff
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.services.clock import SYSTEM, Clock
+from fleetctl.services.smoke import SmokeSender
 
 
 class ContainerState(Protocol):
@@ -69,6 +71,10 @@ class RolloutPorts(Protocol):
 
     def sample_serving(self, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]: ...
 
+    def smoke(self, requests: tuple[SmokeRequest, ...], rps: float) -> SmokeSender:
+        """A sender of synthetic requests straight to hosts (``fleetctl.services.smoke``)."""
+        ...
+
 
 class FleetPorts:
     """The real thing: Docker over the command's SSH pool, ``state.json``, the local vllm-router, real time."""
@@ -103,3 +109,8 @@ class FleetPorts:
         from fleetctl.services.rollout import sample_serving
 
         return sample_serving(self.fleet, names)
+
+    def smoke(self, requests: tuple[SmokeRequest, ...], rps: float) -> SmokeSender:
+        from fleetctl.transport.smoke import http_smoke
+
+        return SmokeSender(http_smoke, self.clock, requests, rps)

@@ -13,7 +13,7 @@ from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.compat.result import CheckReport
 from fleetctl.core.fleet import Fleet, Host
-from fleetctl.core.gate import GateSettings
+from fleetctl.core.gate import gate_settings
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.errors import UsageError
 from fleetctl.services.journal import RunJournal
@@ -80,7 +80,7 @@ def build_request(
     opening: Opening | None = None,
 ) -> UpgradeRequest:
     settings = rollout_settings(fleet, profile)
-    gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
+    gate = gate_settings(settings)
     targets = tuple(h for h in (fleet.host(n) for n in plan.hosts) if h is not None)
     return UpgradeRequest(
         profile=profile,

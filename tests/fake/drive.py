@@ -33,8 +33,11 @@ def _matrix(dirs: tuple[str, ...]) -> Matrix:
     return load_matrix(dirs)
 
 
-def request(fake: FakeFleet, profile: str = "next", *, opening: bool = True) -> tuple[UpgradeRequest, RolloutPlan]:
-    """What ``fleetctl upgrade --profile NAME`` asks for, after its preflight (which takes PREFLIGHT_S)."""
+def request(
+    fake: FakeFleet, profile: str = "next", *, opening: bool = True, gate: GateSettings | None = None
+) -> tuple[UpgradeRequest, RolloutPlan]:
+    """What ``fleetctl upgrade --profile NAME`` asks for, after its preflight (which takes PREFLIGHT_S). The gate
+    is the v1 recordings' (thresholds from the fleet, one request of evidence) unless ``gate`` is given."""
     fleet = fake.fleet
     dirs = profile_dirs({}, fleet.path)
     chosen = load_profile(profile, dirs, _matrix(tuple(d for d in dirs if os.path.isdir(os.path.join(d, "matrix")))))
@@ -42,13 +45,16 @@ def request(fake: FakeFleet, profile: str = "next", *, opening: bool = True) -> 
     window = Opening(fake.ports().sample_serving(), fake.clock.monotonic()) if opening else None
     fake.clock.sleep(PREFLIGHT_S)
     plan, _ = make_plan(fleet, fleet.hosts, settings)
-    gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
+    if gate is None:
+        gate = GateSettings(max_error_rate=settings.max_error_rate, max_ttft_p95_ratio=settings.max_ttft_p95_ratio)
     targets = tuple(h for h in fleet.hosts if h.name in plan.hosts)
     return UpgradeRequest(chosen, None, targets, {}, gate, settings.bake_s, window), plan
 
 
-def upgrade(fake: FakeFleet, events: Events | None = None, profile: str = "next") -> RunState:
-    req, plan = request(fake, profile)
+def upgrade(
+    fake: FakeFleet, events: Events | None = None, profile: str = "next", *, gate: GateSettings | None = None
+) -> RunState:
+    req, plan = request(fake, profile, gate=gate)
     return start_run(fake.fleet, req, plan, events if events is not None else Events(), ports=fake.ports())
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import fleetctl.services.router_sync as router_sync
+from fleetctl.core.evidence import SmokeRequest
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings
 from fleetctl.core.fleetstate import FleetState, ServingRecord, worker_url
 from fleetctl.core.metrics import MetricsSample
@@ -15,6 +16,7 @@ from fleetctl.core.router import RouterDiff, normalise_url
 from fleetctl.core.serve import CONTAINER_NAME
 from fleetctl.services.fleetstate import load_state, save_state, update_state
 from fleetctl.services.rollout import sample_serving
+from fleetctl.services.smoke import SmokeSender
 from tests.fake.clock import FakeClock
 from tests.fake.hosts import Behaviour, FakeContainer, FakeHost, FakeHostOps
 from tests.fake.router import URL, FakeRouter
@@ -71,6 +73,8 @@ class FakeFleet:
         self.hosts = {h.name: FakeHost(h, self) for h in hosts}
         self.router = FakeRouter([self.url(h.name) for h in hosts])
         self._carry: dict[str, float] = {}
+        self.timeline: list[tuple[float, str, str]] = []  # (time, what, host): synthetic requests and drains
+        self.clock.on_advance.append(self._age)
         self.clock.on_advance.append(self._traffic)
         self.write_profile("stable", OLD_IMAGE)
         self.write_profile("next", NEW_IMAGE)
@@ -110,6 +114,31 @@ class FakeFleet:
 
     def ports(self) -> FakePorts:
         return FakePorts(self)
+
+    def smoke(self, url: str, request: SmokeRequest) -> int:
+        """A synthetic request straight to a host (``fleetctl.services.smoke.SmokeTransport``)."""
+        name = next((n for n in self.hosts if normalise_url(self.url(n)) == normalise_url(url)), None)
+        assert name is not None, f"synthetic request to {url}: not a fake host"
+        assert url != self.router.url, "synthetic requests never go through the router"
+        self.timeline.append((self.clock.now, "smoke", name))
+        current = self.hosts[name].current()
+        if current is None or not current.running:
+            raise ConnectionError(f"{url}: connection refused")
+        return 200 if current.serve_one(self.behaviour(current.image, name)) else 500
+
+    def smoke_sent(self, host: str | None = None) -> int:
+        return sum(1 for _, what, h in self.timeline if what == "smoke" and host in (None, h))
+
+    def _age(self, dt: float) -> None:
+        """Running containers grow older; one whose behaviour says so exits (``crash_after_s``)."""
+        for name, host in self.hosts.items():
+            current = host.current()
+            if current is None or not current.running:
+                continue
+            current.up_s += dt
+            limit = self.behaviour(current.image, name).crash_after_s
+            if limit is not None and current.up_s >= limit:
+                current.status = "exited"
 
     def _traffic(self, dt: float) -> None:
         """Every host the router holds whose container runs takes ``rate * dt`` requests."""
@@ -153,3 +182,7 @@ class FakePorts:
             return fake.metrics_text(MODEL)
 
         return sample_serving(self.fake.fleet, names, fetch=fetch)
+
+    def smoke(self, requests: tuple[SmokeRequest, ...], rps: float) -> SmokeSender:
+        """Synthetic requests answered by the fake hosts, sent in line (no threads: the clock is the test's)."""
+        return SmokeSender(self.fake.smoke, self.clock, requests, rps, background=False)

@@ -26,6 +26,7 @@ class Behaviour:
     error_rate: float = 0.0
     ttft_s: float = 0.05
     startup_s: float = 2.0
+    crash_after_s: float | None = None  # the process exits this long after it started (None: never)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class FakeContainer:
     ttft_count: float = 0.0
     ttft_sum: float = 0.0
     in_flight: list[tuple[float, float]] = field(default_factory=list)  # scripted answers, first first
+    up_s: float = 0.0  # seconds since its process started
+    error_carry: float = 0.0  # single requests fail at the behaviour's rate, deterministically
 
     @property
     def running(self) -> bool:
@@ -50,7 +53,7 @@ class FakeContainer:
 
     def start(self) -> None:
         """The process starts (again): vLLM's counters begin at zero."""
-        self.status, self.starts = "running", self.starts + 1
+        self.status, self.starts, self.up_s = "running", self.starts + 1, 0.0
         self.finished, self.answers, self.ttft_count, self.ttft_sum = {}, {}, 0.0, 0.0
         self.ttft = [0.0] * len(BUCKETS)
 
@@ -66,6 +69,25 @@ class FakeContainer:
                 self.ttft[i] += requests
         self.ttft_count += requests
         self.ttft_sum += requests * behaviour.ttft_s
+
+    def serve_one(self, behaviour: Behaviour) -> bool:
+        """One request (a synthetic one, straight to the host); True when it succeeded."""
+        self.error_carry += behaviour.error_rate
+        failed = self.error_carry >= 1.0 - 1e-9
+        if failed:
+            self.error_carry -= 1.0
+        ok, bad = (0, 1) if failed else (1, 0)
+        self.finished["stop"] = self.finished.get("stop", 0.0) + ok
+        self.finished["error"] = self.finished.get("error", 0.0) + bad
+        self.answers["2xx"] = self.answers.get("2xx", 0.0) + ok
+        self.answers["5xx"] = self.answers.get("5xx", 0.0) + bad
+        if not failed:
+            for i, le in enumerate(BUCKETS):
+                if behaviour.ttft_s <= le:
+                    self.ttft[i] += 1
+            self.ttft_count += 1
+            self.ttft_sum += behaviour.ttft_s
+        return not failed
 
     def metrics_text(self, model: str) -> str:
         m = f'model_name="{model}"'
@@ -199,6 +221,7 @@ class FakeHost:
         return behaviour.startup_s
 
     def in_flight(self, port: int) -> tuple[float, float]:
+        self.fleet.timeline.append((self.fleet.clock.now, "in_flight", self.name))  # a drain waits here
         current = self.current()
         if current is None or not current.running:
             raise HostError(self.name, "vllm_unreachable", "connection refused")

@@ -137,7 +137,13 @@ _ROLLOUT = {  # key: (types, type name, lowest allowed, highest allowed)
     "max_error_rate": ((int, float), "a number", 0, 1),
     "max_ttft_p95_ratio": ((int, float), "a number", 0, None),
     "max_unavailable": ((int,), "an integer", 1, None),
+    "min_requests": ((int,), "an integer", 1, None),
+    "interval_s": ((int, float), "a number", 0, None),
+    "failure_limit": ((int,), "an integer", 0, None),
+    "smoke_rps": ((int, float), "a number", 0, None),
+    "max_ttft_p95_ms": ((int, float), "a number", 0, None),
 }
+_POSITIVE = ("max_ttft_p95_ratio", "interval_s", "smoke_rps", "max_ttft_p95_ms")
 
 
 def _rollout(f: Fields) -> dict[str, Any]:
@@ -147,11 +153,24 @@ def _rollout(f: Fields) -> dict[str, Any]:
         value = f.value(key, types, type_name, required=False)
         if value is None:
             continue
-        if value < low or (high is not None and value > high) or (key == "max_ttft_p95_ratio" and value == 0):
+        if value < low or (high is not None and value > high) or (key in _POSITIVE and value == 0):
             raise f.error(key, f"{key}: {value!r} is out of range")
         out[key] = value
+    smoke = f.value("smoke", (dict,), "a table ([rollout.smoke] prompts = [...])", required=False)
+    if smoke is not None:
+        out["smoke_prompts"] = _smoke_prompts(f, smoke)
     f.finish()
     return out
+
+
+def _smoke_prompts(f: Fields, smoke: dict[str, Any]) -> tuple[str, ...]:
+    """[rollout.smoke] prompts: at least one non-empty string; no other key."""
+    prompts = smoke.get("prompts")
+    if set(smoke) - {"prompts"}:
+        raise f.error("smoke", f"rollout.smoke: unknown key {sorted(set(smoke) - {'prompts'})[0]} (known: prompts)")
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        raise f.error("smoke", "rollout.smoke.prompts must be a non-empty list of non-empty strings")
+    return tuple(prompts)
 
 
 def _serve(f: Fields) -> ServeSettings:
