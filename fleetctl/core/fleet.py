@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fleetctl.core.door import DoorSettings
+
 HostKeyPolicy = Literal["strict", "accept-new"]
 
 
@@ -24,6 +26,7 @@ class SshSettings:
 class RouterSettings:
     url: str = "http://127.0.0.1:30000"
     min_serving: int = 1
+    door: DoorSettings | None = None  # the front door (HAProxy) clients use; None: no door declared
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ keeps no line numbers for keys, so ``KeyLines`` reads the (already accepted) tex
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.core.door import DOOR_KEYS, DoorSettingError, door_settings
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings, SshSettings
 from fleetctl.errors import ConfigError
 
@@ -69,7 +71,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "proxy_jump": Field("string"),
         "connect_timeout_s": Field("number", _positive),
     },
-    "router": {"url": Field("string", _http_url), "min_serving": Field("integer", _at_least(0))},
+    "router": {
+        "url": Field("string", _http_url),
+        "min_serving": Field("integer", _at_least(0)),
+        "listen": Field("string"),
+        "tls_cert": Field("string"),
+        "keys_file": Field("string"),
+        "max_queue_s": Field("number", _positive),
+    },
     "rollout": {
         "rings": Field("strings", _distinct),
         "max_unavailable": Field("integer", _at_least(1)),
@@ -112,7 +121,7 @@ def parse_fleet(text: str, path: str) -> Fleet:
         path=path,
         hosts=hosts,
         ssh=_settings(SshSettings, doc, "ssh"),
-        router=_settings(RouterSettings, doc, "router"),
+        router=_router_settings(doc, problem),
         rollout=_settings(RolloutSettings, doc, "rollout"),
     )
 
@@ -252,6 +261,18 @@ def build_hosts(entries: Any, problem: Problems) -> tuple[Host, ...]:
             )
         )
     return tuple(hosts)
+
+
+def _router_settings(doc: Mapping[str, Any], problem: Problems) -> RouterSettings:
+    """``[router]``, its front-door keys read by core/door.py."""
+    table = dict(doc.get("router", {}))
+    try:
+        door = door_settings(table)
+    except DoorSettingError as e:
+        raise problem(("router", e.key), str(e)) from e
+    base = {k: v for k, v in table.items() if k not in DOOR_KEYS}
+    settings: RouterSettings = _settings(RouterSettings, {"router": base}, "router")
+    return dataclasses.replace(settings, door=door)
 
 
 def _settings(cls: type, doc: Mapping[str, Any], table: str) -> Any:
