@@ -206,6 +206,7 @@ def drain_hosts(
     diff = sync_router(fleet, load_state(fleet))
     if options.announce_router:
         on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
+    follow_capacity(fleet, on_event)
     by_name = {t.ops.host.name: t for t in targets}
 
     def wait(host: Host) -> str:
@@ -239,7 +240,27 @@ def undrain_hosts(
     diff = sync_router(fleet, load_state(fleet))
     if announce_router:
         on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+    follow_capacity(fleet, on_event)
     return diff
+
+
+def follow_capacity(fleet: Fleet, on_event: Event) -> None:
+    """The front door's capacity follows the hosts that serve now; a door that cannot take it is said, never
+    the drain's failure (the door keeps its previous capacity, and vllm-router still routes correctly)."""
+    if fleet.router.door is None:
+        return
+    import os
+
+    from fleetctl.errors import FleetError
+    from fleetctl.services.door import door_capacity
+
+    try:
+        slots = door_capacity(fleet, load_state(fleet), os.environ)
+    except (FleetError, OSError) as e:
+        on_event({"event": "door", "error": f"capacity not updated: {e}"})
+        return
+    if slots is not None:
+        on_event({"event": "door", "slots": slots})
 
 
 def drain(
