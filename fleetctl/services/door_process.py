@@ -115,18 +115,37 @@ class DoorProcess:
                 pid = int(f.readline().strip())
         except (OSError, ValueError):
             return None
-        return pid if _runs_config(pid, self.files.config) else None
+        # a master that is reloading re-executes itself: its command line is empty for a moment
+        answer = poll(lambda: _runs_config(pid, self.files.config), 2.0, PROCESS_EXIT, self.clock)
+        return pid if answer else None
 
     def alive(self) -> bool:
         return self.pid() is not None
 
     def reload(self) -> None:
-        """New workers on the configuration now on disk (check it first); old ones finish their connections."""
+        """New workers on the configuration now on disk (check it first); old ones finish their connections.
+        Returns once a new worker answers on the stats socket."""
         pid = self.pid()
         if pid is None:
             raise DoorError("the front door is not running", hint="fleetctl door up")
         check_config(self.files.config, self.env)
+        before = self._worker()
         os.kill(pid, signal.SIGUSR2)
+
+        def new_worker() -> bool | None:
+            now = self._worker()
+            return True if now is not None and now != before else None
+
+        if poll(new_worker, START_TIMEOUT_S, ROUTER_START, self.clock) is None:
+            raise DoorError(f"HAProxy did not reload within {START_TIMEOUT_S:g}s (see {self.log_path})")
+
+    def _worker(self) -> str | None:
+        """The pid of the worker answering on the stats socket now."""
+        try:
+            info = ask_socket(self.files.socket, "show info", 1.0)
+        except OSError:
+            return None
+        return next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("Pid:")), None)
 
     def stop(self, soft_s: float = SOFT_STOP_S) -> bool:
         """Soft stop (in-flight requests finish, at most ``soft_s``), then SIGTERM; False when none was running."""
@@ -147,13 +166,21 @@ class DoorProcess:
             return self.proc.poll() is not None
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        return not _runs_config(pid, self.files.config)
+        return _runs_config(pid, self.files.config) is False
 
 
-def _runs_config(pid: int, config: str) -> bool:
+def _runs_config(pid: int, config: str) -> bool | None:
+    """True: the process runs HAProxy on ``config``; False: it does not (or is gone); None: cannot tell yet
+    (a command line that is empty while the process lives: it is re-executing itself)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-    except OSError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            zombie = f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
         return False
-    return bool(argv) and os.path.basename(argv[0]).startswith(b"haproxy") and config.encode() in argv
+    if zombie:
+        return False
+    if argv == [b""]:
+        return None
+    return os.path.basename(argv[0]).startswith(b"haproxy") and config.encode() in argv

@@ -33,7 +33,7 @@ def one(url: str, key: str, n: int) -> str | None:
         conn.request("POST", path, json.dumps(body), headers)
         response = conn.getresponse()
         text = response.read().decode("utf-8", "replace")
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:  # refused, reset, cut short in the middle of a stream
         return f"{path}: {e!r}"
     finally:
         conn.close()
