@@ -154,6 +154,12 @@ def serving_slots(fleet: Fleet, state: FleetState, environ: Mapping[str, str]) -
 
 def door_up(fleet: Fleet, state: FleetState, environ: Mapping[str, str]) -> DoorInfo:
     """Start the door, or reload it with the current files when it already runs."""
+    return door_start(fleet, state, environ)[1]
+
+
+def door_start(fleet: Fleet, state: FleetState, environ: Mapping[str, str]) -> tuple[DoorProcess, DoorInfo]:
+    """For a supervisor: the door's files written and checked, HAProxy started (or, when one already runs on
+    them, reloaded and adopted); the DoorProcess to watch with ``alive()`` and restart with ``start()``."""
     plan = write_door(fleet, serving_slots(fleet, state, environ))
     process = door_process(fleet)
     started = not process.alive()
@@ -161,7 +167,7 @@ def door_up(fleet: Fleet, state: FleetState, environ: Mapping[str, str]) -> Door
         process.start()
     else:
         process.reload()
-    return _info(plan, process.pid(), started)
+    return process, _info(plan, process.pid(), started)
 
 
 def door_reload(fleet: Fleet, state: FleetState, environ: Mapping[str, str]) -> DoorInfo:
