@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from fleetctl.cli import check_cmd, hosts_cmd, inventory_cmd, router_cmd, serve_cmd, upgrade_cmd
+    from fleetctl.cli import check_cmd, door_cmd, hosts_cmd, inventory_cmd, router_cmd, serve_cmd, upgrade_cmd
 
     hosts_cmd.register(app)
     inventory_cmd.register(app)
@@ -14,3 +14,4 @@ def register(app: typer.Typer) -> None:
     serve_cmd.register(app)
     upgrade_cmd.register(app)
     router_cmd.register(app)
+    door_cmd.register(app)

@@ -75,6 +75,11 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
     router = doc["router"]
     state = "reachable" if router["reachable"] else f"[red]{text(router['error'])}[/red]"
     console.print(f"router {text(router['url'])}: {state}; {len(router['upstreams'])} upstream(s)")
+    if doc.get("door") is not None:
+        from fleetctl.cli.door_cmd import door_lines_of
+
+        for line in door_lines_of(doc["door"]):
+            console.print(line)
     table = Table("host", "ring", "drained", "image", "profile", "health", "router", "running", "waiting", "KV")
     for h in doc["hosts"]:
         health = (

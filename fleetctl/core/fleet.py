@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from fleetctl.core.door import DoorSettings
+
 HostKeyPolicy = Literal["strict", "accept-new"]
 
 
@@ -25,6 +27,7 @@ class SshSettings:
 class RouterSettings:
     url: str = "http://127.0.0.1:30000"
     min_serving: int = 1
+    door: DoorSettings | None = None  # the front door (HAProxy) clients use; None: no door declared
 
 
 @dataclass(frozen=True)

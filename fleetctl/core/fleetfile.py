@@ -6,6 +6,7 @@ their types and allowed values. Lines are looked up only for an error (and the `
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetctl.core.addresses import host_problem, http_url_problem, jump_problem, shown, unbracketed, user_problem
+from fleetctl.core.door import DOOR_KEYS, DoorSettingError, door_settings
 from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings, SshSettings
 from fleetctl.core.tomldoc import KeyLines as KeyLines  # the one TOML locator; its old home
 from fleetctl.core.tomldoc import TomlDocument, Where, dotted, read_toml, toml_type
@@ -68,7 +70,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "proxy_jump": Field("string", jump_problem),
         "connect_timeout_s": Field("number", _positive),
     },
-    "router": {"url": Field("string", http_url_problem), "min_serving": Field("integer", _at_least(0))},
+    "router": {
+        "url": Field("string", http_url_problem),
+        "min_serving": Field("integer", _at_least(0)),
+        "listen": Field("string"),
+        "tls_cert": Field("string"),
+        "keys_file": Field("string"),
+        "max_queue_s": Field("number", _positive),
+    },
     "rollout": {
         "rings": Field("strings", _distinct),
         "max_unavailable": Field("integer", _at_least(1)),
@@ -112,7 +121,7 @@ def parse_fleet(text: str, path: str) -> Fleet:
         path=path,
         hosts=hosts,
         ssh=_settings(SshSettings, data, "ssh"),
-        router=_settings(RouterSettings, data, "router"),
+        router=_router_settings(doc),
         rollout=_settings(RolloutSettings, data, "rollout"),
     )
 
@@ -222,6 +231,18 @@ def build_hosts(doc: TomlDocument) -> tuple[Host, ...]:
         )
         for entry, line in zip(entries, lines)
     )
+
+
+def _router_settings(doc: TomlDocument) -> RouterSettings:
+    """``[router]``, its front-door keys read by core/door.py."""
+    table = dict(doc.data.get("router", {}))
+    try:
+        door = door_settings(table)
+    except DoorSettingError as e:
+        raise doc.error(f"router.{e.key}: {e}", ("router", e.key)) from e
+    base = {k: v for k, v in table.items() if k not in DOOR_KEYS}
+    settings: RouterSettings = _settings(RouterSettings, {"router": base}, "router")
+    return dataclasses.replace(settings, door=door)
 
 
 def _settings(cls: type, doc: Mapping[str, Any], table: str) -> Any:

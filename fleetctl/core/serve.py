@@ -18,6 +18,7 @@ LABEL_PROFILE = "fleetctl.profile"
 LABEL_REVISION = "fleetctl.revision"
 LABEL_IMAGE = "fleetctl.image"
 REDACTED = "<from env>"
+WORKER_KEY_ENV = "VLLM_API_KEY"  # vLLM's own variable for --api-key: the key never shows on its command line
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,17 @@ def resolve_env(env: Mapping[str, str], environ: Mapping[str, str]) -> tuple[dic
 
 
 def container_spec(
-    profile: str, image: str, serve: ServeSettings, revision: str, environ: Mapping[str, str]
+    profile: str,
+    image: str,
+    serve: ServeSettings,
+    revision: str,
+    environ: Mapping[str, str],
+    worker_key: str | None = None,
 ) -> ContainerSpec:
+    """The container for ``serve``; with ``worker_key``, vLLM answers /v1/* only to requests bearing it."""
     environment, secret = resolve_env(serve.env, environ)
+    if worker_key is not None:
+        environment, secret = {**environment, WORKER_KEY_ENV: worker_key}, secret | {WORKER_KEY_ENV}
     command = (serve.model, "--port", str(serve.port), "--shutdown-timeout", str(serve.shutdown_timeout_s), *serve.args)
     labels = {LABEL_MANAGED: "true", LABEL_PROFILE: profile, LABEL_REVISION: revision, LABEL_IMAGE: image}
     return ContainerSpec(

@@ -71,6 +71,10 @@ class RolloutPorts(Protocol):
 
     def sample_serving(self, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]: ...
 
+    def follow_capacity(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """The front door's capacity follows what the router now serves (nothing without a door)."""
+        ...
+
     def smoke(self, requests: tuple[SmokeRequest, ...], rps: float) -> SmokeSender:
         """A sender of synthetic requests straight to hosts (``fleetctl.services.smoke``)."""
         ...
@@ -80,7 +84,10 @@ class FleetPorts:
     """The real thing: Docker over the command's SSH pool, ``state.json``, the local vllm-router, real time."""
 
     def __init__(self, fleet: Fleet, pool: Any, clock: Clock = SYSTEM) -> None:
+        from fleetctl.services.worker_key import fleet_worker_key
+
         self.fleet, self.pool, self.clock = fleet, pool, clock
+        self.worker_key = fleet_worker_key(fleet)  # sent on every request fleetctl makes to a vLLM
 
     def host(self, name: str) -> HostPort:
         from fleetctl.services.serving import HostOps
@@ -88,7 +95,7 @@ class FleetPorts:
         host = self.fleet.host(name)
         if host is None:
             raise KeyError(name)
-        return HostOps(self.pool, host, self.clock)
+        return HostOps(self.pool, host, self.clock, worker_key=self.worker_key)
 
     def load_state(self) -> FleetState:
         from fleetctl.services.fleetstate import load_state
@@ -105,12 +112,19 @@ class FleetPorts:
 
         return sync_router(self.fleet, self.load_state())
 
+    def follow_capacity(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        from fleetctl.services.serving import follow_capacity
+
+        follow_capacity(self.fleet, on_event)
+
     def sample_serving(self, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
         from fleetctl.services.rollout import sample_serving
 
         return sample_serving(self.fleet, names)
 
     def smoke(self, requests: tuple[SmokeRequest, ...], rps: float) -> SmokeSender:
+        from functools import partial
+
         from fleetctl.transport.smoke import http_smoke
 
-        return SmokeSender(http_smoke, self.clock, requests, rps)
+        return SmokeSender(partial(http_smoke, api_key=self.worker_key), self.clock, requests, rps)

@@ -28,6 +28,7 @@ from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.poll import DRAIN, MODEL, poll
 from fleetctl.services.router import sync_router
+from fleetctl.services.worker_key import fleet_worker_key
 
 if TYPE_CHECKING:
     from fleetctl.services.rollout_ports import HostPort
@@ -59,10 +60,16 @@ def serve_settings(profile: Profile) -> ServeSettings:
     return profile.serve
 
 
-def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image: str | None = None) -> ContainerSpec:
+def spec_for(
+    profile: Profile,
+    environ: Mapping[str, str],
+    revision: str,
+    image: str | None = None,
+    worker_key: str | None = None,
+) -> ContainerSpec:
     serve = serve_settings(profile)
     try:
-        return container_spec(profile.name, image or profile.image, serve, revision, environ)
+        return container_spec(profile.name, image or profile.image, serve, revision, environ, worker_key)
     except EnvMissing as e:
         raise UsageError(str(e)) from e
 
@@ -70,8 +77,8 @@ def spec_for(profile: Profile, environ: Mapping[str, str], revision: str, image:
 class HostOps:
     """What serving does on one host: its runtime over the command's SSH pool, and its vLLM over HTTP."""
 
-    def __init__(self, pool: SshPool, host: Host, clock: Clock = SYSTEM) -> None:
-        self.pool, self.host, self.clock = pool, host, clock
+    def __init__(self, pool: SshPool, host: Host, clock: Clock = SYSTEM, worker_key: str | None = None) -> None:
+        self.pool, self.host, self.clock, self.worker_key = pool, host, clock, worker_key
         self._runtime: HostRuntime | None = None
 
     @property
@@ -86,7 +93,7 @@ class HostOps:
     def vllm(self, port: int) -> VllmClient:
         from fleetctl.transport.vllm import VllmClient
 
-        return VllmClient(self.host.name, worker_url(self.host.address, port))
+        return VllmClient(self.host.name, worker_url(self.host.address, port), api_key=self.worker_key)
 
     def wait_healthy(self, model: str, port: int, timeout_s: float) -> float:
         from fleetctl.services.health import wait_healthy
@@ -146,11 +153,12 @@ def deploy(
 ) -> list[HostOutcome]:
     from fleetctl.transport.ssh import SshPool
 
-    spec = spec_for(profile, environ, new_revision())
+    key = fleet_worker_key(fleet)
+    spec = spec_for(profile, environ, new_revision(), worker_key=key)
     outcomes: list[HostOutcome] = []
     with SshPool(fleet.ssh) as pool:
         for host, result in fan_out(
-            hosts, lambda h: deploy_host(HostOps(pool, h), spec, profile, on_event), forks=forks
+            hosts, lambda h: deploy_host(HostOps(pool, h, worker_key=key), spec, profile, on_event), forks=forks
         ):
             if isinstance(result, HostError):
                 outcomes.append(HostOutcome(host.name, False, f"{result.kind}: {result.reason}"))
@@ -179,6 +187,10 @@ class Ledger(Protocol):
 
     def sync_router(self) -> RouterDiff: ...
 
+    def follow_capacity(self, on_event: Event) -> None:
+        """The front door's capacity follows what the router now serves (nothing without a door)."""
+        ...
+
 
 class FleetLedger:
     """``state.json`` and the local vllm-router of one fleet."""
@@ -191,6 +203,9 @@ class FleetLedger:
 
     def sync_router(self) -> RouterDiff:
         return sync_router(self.fleet, load_state(self.fleet))
+
+    def follow_capacity(self, on_event: Event) -> None:
+        follow_capacity(self.fleet, on_event)
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,7 @@ def drain_hosts(
     diff = ledger.sync_router()
     if options.announce_router:
         on_event({"event": "router", "removed": list(diff.remove), "added": list(diff.add)})
+    ledger.follow_capacity(on_event)
     by_name = {t.ops.host.name: t for t in targets}
 
     def wait(host: Host) -> str:
@@ -254,7 +270,27 @@ def undrain_hosts(
     diff = ledger.sync_router()
     if announce_router:
         on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+    ledger.follow_capacity(on_event)
     return diff
+
+
+def follow_capacity(fleet: Fleet, on_event: Event) -> None:
+    """The front door's capacity follows the hosts that serve now; a door that cannot take it is said, never
+    the drain's failure (the door keeps its previous capacity, and vllm-router still routes correctly)."""
+    if fleet.router.door is None:
+        return
+    import os
+
+    from fleetctl.errors import FleetError
+    from fleetctl.services.door import door_capacity
+
+    try:
+        slots = door_capacity(fleet, load_state(fleet), os.environ)
+    except (FleetError, OSError) as e:
+        on_event({"event": "door", "error": f"capacity not updated: {e}"})
+        return
+    if slots is not None:
+        on_event({"event": "door", "slots": slots})
 
 
 def drain(
@@ -278,7 +314,11 @@ def drain(
     stamp = now()
     with SshPool(fleet.ssh) as pool:
         targets = [
-            DrainTarget(HostOps(pool, h), url_port(state.serving[h.name].url), DrainRecord(h.name, reason, by, stamp))
+            DrainTarget(
+                HostOps(pool, h, worker_key=fleet_worker_key(fleet)),
+                url_port(state.serving[h.name].url),
+                DrainRecord(h.name, reason, by, stamp),
+            )
             for h in hosts
         ]
         results = drain_hosts(FleetLedger(fleet), targets, DrainOptions(timeout_s, stop=stop), on_event)
@@ -360,7 +400,7 @@ def undrain(fleet: Fleet, hosts: tuple[Host, ...], *, timeout_s: float, on_event
     with SshPool(fleet.ssh) as pool:
 
         def back(host: Host) -> str:
-            ops, record = HostOps(pool, host), state.serving[host.name]
+            ops, record = HostOps(pool, host, worker_key=fleet_worker_key(fleet)), state.serving[host.name]
             ops.runtime.start()
             model = record.model or _model_of(ops, record, timeout_s)
             ops.wait_healthy(model, url_port(record.url), timeout_s)

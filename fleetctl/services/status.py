@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-from urllib.parse import urlsplit
 
 from fleetctl.core.fleet import Fleet, Host
-from fleetctl.core.fleetstate import FleetState, worker_url
+from fleetctl.core.fleetstate import FleetState, url_port, worker_url
 from fleetctl.core.metrics import KV_CACHE, in_flight, parse_metrics
 from fleetctl.core.router import normalise_url
 from fleetctl.core.status import fleet_problems
 from fleetctl.errors import ConfigError, HostError
+from fleetctl.services.door import door_status
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.fleetstate import load_state, state_path
 from fleetctl.services.router_status import router_status
 from fleetctl.services.serving import HostOps
+from fleetctl.services.worker_key import fleet_worker_key
 
 SCHEMA = "fleetctl.status/v1"
 DEFAULT_PORT = 8000
@@ -26,13 +28,14 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     state = load_state(fleet)
     ports = {h.name: _port(fleet, h, state) for h in hosts}  # a bad URL in state.json: exit 2 before any work
     router = router_status(fleet, state)
+    key = fleet_worker_key(fleet)  # the front door's worker key: vLLM answers /v1/* only with it
     in_router = {normalise_url(u["url"]) for u in router["upstreams"]}
     circuits = {normalise_url(u["url"]): u.get("circuit") for u in router["upstreams"]}
     rows: dict[str, dict[str, Any]] = {}
     with SshPool(fleet.ssh) as pool:
 
         def work(host: Host) -> dict[str, Any]:
-            return host_status(HostOps(pool, host), state, in_router, ports[host.name])
+            return host_status(HostOps(pool, host, worker_key=key), state, in_router, ports[host.name])
 
         for host, row in fan_out(hosts, work, forks=forks):
             if not isinstance(row, dict):
@@ -42,13 +45,16 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     keys = ("url", "reachable", "error", "mode", "upstreams", "missing", "unexpected", "open_circuits")
     router_doc = {key: router.get(key) for key in keys}
     host_rows = [rows[h.name] for h in hosts]
-    return {
+    doc = {
         "schema": SCHEMA,
         "fleet": fleet.name,
         "router": router_doc,
         "hosts": host_rows,
         "problems": fleet_problems(router_doc, host_rows),
     }
+    if fleet.router.door is not None:
+        doc["door"] = dataclasses.asdict(door_status(fleet))
+    return doc
 
 
 def _port(fleet: Fleet, host: Host, state: FleetState) -> int:
@@ -57,8 +63,7 @@ def _port(fleet: Fleet, host: Host, state: FleetState) -> int:
     if record is None:
         return DEFAULT_PORT
     try:
-        url = urlsplit(record.url)
-        return url.port or (443 if url.scheme == "https" else 80)
+        return url_port(record.url)
     except ValueError as e:
         raise ConfigError(f"serving.{host.name}: url {record.url!r}: {e}", path=state_path(fleet)) from e
 

@@ -34,6 +34,7 @@ from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_se
 from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
 from fleetctl.services.upgrade_runs import salvage_head, unfinished_run
+from fleetctl.services.worker_key import fleet_worker_key
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -97,7 +98,7 @@ def start_run(
 
     clock = ports.clock if ports is not None else SYSTEM
     run_id = new_run_id(clock)
-    spec = spec_for(request.profile, request.environ, run_id, request.image)
+    spec = spec_for(request.profile, request.environ, run_id, request.image, worker_key=fleet_worker_key(fleet))
     tag_run(fleet.state_dir, run_id)
     state = ports.load_state() if ports is not None else load_state(fleet)
     previous = {h: {"record": state.serving[h].to_dict(), "model": state.serving[h].model} for h in plan.hosts}
@@ -202,7 +203,7 @@ def resume_run(
         return _abort_salvaged(fleet, found, on_event, ports)
     dirs = profile_dirs(environ, fleet.path)
     profile = load_profile(head.profile_path, dirs, load_matrix(dirs))
-    spec = spec_for(profile, environ, head.revision, head.image)
+    spec = spec_for(profile, environ, head.revision, head.image, worker_key=fleet_worker_key(fleet))
     journal = Journal(fleet.state_dir, found.run_id, ports.clock if ports is not None else SYSTEM)
     if abort:
         records.append(journal.append(AbortRequested()))

@@ -17,11 +17,14 @@ if TYPE_CHECKING:
 
 
 class VllmClient:
-    def __init__(self, host: str, base_url: str, timeout_s: float = 10) -> None:
+    def __init__(self, host: str, base_url: str, timeout_s: float = 10, api_key: str | None = None) -> None:
+        """``api_key``: the fleet's worker key, sent as ``Authorization: Bearer`` (vLLM guards /v1/* with it)."""
         import requests
 
         self.host, self.base_url, self.timeout_s = host, base_url.rstrip("/"), timeout_s
         self.session = requests.Session()
+        if api_key is not None:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
 
     def _request(self, method: str, path: str, timeout_s: float, **kwargs: Any) -> requests.Response:
         import requests

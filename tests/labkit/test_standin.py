@@ -543,3 +543,30 @@ def test_sigterm_drain_gives_up_after_the_timeout(standin):
     t.join(10)
     assert s.proc.wait(10) == 0 and 1.0 <= time.monotonic() - start < 4
     assert [e["choices"][0]["finish_reason"] for e in events[:-1] if e["choices"]][-1] == "abort"
+
+
+# --- --api-key, as vLLM 0.32's AuthenticationMiddleware ------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_api_key_guards_v1_and_leaves_health_and_metrics_open(standin, how):
+    s = standin(*FAST, "--api-key", "wk-1") if how == "flag" else standin(*FAST, env={"VLLM_API_KEY": "wk-1"})
+    for path in ("/v1/models", "/v1/nothing"):
+        r = requests.get(f"{s.url}{path}", timeout=5)
+        assert (r.status_code, r.json()) == (401, {"error": "Unauthorized"})
+    r = s.post("/v1/completions", {"prompt": "x", "max_tokens": 2}, headers={"Authorization": "Bearer other"})
+    assert (r.status_code, r.json()) == (401, {"error": "Unauthorized"})
+    r = s.post("/v1/completions", {"prompt": "x", "max_tokens": 2}, headers={"Authorization": "bearer wk-1"})
+    assert r.status_code == 200  # the scheme is case-insensitive, as in vLLM
+    assert requests.get(f"{s.url}/v1/models", headers={"Authorization": "Bearer wk-1"}, timeout=5).status_code == 200
+    for path in ("/health", "/metrics", "/version"):
+        assert requests.get(f"{s.url}{path}", timeout=5).status_code == 200
+
+
+def test_the_flag_wins_over_the_environment_and_several_keys_work(standin):
+    s = standin(*FAST, "--api-key", "a", "b", env={"VLLM_API_KEY": "c"})
+    answers = {
+        k: requests.get(f"{s.url}/v1/models", headers={"Authorization": f"Bearer {k}"}, timeout=5).status_code
+        for k in "abc"
+    }
+    assert answers == {"a": 200, "b": 200, "c": 401}

@@ -46,7 +46,7 @@ proxy_jump = "jump1,jump2"
 \tconnect_timeout_s = 2.5
 
 [router]
-url = "https://router.internal:30000/"
+url = "https://127.0.0.1:30000/"
 min_serving = 0
 
 [rollout]
@@ -109,7 +109,7 @@ def test_every_key_is_read():
         proxy_jump="jump1,jump2",
         connect_timeout_s=2.5,
     )
-    assert fleet.router == RouterSettings(url="https://router.internal:30000/", min_serving=0)
+    assert fleet.router == RouterSettings(url="https://127.0.0.1:30000/", min_serving=0)
     assert fleet.rollout == RolloutSettings(
         rings=("canary", "early", "main"), max_unavailable=2, bake_s=300.0, max_error_rate=0.05, max_ttft_p95_ratio=1.25
     )
@@ -194,7 +194,7 @@ ERRORS = [
     (
         "unknown-key-no-match",
         HEAD + "[router]\nflavour = 1\n",
-        "f.toml:4: unknown key router.flavour (known: url, min_serving)",
+        "f.toml:4: unknown key router.flavour (known: url, min_serving, listen, tls_cert, keys_file, max_queue_s)",
     ),
     (
         "unknown-host-key",

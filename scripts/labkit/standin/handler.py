@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import socketserver
 import sys
@@ -31,6 +33,8 @@ ROUTES = {
     ("/v1/chat/completions", POST): "chat",
 }
 PATHS = {path for path, _ in ROUTES}
+GUARDED_PREFIX = ("/v1", "/v2", "/inference", "/cohere")  # vLLM 0.32's AuthenticationMiddleware
+UNAUTHORIZED = {"error": "Unauthorized"}
 
 
 class StandinServer(ThreadingHTTPServer):
@@ -40,10 +44,17 @@ class StandinServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address, served: shapes.Served, engine: eng.Engine, metrics: m.Metrics, access_log: bool = True
+        self,
+        address,
+        served: shapes.Served,
+        engine: eng.Engine,
+        metrics: m.Metrics,
+        access_log: bool = True,
+        api_keys: tuple[str, ...] = (),
     ) -> None:
         super().__init__(address, Handler, bind_and_activate=False)
         self.served, self.engine, self.metrics, self.access_log = served, engine, metrics, access_log
+        self.key_hashes = tuple(hashlib.sha256(k.encode()).digest() for k in api_keys)
         self.active = 0
         self.active_cond = threading.Condition()
 
@@ -51,6 +62,16 @@ class StandinServer(ThreadingHTTPServer):
         # HTTPServer.server_bind would look up the host's FQDN, which can hang where DNS is unreachable.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def authorized(self, path: str, authorization: str | None) -> bool:
+        """vLLM's check: paths under GUARDED_PREFIX need ``Bearer <one of the keys>`` when keys are set."""
+        if not self.key_hashes or not path.startswith(GUARDED_PREFIX):
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        digest = hashlib.sha256(token.encode()).digest()
+        return any(hmac.compare_digest(digest, k) for k in self.key_hashes)
 
     def wait_answered(self, timeout: float) -> bool:
         with self.active_cond:
@@ -86,7 +107,10 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.active_cond:
             self.server.active += 1
         try:
-            if route is None:
+            if not self.server.authorized(path, self.headers.get("Authorization")):
+                self._read_body()
+                self._json(401, UNAUTHORIZED)
+            elif route is None:
                 self._no_route(path, method)
             else:
                 if route not in ("completions", "chat"):  # those count their own status

@@ -2,9 +2,11 @@
 
     server.py MODEL [--served-model-name N ...] [--host H] [--port 8000] [--shutdown-timeout S]
               [--behaviour healthy|slow|failing|crash|never-ready] [--ttft-ms MS] [--tokens-per-s N]
-              [--startup-s S] [--fail-rate F] [--version-string V]
+              [--startup-s S] [--fail-rate F] [--version-string V] [--api-key KEY ...]
 
-``--model MODEL`` works too, and other vLLM flags are accepted and ignored. FLEETCTL_STANDIN_BEHAVIOUR and
+``--api-key`` (or VLLM_API_KEY when it is not given) guards /v1, /v2, /inference and /cohere as vLLM 0.32 does:
+without ``Authorization: Bearer KEY`` they answer 401 ``{"error":"Unauthorized"}``; /health, /metrics and
+/version stay open. ``--model MODEL`` works too, and other vLLM flags are accepted and ignored. FLEETCTL_STANDIN_BEHAVIOUR and
 FLEETCTL_STANDIN_VERSION give defaults (an image sets them). Like vLLM: the port is bound at once but
 listens only once "loaded" (connections are refused meanwhile); SIGTERM with --shutdown-timeout 0 aborts
 in-flight requests and exits, with N > 0 answers new requests 500, waits up to N s for in-flight ones, then exits.
@@ -65,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reply-tokens", type=int, default=16, help="natural reply length, unless ignore_eos")
     p.add_argument("--kv-cache-tokens", type=int, default=65536)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--api-key", nargs="+", default=None, help="keys for /v1/* (vLLM: else $VLLM_API_KEY)")
     p.add_argument("--disable-uvicorn-access-log", action="store_true")
     args, ignored = p.parse_known_args(argv)
     if not args.model:
@@ -106,9 +109,15 @@ def build_server(args: argparse.Namespace) -> http.StandinServer:
         eng.Engine(settings_from(args), metrics),
         metrics,
         access_log=not args.disable_uvicorn_access_log,
+        api_keys=api_keys(args.api_key, os.environ),
     )
     server.server_bind()
     return server
+
+
+def api_keys(given: list[str] | None, environ) -> tuple[str, ...]:
+    """vLLM's rule: --api-key wins over VLLM_API_KEY; empty values do not count."""
+    return tuple(k for k in (given or [environ.get("VLLM_API_KEY")]) if k)
 
 
 def log(message: str, level: str = "INFO") -> None:
