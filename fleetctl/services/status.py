@@ -39,13 +39,27 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
             rows[host.name] = row
     router_doc = {key: router[key] for key in ("url", "reachable", "error", "upstreams", "missing", "unexpected")}
     host_rows = [rows[h.name] for h in hosts]
-    return {
+    doc = {
         "schema": SCHEMA,
         "fleet": fleet.name,
         "router": router_doc,
         "hosts": host_rows,
         "problems": fleet_problems(router_doc, host_rows),
     }
+    return with_pools(fleet, state, doc)
+
+
+def with_pools(fleet: Fleet, state: FleetState, doc: dict[str, Any]) -> dict[str, Any]:
+    """A fleet with ``[[pools]]``: each host row names its pool (None: a spare), and ``pools`` sums them up."""
+    if not fleet.pools:
+        return doc
+    from fleetctl.core.pools import pool_by_host, pool_rows
+
+    placed = pool_by_host(fleet)
+    for row in doc["hosts"]:
+        pool = placed.get(row["name"])
+        row["pool"] = pool.name if pool is not None else None
+    return {**doc, "pools": pool_rows(fleet, state, doc["hosts"])}
 
 
 def _port(fleet: Fleet, host: Host, state: FleetState) -> int:
