@@ -203,7 +203,9 @@ def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: boo
 POOL_NOTES = ("fleet_file", "run_pool")
 
 
-def _pool_notes(sink: Callable[[dict[str, Any]], None], said: list[dict[str, Any]], as_json: bool):  # type: ignore[no-untyped-def]
+def _pool_notes(
+    sink: Callable[[dict[str, Any]], None], said: list[dict[str, Any]], as_json: bool
+) -> Callable[[dict[str, Any]], None]:
     """The run's pool and its fleet-file write are said after the live view (as they come with ``--json``)."""
 
     def wrapped(event: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def write_pool_profile(path: str, pool: str, profile: str, expected_sha256: str 
     return PoolFileResult(True, f'{where}: pool {pool} now declares profile = "{profile}"')
 
 
-def _pool_table(doc, pool: str):  # type: ignore[no-untyped-def]
+def _pool_table(doc: Any, pool: str) -> tuple[int | None, Any]:
     from tomlkit.items import AoT
 
     pools = doc.get("pools")

@@ -115,7 +115,8 @@ def prepare(
     """Profile, preflight and plan. For a run (an SSH pool given), the old version's figures are sampled first, so
     the preflight's own time is the start of the run's reference window."""
     profile = load_profile(environ, fleet, where.profile_ref)
-    targets, up_to_date = where.targets, ()
+    targets = where.targets
+    up_to_date: tuple[str, ...] = ()
     if where.pool is not None:
         serve_settings(profile)
         targets, up_to_date = _pool_targets(fleet, where, profile, image)

@@ -147,7 +147,9 @@ def test_an_upgrade_of_one_pool_while_the_other_is_drained_and_undrained(fleet):
 
 
 def test_a_pool_served_by_its_served_model_name_deploys_and_upgrades(fleet):
-    fleet.cli("upgrade", "--pool", "other", "--profile", "other-next", "--yes")
+    with LoadGenerator(fleet.router, OTHER_NAME, clients=3) as second:  # the gate needs requests to judge
+        second.wait_for_progress(5)
+        fleet.cli("upgrade", "--pool", "other", "--profile", "other-next", "--yes")
     doc = fleet.status()
     pool = next(p for p in doc["pools"] if p["name"] == "other")
     assert pool["models"] == [OTHER_NAME] and pool["profiles"] == {"other-next": 2}
