@@ -147,3 +147,28 @@ def test_min_serving_is_the_pools_own(tmp_path):
         make_plan(fake.fleet, members, fake.fleet.rollout, tight)
     plan, _ = make_plan(fake.fleet, members, fake.fleet.rollout, chat)
     assert plan.hosts == ("gpu-01", "gpu-02") and plan.batch_size == 1
+
+
+def test_deploy_of_a_pool_takes_its_declared_profile_and_leaves_serving_hosts_alone(tmp_path):
+    from fleetctl.core.fleetstate import FleetState
+    from fleetctl.errors import ConfigError
+    from fleetctl.services.fleetstate import save_state
+    from fleetctl.services.pools import deploy_scope, pool_profiles
+    from tests.fake.fleet import PROFILE
+
+    fake = pooled(tmp_path)
+    small = PROFILE.format(name="stable-small", image=OLD_IMAGE, model="lab/tiny-llama", port=8000)
+    (tmp_path / "profiles" / "stable-small.toml").write_text(small)
+    with pytest.raises(ConfigError, match=r"fleet.toml:\d+: pools chat and small both serve model lab/tiny-llama"):
+        pool_profiles({}, fake.fleet)
+    (tmp_path / "profiles" / "stable-small.toml").write_text(small + 'served_model_name = "small"\n')
+    assert {n: p.serve.served_name for n, p in pool_profiles({}, fake.fleet).items()} == {  # type: ignore[union-attr]
+        "chat": "lab/tiny-llama",
+        "small": "small",
+    }
+    where = deploy_scope({}, fake.fleet, "small", None, None)
+    assert (where.profile.name, where.hosts, where.already) == ("stable-small", (), ("gpu-03", "gpu-04"))
+    state = fake.state()
+    save_state(fake.fleet, FleetState(serving={h: r for h, r in state.serving.items() if h != "gpu-04"}))
+    where = deploy_scope({}, fake.fleet, "small", None, None)
+    assert ([h.name for h in where.hosts], where.already) == (["gpu-04"], ("gpu-03",))
