@@ -72,19 +72,28 @@ def scope(fleet: Fleet, pool_name: str | None, profile: str | None, limit: str |
     return Scope(pool, targets, ref, write_profile=ref != pool.profile, rename=rename)
 
 
+def refuse_rename(fleet: Fleet, where: Scope, profile: Profile) -> None:
+    """UsageError when the profile serves another model name than the pool's hosts (the implicit pool of every
+    host on a fleet without pools) serve now, unless ``--rename``."""
+    from fleetctl.core.pools import pools_of, rename_refusal, served_names
+    from fleetctl.services.fleetstate import load_state
+
+    if profile.serve is None:
+        return
+    pool = where.pool or pools_of(fleet)[0]
+    now = served_names(pool, load_state(fleet))
+    refusal = rename_refusal(pool, now, profile.serve.served_name, rename=where.rename)
+    if refusal is not None:
+        raise UsageError(refusal)
+
+
 def _pool_targets(
     fleet: Fleet, where: Scope, profile: Profile, image: str | None
 ) -> tuple[tuple[Host, ...], tuple[str, ...]]:
-    """A pool's targets that do not run the target yet, and those that do (left out); the rename refusal."""
-    from fleetctl.core.pools import rename_refusal, served_names
+    """A pool's targets that do not run the target yet, and those that do (left out)."""
     from fleetctl.services.fleetstate import load_state
 
     state = load_state(fleet)
-    pool = where.pool
-    assert pool is not None and profile.serve is not None
-    refusal = rename_refusal(pool, served_names(pool, state), profile.serve.served_name, rename=where.rename)
-    if refusal is not None:
-        raise UsageError(refusal)
     wanted = image or profile.image
 
     def current(h: Host) -> bool:
@@ -117,6 +126,7 @@ def prepare(
     profile = load_profile(environ, fleet, where.profile_ref)
     targets = where.targets
     up_to_date: tuple[str, ...] = ()
+    refuse_rename(fleet, where, profile)
     if where.pool is not None:
         serve_settings(profile)
         targets, up_to_date = _pool_targets(fleet, where, profile, image)

@@ -239,3 +239,25 @@ def test_a_hostile_served_model_name(tmp_path, profiles, extra, expected):
         or line.startswith(f"error: {path}:")
     ), line
     assert expected in line and "\x1b" not in result.output
+
+
+def test_an_upgrade_that_renames_the_pools_model_is_refused_before_any_host_is_touched(tmp_path, profiles):
+    from fleetctl.core.fleetstate import FleetState, ServingRecord
+    from fleetctl.services.files import load_fleet
+    from fleetctl.services.fleetstate import save_state
+
+    path = tmp_path / "fleet.toml"
+    path.write_text(POOLED)
+    (profiles / "renamed.toml").write_text(PROFILE.format(name="renamed", model="lab/tiny-llama", extra=""))
+    state = FleetState()
+    for h in ("gpu-1", "gpu-2"):
+        state = state.with_serving(
+            ServingRecord(h, f"http://{h}:8000", "chat", "lab/vllm:stable", "r1", "x", "chat-model")
+        )
+    save_state(load_fleet(str(path)), state)
+    result = invoke(["--fleet", str(path), "upgrade", "--pool", "chat", "--profile", "renamed", "--plan"], profiles)
+    assert (result.exit_code, first_line(result)) == (
+        2,
+        "error: pool chat serves model chat-model and the new profile serves lab/tiny-llama: clients asking for "
+        "the old name would get 404s from upgraded hosts; add --rename if you mean it",
+    )
