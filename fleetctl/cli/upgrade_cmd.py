@@ -50,6 +50,7 @@ def upgrade(
     rename: Annotated[
         bool, typer.Option("--rename", help="Allow a profile that serves another model name than the pool's.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Upgrade one host at a time even below min_serving.")] = False,
 ) -> None:
     """Move vLLM to a new profile or image ring by ring, judge each ring on vLLM's metrics, roll back by itself."""
     from fleetctl.cli import render_upgrade as ui
@@ -68,7 +69,7 @@ def upgrade(
         raise typer.BadParameter("--profile is required (or --resume / --abort / --abandon)", param_hint="--profile")
     from fleetctl.services.upgrade_prepare import scope
 
-    where = scope(fleet, pool, profile, limit, rename)
+    where = scope(fleet, pool, profile, limit, rename, force)
     args = NewRun(where, image, plan, yes, skip_incompatible, bake_s, as_json, forks, accept_new_host_keys)
     _new_run(app_ctx, fleet, args, force_unlock)
 

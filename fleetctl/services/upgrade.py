@@ -76,19 +76,23 @@ def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
 
 
 def make_plan(
-    fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings, pool: Pool | None = None
+    fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings, pool: Pool | None = None, *, force: bool = False
 ) -> tuple[RolloutPlan, list[str]]:
     """The plan over the targets that serve now; drained hosts are left alone (named in the second value). Within
-    a pool, its own hosts serving and its own ``min_serving`` bound the batches."""
+    a pool, its own hosts serving and its own ``min_serving`` bound the batches; ``force`` (``upgrade --force``)
+    upgrades one host at a time where that would go below it."""
     serving = serving_now(load_state(fleet))
     if pool is not None:
         serving = tuple(h for h in serving if h in pool.members)
     found = serving_targets(targets, serving)
     min_serving = fleet.router.min_serving if pool is None else pool.min_serving
+    if force and found.chosen:
+        min_serving = min(min_serving, found.serving - 1)
     if pool is not None and found.chosen and found.serving - min_serving < 1:
         raise UsageError(
             f"cannot plan the upgrade: pool {pool.name}: {found.serving} of {len(pool.members)} host(s) serving "
-            f"and its min_serving = {min_serving}: upgrading any host would go below it"
+            f"and its min_serving = {min_serving}: upgrading any host would go below it",
+            hint="use --force to upgrade one host at a time anyway",
         )
     try:
         plan = plan_rollout(found.chosen, settings, serving=found.serving, min_serving=min_serving)

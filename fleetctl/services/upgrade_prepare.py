@@ -54,9 +54,12 @@ class Scope:
     profile_ref: str
     write_profile: bool = False
     rename: bool = False
+    force: bool = False  # batches may go below min_serving (one host at a time)
 
 
-def scope(fleet: Fleet, pool_name: str | None, profile: str | None, limit: str | None, rename: bool) -> Scope:
+def scope(
+    fleet: Fleet, pool_name: str | None, profile: str | None, limit: str | None, rename: bool, force: bool = False
+) -> Scope:
     """``--pool``, ``--profile`` and ``--limit`` as a Scope; UsageError on a fleet with pools without ``--pool``."""
     from fleetctl.core.pools import chosen_pool
     from fleetctl.core.selector import select_hosts
@@ -65,11 +68,11 @@ def scope(fleet: Fleet, pool_name: str | None, profile: str | None, limit: str |
     if pool is None:
         if profile is None:
             raise UsageError("--profile is required (or --resume / --abort / --abandon)")
-        return Scope(None, select_hosts(fleet.hosts, limit, fleet_name=fleet.name), profile, rename=rename)
+        return Scope(None, select_hosts(fleet.hosts, limit, fleet_name=fleet.name), profile, rename=rename, force=force)
     members = tuple(h for h in fleet.hosts if h.name in pool.members)
     targets = select_hosts(members, limit, fleet_name=f"{fleet.name}, pool {pool.name}")
     ref = profile or pool.profile
-    return Scope(pool, targets, ref, write_profile=ref != pool.profile, rename=rename)
+    return Scope(pool, targets, ref, write_profile=ref != pool.profile, rename=rename, force=force)
 
 
 def refuse_rename(fleet: Fleet, where: Scope, profile: Profile) -> None:
@@ -134,7 +137,7 @@ def prepare(
             raise UsageError(f"pool {where.pool.name}: every host already runs {profile.name}: nothing to upgrade")
     opening = open_window(fleet, targets) if options.pool is not None else None
     kept = preflight(environ, fleet, profile, targets, options, on_report)
-    plan, skipped = make_plan(fleet, kept, rollout_settings(fleet, profile), where.pool)
+    plan, skipped = make_plan(fleet, kept, rollout_settings(fleet, profile), where.pool, force=where.force)
     request = build_request(environ, fleet, profile, image, plan, bake_s, opening)
     request = dataclasses.replace(request, pool=pool_run(fleet, where.pool, profile.name, where.write_profile))
     left_out = tuple(h.name for h in targets if h not in kept)

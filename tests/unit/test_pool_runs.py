@@ -147,6 +147,8 @@ def test_min_serving_is_the_pools_own(tmp_path):
         make_plan(fake.fleet, members, fake.fleet.rollout, tight)
     plan, _ = make_plan(fake.fleet, members, fake.fleet.rollout, chat)
     assert plan.hosts == ("gpu-01", "gpu-02") and plan.batch_size == 1
+    forced, _ = make_plan(fake.fleet, members, fake.fleet.rollout, tight, force=True)
+    assert forced.hosts == ("gpu-01", "gpu-02") and forced.batch_size == 1
 
 
 def test_deploy_of_a_pool_takes_its_declared_profile_and_leaves_serving_hosts_alone(tmp_path):
