@@ -47,9 +47,13 @@ class AppContext:
         return _unsqueezed(Console(stderr=True, emoji=False), self.env)
 
     def load_fleet(self) -> Fleet:
+        """The fleet file, its pools' profiles checked (each exists, no model name served by two pools)."""
         from fleetctl.services.files import load_fleet
+        from fleetctl.services.pools import pool_profiles
 
-        return load_fleet(self.resolved_fleet_path)
+        fleet = load_fleet(self.resolved_fleet_path)
+        pool_profiles(self.env, fleet)
+        return fleet
 
 
 def get_context(ctx: typer.Context) -> AppContext:

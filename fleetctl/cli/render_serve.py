@@ -32,6 +32,11 @@ def named_hosts(fleet: Fleet, names: list[str]) -> tuple[Host, ...]:
     return tuple(host for n in dict.fromkeys(names) if (host := fleet.host(n)) is not None)
 
 
+def left_alone(console: Console, names: tuple[str, ...]) -> None:
+    if names:
+        console.print(f"left alone (serving already): {text(', '.join(names))}")
+
+
 def event_printer(console: Console) -> Callable[[dict[str, Any]], None]:
     def show(event: dict[str, Any]) -> None:
         kind = event.get("step") or event.get("event")
@@ -64,6 +69,9 @@ def drain_plan(
     console.print(f"  2. wait up to {timeout:g}s until vLLM reports no running and no waiting requests")
     if stop:
         console.print("  3. stop the container gracefully")
+    if fleet.pools:
+        console.print(f"  serving now: {len(intended_upstreams(state))}, after: {left} (min_serving per pool)")
+        return
     console.print(
         f"  serving now: {len(intended_upstreams(state))}, after: {left} (min_serving {fleet.router.min_serving})"
     )
@@ -80,7 +88,22 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
 
         for line in door_lines_of(doc["door"]):
             console.print(line)
-    table = Table("host", "ring", "drained", "image", "profile", "health", "router", "running", "waiting", "KV")
+    if "pools" in doc:
+        pools_table(console, doc["pools"])
+    pooled = "pools" in doc
+    table = Table(
+        "host",
+        *(["pool"] if pooled else []),
+        "ring",
+        "drained",
+        "image",
+        "profile",
+        "health",
+        "router",
+        "running",
+        "waiting",
+        "KV",
+    )
     for h in doc["hosts"]:
         health = (
             "[red]unreachable[/red]"
@@ -93,8 +116,10 @@ def status_table(console: Console, doc: dict[str, Any]) -> None:
             if h["healthy"]
             else "[red]unhealthy[/red]"
         )
+        pool = [text(h["pool"] or "spare")] if pooled else []
         table.add_row(
             text(h["name"]),
+            *pool,
             text(h["ring"] or "-"),
             f"yes: {text(h['drain_reason'])}" if h["drained"] else "no",
             text(h["image"] or "-"),
@@ -112,6 +137,36 @@ def _in_router(h: dict[str, Any]) -> str:
     if not h["in_router"]:
         return "out"
     return "[red]in, circuit open[/red]" if h.get("router_circuit") == "open" else "in"
+
+
+def pools_table(console: Console, pools: list[dict[str, Any]]) -> None:
+    """Each pool: its model, what runs there, how many serve against its min_serving, its load."""
+    from rich.table import Table
+
+    table = Table("pool", "model", "profiles", "images", "serving", "drained", "total", "min", "running", "waiting")
+    for p in pools:
+        below = p["serving"] < p["min_serving"]
+        serving = f"[red]{p['serving']}[/red]" if below else str(p["serving"])
+        table.add_row(
+            text(p["name"]),
+            text(", ".join(p["models"]) or "-"),
+            text(_counts(p["profiles"]) or f"- (declares {p['profile']})"),
+            text(_counts(p["images"]) or "-"),
+            serving,
+            str(p["drained"]),
+            str(p["total"]),
+            str(p["min_serving"]),
+            _n(p["requests_running"]),
+            _n(p["requests_waiting"]),
+        )
+    console.print(table)
+    for p in pools:
+        for host, why in p["off_profile"].items():
+            console.print(f"[yellow]{text(host)}: {text(why)}[/yellow]")
+
+
+def _counts(tally: dict[str, int]) -> str:
+    return ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in tally.items())
 
 
 def _n(value: float | None) -> str:

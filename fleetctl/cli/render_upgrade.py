@@ -39,6 +39,8 @@ def left_out(app_ctx: AppContext, prepared: Prepared) -> None:
         app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(prepared.incompatible)}[/yellow]")
     if prepared.not_serving:
         app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(prepared.not_serving)}[/yellow]")
+    if prepared.up_to_date:
+        app_ctx.err.print(f"left out (already on the target): {', '.join(prepared.up_to_date)}")
 
 
 CANCELLED = "cancelled: nothing changed (--yes runs without asking)"
@@ -188,11 +190,13 @@ def run(
     """Start the run (the caller holds the fleet lock); the per-ring summary is shown however it ends."""
     from fleetctl.services.upgrade import start_run
 
+    said: list[dict[str, Any]] = []
     try:
         with event_view(app_ctx, as_json, plan, request.bake_s) as sink:
-            start_run(fleet, request, plan, sink, pool=pool)
+            start_run(fleet, request, plan, _pool_notes(sink, said, as_json), pool=pool)
     finally:
         summary(app_ctx, fleet, as_json)
+        pool_lines(app_ctx, said)
 
 
 def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: bool, force_unlock: bool) -> None:
@@ -200,11 +204,42 @@ def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: boo
     from fleetctl.services.upgrade_prepare import continuing
 
     with continuing(fleet, force_unlock, abort=abort) as pending:
+        said: list[dict[str, Any]] = []
         try:
             with _resumed_view(app_ctx, as_json, pending) as sink:
-                resume_run(fleet, app_ctx.env, sink, abort=abort)
+                resume_run(fleet, app_ctx.env, _pool_notes(sink, said, as_json), abort=abort)
         finally:
             summary(app_ctx, fleet, as_json)
+            pool_lines(app_ctx, said)
+
+
+POOL_NOTES = ("fleet_file", "run_pool")
+
+
+def _pool_notes(
+    sink: Callable[[dict[str, Any]], None], said: list[dict[str, Any]], as_json: bool
+) -> Callable[[dict[str, Any]], None]:
+    """The run's pool and its fleet-file write are said after the live view (as they come with ``--json``)."""
+
+    def wrapped(event: dict[str, Any]) -> None:
+        if not as_json and event.get("event") in POOL_NOTES:
+            said.append(event)
+            return
+        sink(event)
+
+    return wrapped
+
+
+def pool_lines(app_ctx: AppContext, said: list[dict[str, Any]]) -> None:
+    from fleetctl.cli.safe import text
+
+    for event in said:
+        if event["event"] == "run_pool":
+            app_ctx.err.print(f"run {text(event['run_id'])}: pool {text(event['pool'])}")
+        elif event["written"]:
+            app_ctx.err.print(text(event["detail"]))
+        else:
+            app_ctx.err.print(f"[yellow]fleet file not updated: {text(event['detail'])}[/yellow]")
 
 
 def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
@@ -237,9 +272,17 @@ def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
 def history_table(console: Console, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table("run", "started", "profile", "image", "hosts", "outcome")
+    pooled = any(r.get("pool") for r in rows)
+    table = Table("run", "started", *(["pool"] if pooled else []), "profile", "image", "hosts", "outcome")
     for r in rows:
+        pool = [r.get("pool") or "-"] if pooled else []
         table.add_row(
-            r["run_id"], r["started"] or "-", r["profile"] or "-", r["image"] or "-", str(r["hosts"]), r["outcome"]
+            r["run_id"],
+            r["started"] or "-",
+            *pool,
+            r["profile"] or "-",
+            r["image"] or "-",
+            str(r["hosts"]),
+            r["outcome"],
         )
     console.print(table)

@@ -24,24 +24,31 @@ def register(app: typer.Typer) -> None:
 
 def deploy(
     ctx: typer.Context,
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name or path.")],
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="Profile name or path.")] = None,
     limit: LimitOpt = None,
     forks: ForksOpt = 32,
     force_unlock: ForceUnlockOpt = False,
+    pool: Annotated[str | None, typer.Option("--pool", help="Deploy the pool's declared profile.")] = None,
 ) -> None:
-    """Bring a profile up on hosts that run nothing yet: pull, start, wait healthy, add to the router."""
+    """Bring a profile up on hosts that run nothing yet: pull, start, wait healthy, add to the router. On a fleet
+    with pools: --pool NAME, the pool's declared profile on its hosts that run nothing yet."""
     from fleetctl.cli import render_serve
-    from fleetctl.core.selector import select_hosts
     from fleetctl.services import serving
     from fleetctl.services.lock import command_line, fleet_lock
+    from fleetctl.services.pools import deploy_scope
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
-    chosen = render_serve.load_profile(app_ctx, fleet, profile)
-    hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
+        where = deploy_scope(app_ctx.env, fleet, pool, profile, limit)
+        render_serve.left_alone(app_ctx.err, where.already)
         outcomes = serving.deploy(
-            fleet, chosen, hosts, environ=app_ctx.env, forks=forks, on_event=render_serve.event_printer(app_ctx.err)
+            fleet,
+            where.profile,
+            where.hosts,
+            environ=app_ctx.env,
+            forks=forks,
+            on_event=render_serve.event_printer(app_ctx.err),
         )
     render_serve.outcomes(app_ctx.out, "deploy", outcomes)
     serving.raise_if_failed(outcomes, "deploy")
@@ -56,7 +63,9 @@ def drain(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the container once drained.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why; kept with the drain record.")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Drain even below [router] min_serving.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Drain even below min_serving (the pool's, or [router]'s).")
+    ] = False,
     force_unlock: ForceUnlockOpt = False,
 ) -> None:
     """Take hosts out of service without failing a request: out of the router, then wait until idle."""

@@ -13,8 +13,10 @@ from fleetctl.cli.options import AcceptNewOpt, ForksOpt, JsonOpt, LimitOpt
 
 if TYPE_CHECKING:
     from fleetctl.core.fleet import Fleet
+    from fleetctl.services.upgrade_prepare import Scope
 
 ForceUnlockOpt = Annotated[bool, typer.Option("--force-unlock", help="Take over a stale fleet lock.")]
+PoolOpt = Annotated[str | None, typer.Option("--pool", help="The pool to act on (required on a fleet with pools).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -44,6 +46,11 @@ def upgrade(
         bool, typer.Option("--abandon", help="Mark the unfinished run abandoned (changes no host); needs --reason.")
     ] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why the run is abandoned (journaled).")] = None,
+    pool: PoolOpt = None,
+    rename: Annotated[
+        bool, typer.Option("--rename", help="Allow a profile that serves another model name than the pool's.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Upgrade one host at a time even below min_serving.")] = False,
 ) -> None:
     """Move vLLM to a new profile or image ring by ring, judge each ring on vLLM's metrics, roll back by itself."""
     from fleetctl.cli import render_upgrade as ui
@@ -58,17 +65,19 @@ def upgrade(
     if resume or abort:
         ui.continue_run(app_ctx, fleet, abort=abort, as_json=as_json, force_unlock=force_unlock)
         return
-    if profile is None:
+    if profile is None and pool is None:
         raise typer.BadParameter("--profile is required (or --resume / --abort / --abandon)", param_hint="--profile")
-    args = NewRun(profile, image, limit, plan, yes, skip_incompatible, bake_s, as_json, forks, accept_new_host_keys)
+    from fleetctl.services.upgrade_prepare import scope
+
+    where = scope(fleet, pool, profile, limit, rename, force)
+    args = NewRun(where, image, plan, yes, skip_incompatible, bake_s, as_json, forks, accept_new_host_keys)
     _new_run(app_ctx, fleet, args, force_unlock)
 
 
 @dataclasses.dataclass(frozen=True)
 class NewRun:
-    profile: str
+    where: Scope
     image: str | None
-    limit: str | None
     plan_only: bool
     yes: bool
     skip_incompatible: bool
@@ -80,17 +89,13 @@ class NewRun:
 
 def _new_run(app_ctx: AppContext, fleet: Fleet, args: NewRun, force_unlock: bool) -> None:
     from fleetctl.cli import render_upgrade as ui
-    from fleetctl.core.selector import select_hosts
     from fleetctl.services import upgrade_prepare as prep
     from fleetctl.services.upgrade import connections
 
-    targets = select_hosts(fleet.hosts, args.limit, fleet_name=fleet.name)
     on_report = ui.report_sink(app_ctx, args.as_json)
 
     def prepare(options: prep.Preflight) -> prep.Prepared:
-        found = prep.prepare(
-            app_ctx.env, fleet, targets, args.profile, options, on_report, image=args.image, bake_s=args.bake_s
-        )
+        found = prep.prepare(app_ctx.env, fleet, args.where, options, on_report, image=args.image, bake_s=args.bake_s)
         ui.left_out(app_ctx, found)
         return found
 
@@ -111,6 +116,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
     as_json: JsonOpt = False,
     force_unlock: ForceUnlockOpt = False,
+    pool: PoolOpt = None,
 ) -> None:
     """Revert the last completed upgrade: a rollout back to the profile and image the hosts ran before it."""
     from fleetctl.cli import render_upgrade as ui
@@ -119,7 +125,7 @@ def rollback(
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
     with prep.locked(fleet, force_unlock):
-        found = prep.prepare_rollback(app_ctx.env, fleet)
+        found = prep.prepare_rollback(app_ctx.env, fleet, pool)
         ui.show_plan(app_ctx, found.request, found.plan, False, to_stderr=True)
         ui.confirm_or_cancel(yes, "Roll back?")
         ui.run(app_ctx, fleet, found.request, found.plan, as_json=as_json)

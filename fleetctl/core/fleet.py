@@ -56,6 +56,18 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """Hosts that serve one model (``[[pools]]``): the profile they should run and how many must keep serving."""
+
+    name: str
+    profile: str
+    hosts: str  # a --limit pattern
+    members: tuple[str, ...]  # the hosts the pattern selects, in fleet order
+    min_serving: int = 1
+    line: int | None = None  # where the pool's table starts, for error messages
+
+
+@dataclass(frozen=True)
 class Fleet:
     name: str
     path: str
@@ -63,6 +75,7 @@ class Fleet:
     ssh: SshSettings = SshSettings()
     router: RouterSettings = RouterSettings()
     rollout: RolloutSettings = RolloutSettings()
+    pools: tuple[Pool, ...] = ()  # none declared: one implicit pool of every host (see ``core.pools``)
 
     @property
     def state_dir(self) -> str:

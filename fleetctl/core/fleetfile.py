@@ -16,9 +16,11 @@ from typing import Any
 
 from fleetctl.core.addresses import host_problem, http_url_problem, jump_problem, shown, unbracketed, user_problem
 from fleetctl.core.door import DOOR_KEYS, DoorSettingError, door_settings
-from fleetctl.core.fleet import Fleet, Host, RolloutSettings, RouterSettings, SshSettings
+from fleetctl.core.fleet import Fleet, Host, Pool, RolloutSettings, RouterSettings, SshSettings
+from fleetctl.core.selector import parse_pattern
 from fleetctl.core.tomldoc import KeyLines as KeyLines  # the one TOML locator; its old home
 from fleetctl.core.tomldoc import TomlDocument, Where, dotted, read_toml, toml_type
+from fleetctl.errors import UsageError
 
 Check = Callable[[Any], str | None]  # a value → what is wrong with it, or None
 
@@ -100,6 +102,12 @@ HOST_FIELDS: dict[str, Field] = {
     "ring": Field("string", _token),
     "labels": Field("string-table"),
 }
+POOL_FIELDS: dict[str, Field] = {
+    "name": Field("string", _token),
+    "profile": Field("string"),
+    "hosts": Field("string"),
+    "min_serving": Field("integer", _at_least(0)),
+}
 EXPECTED = {
     "string": "a string",
     "integer": "an integer",
@@ -116,6 +124,7 @@ def parse_fleet(text: str, path: str) -> Fleet:
     check_document(doc)
     hosts = build_hosts(doc)
     data = doc.data
+    pools = build_pools(doc, hosts)
     return Fleet(
         name=data["fleet"]["name"],
         path=path,
@@ -123,12 +132,13 @@ def parse_fleet(text: str, path: str) -> Fleet:
         ssh=_settings(SshSettings, data, "ssh"),
         router=_router_settings(doc),
         rollout=_settings(RolloutSettings, data, "rollout"),
+        pools=pools,
     )
 
 
 def check_document(doc: TomlDocument) -> None:
     for key, value in doc.data.items():
-        if key == "hosts":
+        if key in ("hosts", "pools"):
             continue
         if key not in SCHEMA:
             raise doc.error(unknown_top_level(key, value), (key,))
@@ -143,7 +153,7 @@ def check_document(doc: TomlDocument) -> None:
 
 def unknown_top_level(key: str, value: Any) -> str:
     if isinstance(value, dict):
-        close = difflib.get_close_matches(key, [*SCHEMA, "hosts"], n=1)
+        close = difflib.get_close_matches(key, [*SCHEMA, "hosts", "pools"], n=1)
         return f"unknown table [{key}]" + (f" (did you mean [{close[0]}]?)" if close else "")
     known = {k: t for t, fields in SCHEMA.items() for k in fields}
     close = difflib.get_close_matches(key, known, n=1)
@@ -243,6 +253,51 @@ def _router_settings(doc: TomlDocument) -> RouterSettings:
     base = {k: v for k, v in table.items() if k not in DOOR_KEYS}
     settings: RouterSettings = _settings(RouterSettings, {"router": base}, "router")
     return dataclasses.replace(settings, door=door)
+
+
+def build_pools(doc: TomlDocument, hosts: tuple[Host, ...]) -> tuple[Pool, ...]:
+    """``[[pools]]``: each a unique name, a profile and a --limit pattern that selects at least one host, no host
+    in two pools; with pools, ``[router] min_serving`` is each pool's own business."""
+    entries = doc.data.get("pools", [])
+    if not isinstance(entries, list):
+        raise doc.error(f"pools: expected an array of tables ([[pools]]), got {toml_type(entries)}", ("pools",))
+    if entries and "min_serving" in doc.data.get("router", {}):
+        raise doc.error(
+            "[router] min_serving cannot be set together with [[pools]]: set min_serving in each pool",
+            ("router", "min_serving"),
+        )
+    lines = doc.array_lines("pools")
+    pools: list[Pool] = []
+    for i, (entry, line) in enumerate(zip(entries, lines)):
+        pools.append(_pool(doc, i, entry, line, hosts, pools))
+    return tuple(pools)
+
+
+def _pool(doc: TomlDocument, i: int, entry: Any, line: int | None, hosts: tuple[Host, ...], seen: list[Pool]) -> Pool:
+    if not isinstance(entry, dict):
+        raise doc.error(f"pools: expected a table ([[pools]]), got {toml_type(entry)}", ("pools", i))
+    check_table(doc, entry, POOL_FIELDS, ("pools", i))
+    missing = next((key for key in ("name", "profile", "hosts") if key not in entry), None)
+    if missing is not None:
+        raise doc.error(f'pool without {missing} (every [[pools]] needs {missing} = "...")', ("pools", i))
+    name = entry["name"]
+    twice = next((p for p in seen if p.name == name), None)
+    if twice is not None:
+        raise doc.error(f"duplicate pool name {name} (first at line {twice.line})", ("pools", i, "name"))
+    try:
+        terms = parse_pattern(entry["hosts"])
+    except UsageError as e:
+        raise doc.error(f"pools.hosts: {e.message.removeprefix('--limit ')}", ("pools", i, "hosts")) from e
+    members = tuple(h.name for h in hosts if any(t.matches(h) for t in terms))
+    if not members:
+        raise doc.error(f"pool {name}: hosts = {shown(entry['hosts'])} selects no host", ("pools", i, "hosts"))
+    for other in seen:
+        shared = next((h for h in members if h in other.members), None)
+        if shared is not None:
+            raise doc.error(
+                f"host {shared} is in two pools: {other.name} (line {other.line}) and {name}", ("pools", i, "hosts")
+            )
+    return Pool(name, entry["profile"], entry["hosts"], members, entry.get("min_serving", 1), line)
 
 
 def _settings(cls: type, doc: Mapping[str, Any], table: str) -> Any:

@@ -65,9 +65,11 @@ class RunStarted:
     reference: Mapping[str, Any] | None  # the old version's figures before the first change (WindowFigures + seconds)
     bake_s: float
     gate: GateSettings
+    pool: PoolRun | None = None  # the run's pool (a fleet with [[pools]]); absent from v1 journals
     kind: RecordKind = field(default=RecordKind.RUN_STARTED, init=False)
 
     def fields(self) -> dict[str, Any]:
+        pool = {} if self.pool is None else {"pool": self.pool.fields()}
         return {
             "plan": self.plan.to_dict(),
             "profile": self.profile,
@@ -78,7 +80,32 @@ class RunStarted:
             "reference": None if self.reference is None else dict(self.reference),
             "bake_s": self.bake_s,
             "gate": dict(self.gate.__dict__),
+            **pool,
         }
+
+
+@dataclass(frozen=True)
+class PoolRun:
+    """A run within a pool: its name and, for ``upgrade --pool --profile`` and a pool's rollback, the profile the
+    run writes into the pool's table once it completes, and the fleet file's digest when the run started."""
+
+    name: str
+    write_profile: str | None = None
+    fleet_sha256: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name, "write_profile": self.write_profile, "fleet_sha256": self.fleet_sha256}
+
+    @classmethod
+    def parse(cls, doc: Any) -> PoolRun | None:
+        if doc is None:
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            raise RecordError("pool is neither a pool run nor absent")
+        write, digest = doc.get("write_profile"), doc.get("fleet_sha256")
+        if not isinstance(write, str | None) or not isinstance(digest, str | None):
+            raise RecordError("pool.write_profile and pool.fleet_sha256 must be strings or null")
+        return cls(doc["name"], write, digest)
 
 
 @dataclass(frozen=True)
@@ -240,6 +267,7 @@ def _run_started(doc: Mapping[str, Any]) -> RunStarted:
         reference=reference,
         bake_s=bake_s,
         gate=settings,
+        pool=PoolRun.parse(doc.get("pool")),
     )
 
 

@@ -102,13 +102,15 @@ def new_run_refusal(pending_run_id: str | None) -> str | None:
     )
 
 
-def last_completed(runs: Iterable[tuple[str, Records]]) -> RunStarted:
-    """The head (``run_started``) of the newest run that completed."""
+def last_completed(runs: Iterable[tuple[str, Records]], pool: str | None = None) -> RunStarted:
+    """The head (``run_started``) of the newest run that completed (within ``pool``, when given)."""
     for _run_id, records in runs:
         first = head(records)
-        if first is not None and outcome(records) is Outcome.COMPLETED:
+        if first is None or outcome(records) is not Outcome.COMPLETED:
+            continue
+        if pool is None or (first.pool is not None and first.pool.name == pool):
             return first
-    raise UsageError("no completed upgrade to roll back")
+    raise UsageError("no completed upgrade to roll back" + (f" in pool {pool}" if pool else ""))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,40 @@ class ServeSettings:
     restart: str = "unless-stopped"
     health_timeout_s: float = 900.0
     shutdown_timeout_s: int = 30
+    served_model_name: str | None = None  # [serve] served_model_name; else --served-model-name in args
+
+    @property
+    def served_name(self) -> str:
+        """The name clients ask for and /v1/models lists: the first served model name, else the model."""
+        names = served_names(self.args)
+        return self.served_model_name or (names[0] if names else self.model)
+
+
+SERVED_FLAG = "--served-model-name"
+
+
+def served_names(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The names vLLM's ``--served-model-name`` gives in ``args`` (``--served-model-name a b`` or ``=a``)."""
+    names: list[str] = []
+    taking = False
+    for arg in args:
+        if arg.startswith(SERVED_FLAG + "="):
+            names.append(arg.split("=", 1)[1])
+            taking = False
+        elif arg == SERVED_FLAG:
+            taking = True
+        elif taking and not arg.startswith("-"):
+            names.append(arg)
+        else:
+            taking = False
+    return tuple(n for n in names if n)
+
+
+def served_args(serve: ServeSettings) -> tuple[str, ...]:
+    """``[serve] args``, with ``--served-model-name`` added when only ``served_model_name`` names it."""
+    if serve.served_model_name and not served_names(serve.args):
+        return (*serve.args, SERVED_FLAG, serve.served_model_name)
+    return serve.args
 
 
 class EnvMissing(ValueError):
@@ -135,7 +169,14 @@ def container_spec(
     environment, secret = resolve_env(serve.env, environ)
     if worker_key is not None:
         environment, secret = {**environment, WORKER_KEY_ENV: worker_key}, secret | {WORKER_KEY_ENV}
-    command = (serve.model, "--port", str(serve.port), "--shutdown-timeout", str(serve.shutdown_timeout_s), *serve.args)
+    command = (
+        serve.model,
+        "--port",
+        str(serve.port),
+        "--shutdown-timeout",
+        str(serve.shutdown_timeout_s),
+        *served_args(serve),
+    )
     labels = {LABEL_MANAGED: "true", LABEL_PROFILE: profile, LABEL_REVISION: revision, LABEL_IMAGE: image}
     return ContainerSpec(
         name=CONTAINER_NAME,

@@ -69,6 +69,8 @@ class RunContext:
     bake_s: float
     gate: GateSettings
     previous: dict[str, dict[str, Any]]  # host → {"record": serving record before the run, "model": ...}
+    peers: frozenset[str] | None = None  # a run within a pool: the pool's hosts (the gate's baseline comes from them)
+    finish: Callable[[], None] | None = None  # the completed run's last step before run_finished (a pool's profile)
 
     def model_before(self, host: str) -> str:
         return self.previous.get(host, {}).get("model") or self.model
@@ -121,6 +123,8 @@ class Executor:
             if action.kind is ActionKind.FINISH:
                 if not state.finished:
                     outcome = action.outcome or Outcome.COMPLETED
+                    if outcome is Outcome.COMPLETED and self.ctx.finish is not None:
+                        self.ctx.finish()
                     state = apply(state, self.journal.append(RunFinished(outcome)))
                     self.emit(RunEnded(outcome))
                 return state
@@ -278,7 +282,8 @@ class Executor:
     def _serving(self) -> dict[str, str]:
         """Host → URL of every host serving now (not drained), whichever version it runs."""
         state = self.ports.load_state()
-        return {h: r.url for h, r in state.serving.items() if not state.is_drained(h)}
+        peers = self.ctx.peers
+        return {h: r.url for h, r in state.serving.items() if not state.is_drained(h) and (peers is None or h in peers)}
 
     def _sample_all(self) -> dict[str, MetricsSample]:
         return self.ports.sample_serving()

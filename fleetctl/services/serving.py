@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, url_port, worker_url
-from fleetctl.core.fleetstate import check_min_serving as core_check_min_serving
 from fleetctl.core.metrics import in_flight
 from fleetctl.core.router import RouterDiff
 from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
@@ -132,7 +131,7 @@ def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: E
     on_event({"event": "start", "host": ops.host.name, "image": spec.image})
     ops.runtime.create(spec)
     try:
-        seconds = ops.wait_healthy(serve.model, serve.port, serve.health_timeout_s)
+        seconds = ops.wait_healthy(serve.served_name, serve.port, serve.health_timeout_s)
     except HostError:
         ops.runtime.stop(timeout_s=10)  # never healthy: stopped, kept for its logs, not in the router
         raise
@@ -144,7 +143,7 @@ def deploy_host(ops: HostOps, spec: ContainerSpec, profile: Profile, on_event: E
         image=spec.image,
         revision=spec.labels["fleetctl.revision"],
         since=now(),
-        model=serve.model,
+        model=serve.served_name,
     )
 
 
@@ -172,8 +171,11 @@ def deploy(
 
 
 def check_min_serving(fleet: Fleet, state: FleetState, names: list[str], force: bool) -> int:
-    """How many hosts would still serve after draining ``names``; UsageError below ``min_serving``."""
-    return core_check_min_serving(state, names, fleet.router.min_serving, force=force)
+    """How many hosts would still serve after draining ``names``; UsageError when a pool would go below its
+    ``min_serving`` (a fleet without pools: ``[router] min_serving``)."""
+    from fleetctl.core.pools import check_pools_min_serving
+
+    return check_pools_min_serving(fleet, state, names, force=force)
 
 
 # -- drain and undrain: one sequence for `fleetctl drain`/`undrain` and the rollout executor ------------------------

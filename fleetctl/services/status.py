@@ -54,7 +54,20 @@ def fleet_status(fleet: Fleet, hosts: tuple[Host, ...], *, forks: int = 32) -> d
     }
     if fleet.router.door is not None:
         doc["door"] = dataclasses.asdict(door_status(fleet))
-    return doc
+    return with_pools(fleet, state, doc)
+
+
+def with_pools(fleet: Fleet, state: FleetState, doc: dict[str, Any]) -> dict[str, Any]:
+    """A fleet with ``[[pools]]``: each host row names its pool (None: a spare), and ``pools`` sums them up."""
+    if not fleet.pools:
+        return doc
+    from fleetctl.core.pools import pool_by_host, pool_rows
+
+    placed = pool_by_host(fleet)
+    for row in doc["hosts"]:
+        pool = placed.get(row["name"])
+        row["pool"] = pool.name if pool is not None else None
+    return {**doc, "pools": pool_rows(fleet, state, doc["hosts"])}
 
 
 def _port(fleet: Fleet, host: Host, state: FleetState) -> int:

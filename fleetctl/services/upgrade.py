@@ -14,15 +14,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.events import Note, Resumed
-from fleetctl.core.fleet import Fleet, Host, RolloutSettings
+from fleetctl.core.fleet import Fleet, Host, Pool, RolloutSettings
 from fleetctl.core.gate import GateSettings
 from fleetctl.core.metrics import MetricsSample
-from fleetctl.core.records import AbortRequested, Outcome, Record, RunStarted
+from fleetctl.core.records import AbortRequested, Outcome, PoolRun, Record, RunStarted
 from fleetctl.core.rollout import GateFailed, RunState, StepFailure
 from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
@@ -67,6 +68,7 @@ class UpgradeRequest:
     gate: GateSettings
     bake_s: float
     opening: Opening | None = None
+    pool: PoolRun | None = None  # the run's pool, and the profile it writes into the pool's table at the end
 
 
 def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
@@ -74,11 +76,27 @@ def rollout_settings(fleet: Fleet, profile: Profile) -> RolloutSettings:
     return dataclasses.replace(fleet.rollout, **profile.rollout)
 
 
-def make_plan(fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings) -> tuple[RolloutPlan, list[str]]:
-    """The plan over the targets that serve now; drained hosts are left alone (named in the second value)."""
-    found = serving_targets(targets, serving_now(load_state(fleet)))
+def make_plan(
+    fleet: Fleet, targets: tuple[Host, ...], settings: RolloutSettings, pool: Pool | None = None, *, force: bool = False
+) -> tuple[RolloutPlan, list[str]]:
+    """The plan over the targets that serve now; drained hosts are left alone (named in the second value). Within
+    a pool, its own hosts serving and its own ``min_serving`` bound the batches; ``force`` (``upgrade --force``)
+    upgrades one host at a time where that would go below it."""
+    serving = serving_now(load_state(fleet))
+    if pool is not None:
+        serving = tuple(h for h in serving if h in pool.members)
+    found = serving_targets(targets, serving)
+    min_serving = fleet.router.min_serving if pool is None else pool.min_serving
+    if force and found.chosen:
+        min_serving = min(min_serving, found.serving - 1)
+    if pool is not None and found.chosen and found.serving - min_serving < 1:
+        raise UsageError(
+            f"cannot plan the upgrade: pool {pool.name}: {found.serving} of {len(pool.members)} host(s) serving "
+            f"and its min_serving = {min_serving}: upgrading any host would go below it",
+            hint="use --force to upgrade one host at a time anyway",
+        )
     try:
-        plan = plan_rollout(found.chosen, settings, serving=found.serving, min_serving=fleet.router.min_serving)
+        plan = plan_rollout(found.chosen, settings, serving=found.serving, min_serving=min_serving)
         return plan, list(found.skipped)
     except PlanError as e:
         raise UsageError(f"cannot plan the upgrade: {e}") from e
@@ -118,9 +136,11 @@ def start_run(
             reference=reference,
             bake_s=request.bake_s,
             gate=request.gate,
+            pool=request.pool,
         )
     )
     ctx = _context(fleet, request.profile, spec, plan, previous, request.bake_s, request.gate)
+    ctx = _in_pool(ctx, request.pool, on_event)
     with _ports(fleet, pool, ports) as run_ports:
         return _execute(ctx, journal, run_ports, [head], on_event)
 
@@ -146,13 +166,34 @@ def _context(fleet, profile, spec, plan, previous, bake_s, gate) -> RunContext:
         fleet=fleet,
         plan=plan,
         spec=spec,
-        model=serve.model,
+        model=serve.served_name,
         port=serve.port,
         health_timeout_s=serve.health_timeout_s,
         bake_s=bake_s,
         gate=gate,
         previous=previous,
     )
+
+
+def _in_pool(ctx: RunContext, pool: PoolRun | None, on_event: Event) -> RunContext:
+    """A run within a pool: its gate's baseline is the pool's own hosts, and a run that writes the pool's profile
+    does so as its last step before ``run_finished`` (so ``--resume`` finishes it)."""
+    if pool is None:
+        return ctx
+    declared = next((p for p in ctx.fleet.pools if p.name == pool.name), None)
+    peers = frozenset(declared.members) if declared is not None else frozenset(ctx.plan.hosts)
+    finish = None
+    if pool.write_profile is not None:
+        finish = partial(_write_pool_profile, ctx.fleet.path, pool, on_event)
+    return dataclasses.replace(ctx, peers=peers, finish=finish)
+
+
+def _write_pool_profile(path: str, pool: PoolRun, on_event: Event) -> None:
+    from fleetctl.services.pool_file import write_pool_profile
+
+    assert pool.write_profile is not None
+    result = write_pool_profile(path, pool.name, pool.write_profile, pool.fleet_sha256)
+    on_event(Note("fleet_file", {"pool": pool.name, "written": result.written, "detail": result.detail}).to_dict())
 
 
 def _execute(
@@ -208,9 +249,12 @@ def resume_run(
     if abort:
         records.append(journal.append(AbortRequested()))
     on_event(Resumed(found.run_id, len(records)).to_dict())
+    if head.pool is not None:
+        on_event(Note("run_pool", {"run_id": found.run_id, "pool": head.pool.name}).to_dict())
     for line in found.torn:
         on_event(Note("torn_record", {"line": line, "path": found.path}).to_dict())
     ctx = _context(fleet, profile, spec, head.plan, dict(head.previous), head.bake_s, head.gate)
+    ctx = _in_pool(ctx, head.pool, on_event)
     with _ports(fleet, None, ports) as run_ports:
         return _execute(ctx, journal, run_ports, records, on_event)
 

@@ -76,13 +76,16 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
                 "hosts": len(head.plan.hosts) if head else None,
                 "outcome": finished.value if finished else "unfinished",
                 "ended": ended,
+                **({"pool": head.pool.name} if head and head.pool else {}),  # v1 rows stay as they were
             }
         )
     return rows
 
 
-def last_completed(fleet: Fleet) -> RunStarted:
-    return decisions.last_completed((run.run_id, run.records) for run in list_runs(fleet.state_dir))
+def last_completed(fleet: Fleet, pool: str | None = None) -> RunStarted:
+    """The head of the newest completed run (of ``pool``, when given)."""
+    runs = ((run.run_id, run.records) for run in list_runs(fleet.state_dir))
+    return decisions.last_completed(runs, pool)
 
 
 def abandon_run(fleet: Fleet, reason: str, *, force_unlock: bool = False, clock: Clock = SYSTEM) -> tuple[str, Record]:

@@ -27,6 +27,9 @@ from .spec import LabError
 IMAGE_CACHE = Path("/var/cache/fleetctl-lab")
 REPOSITORY = "lab/vllm"
 MODEL = "lab/tiny-llama"
+OTHER_MODEL = "lab/other-model"  # the second pool's model (the stand-in serves any model it is given)
+OTHER_NAME = "other"  # ... under the name clients use (--served-model-name)
+OTHER_TAGS = ("stable", "next")  # other-stable.toml, other-next.toml
 PORT = 8000
 CUDA = "12.8"  # what the images claim to be built with (a profile must say)
 STALE_TARBALL_S = 3600  # other tarballs and bundles in the cache older than this are removed
@@ -223,15 +226,19 @@ def present_images(docker: Docker, refs: list[str]) -> dict[str, tuple[str, dict
 # -- profiles ------------------------------------------------------------------------------------------------
 
 
-def render_profile(wanted: LabImage) -> str:
-    """A fleetctl profile (profiles/*.toml schema) that serves this lab image with every GPU of the host."""
+def render_profile(wanted: LabImage, *, other: bool = False) -> str:
+    """A fleetctl profile (profiles/*.toml schema) that serves this lab image with every GPU of the host; with
+    ``other``, the second model (``other-<tag>``), served as ``--served-model-name other``."""
     q = json.dumps
+    name = f"other-{wanted.tag}" if other else wanted.tag
+    args = ["--max-model-len", "4096", *(("--served-model-name", OTHER_NAME) if other else ())]
     lines = [
-        f"# Written by scripts/lab up: {wanted.ref}, a {wanted.description}.",
+        f"# Written by scripts/lab up: {wanted.ref}, a {wanted.description}"
+        + (f", serving {OTHER_MODEL} as {OTHER_NAME}." if other else "."),
         "# Exists only on the lab's own Docker daemons (scripts/lab up imports it on every host).",
         "",
         "[profile]",
-        f"name = {q(wanted.tag)}",
+        f"name = {q(name)}",
         f"description = {q('Lab: ' + wanted.description)}",
         "",
         "[image]",
@@ -243,9 +250,9 @@ def render_profile(wanted: LabImage) -> str:
         'gpus = ">=1"',
         "",
         "[serve]",
-        f"model = {q(MODEL)}",
+        f"model = {q(OTHER_MODEL if other else MODEL)}",
         f"port = {PORT}",
-        'args = ["--max-model-len", "4096"]',
+        f"args = [{', '.join(q(a) for a in args)}]",
         'gpus = "all"',
         f"health_timeout_s = {wanted.health_timeout_s}",
     ]
@@ -253,8 +260,12 @@ def render_profile(wanted: LabImage) -> str:
 
 
 def write_profiles(folder: Path) -> list[Path]:
-    """`<tag>.toml` for every lab image, rewritten only when it changed; stray .toml files are left alone."""
+    """`<tag>.toml` for every lab image and `other-<tag>.toml` for the second model's (OTHER_TAGS), rewritten
+    only when it changed; stray .toml files are left alone."""
     paths = [folder / f"{i.tag}.toml" for i in IMAGES]
     for wanted, path in zip(IMAGES, paths):
         write_if_changed(path, render_profile(wanted))
+    for wanted in (i for i in IMAGES if i.tag in OTHER_TAGS):
+        paths.append(folder / f"other-{wanted.tag}.toml")
+        write_if_changed(paths[-1], render_profile(wanted, other=True))
     return paths

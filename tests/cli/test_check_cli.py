@@ -189,7 +189,7 @@ def test_a_bad_profile_file_exits_2_with_file_and_line(run, snapshot_file, tmp_p
     assert result.exit_code == 2
     assert (
         result.stderr.splitlines()[0] == f"error: {bad}:8: [serve]: unknown key 'gpu' (known: args, env, "
-        "gpus, health_timeout_s, ipc_host, model, port, restart, shm_size, "
+        "gpus, health_timeout_s, ipc_host, model, port, restart, served_model_name, shm_size, "
         "shutdown_timeout_s, volumes)"
     )
 

@@ -110,7 +110,7 @@ def test_a_folder_too_deep_for_dockerds_sockets_is_refused(tmp_path):
 def test_lab_profiles_are_valid_fleetctl_profiles(tmp_path):
     paths = catalog.write_profiles(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{t}.toml" for t in ("stable", "next", "failing", "slow", "crash", "never-ready")
+        f"{t}.toml" for t in ("stable", "next", "failing", "slow", "crash", "never-ready", "other-stable", "other-next")
     )
     matrix = load_matrix((str(ROOT / "profiles"),))
     parsed = {p.stem: parse_profile(p.read_text(), str(p), matrix) for p in paths}
@@ -120,7 +120,13 @@ def test_lab_profiles_are_valid_fleetctl_profiles(tmp_path):
     }
     for name, profile in parsed.items():
         assert profile.name == name and profile.cuda == "12.8" and str(profile.requires.gpus) == ">=1"
-        assert (profile.serve.model, profile.serve.port, profile.serve.gpus) == ("lab/tiny-llama", 8000, "all")
+        model, served = ("lab/other-model", "other") if name.startswith("other-") else ("lab/tiny-llama",) * 2
+        assert (profile.serve.model, profile.serve.port, profile.serve.gpus) == (model, 8000, "all")
+        assert profile.serve.served_name == served
+    assert (parsed["other-next"].image, parsed["other-next"].serve.args[-2:]) == (
+        "lab/vllm:next",
+        ("--served-model-name", "other"),
+    )
     assert parsed["never-ready"].serve.health_timeout_s < parsed["stable"].serve.health_timeout_s
     written = [p.stat().st_mtime_ns for p in paths]
     time.sleep(0.01)
@@ -207,7 +213,8 @@ def test_images_stand_for_versions_and_behaviours(lab):
         assert (labels[images.LABEL_BEHAVIOUR], labels[images.LABEL_VERSION]) == (wanted.behaviour, wanted.version)
         assert labels[images.LABEL_ROOTFS] == digest == images.rootfs_digest(tarball)
     assert tarball.parent == catalog.IMAGE_CACHE
-    assert sorted(p.stem for p in lab.profiles.glob("*.toml")) == sorted(i.tag for i in catalog.IMAGES)
+    stems = [i.tag for i in catalog.IMAGES] + [f"other-{t}" for t in catalog.OTHER_TAGS]
+    assert sorted(p.stem for p in lab.profiles.glob("*.toml")) == sorted(stems)
 
 
 @pytest.mark.lab

@@ -15,7 +15,7 @@ from packaging.specifiers import SpecifierSet
 
 from fleetctl.core.compat.document import Document, Fields, parse_document, spec, ver
 from fleetctl.core.compat.matrix import Matrix, image_repository, minor_of
-from fleetctl.core.serve import ServeSettings
+from fleetctl.core.serve import ServeSettings, served_names
 
 _TABLES = ("profile", "image", "requires", "serve", "rollout")
 _TAG = re.compile(r":v?(\d+(?:\.\d+)+(?:\.post\d+|rc\d+)?)(?:-cu(\d+)(\d))?$")
@@ -186,11 +186,18 @@ def _serve(f: Fields) -> ServeSettings:
         "restart": ((str,), "a string"),
         "health_timeout_s": ((int, float), "a number"),
         "shutdown_timeout_s": ((int,), "an integer"),
+        "served_model_name": ((str,), "a string"),
     }
     for key, (types, type_name) in optional.items():
         value = f.value(key, types, type_name, required=False)
         if value is not None:
             values[key] = _checked_serve_value(f, key, value)
+    named = served_names(values.get("args", ()))
+    if "served_model_name" in values and named and named[0] != values["served_model_name"]:
+        raise f.error(
+            "served_model_name",
+            f"served_model_name = {values['served_model_name']!r} but args give --served-model-name {named[0]!r}",
+        )
     f.finish()
     return ServeSettings(**values)
 
@@ -210,6 +217,8 @@ def _checked_serve_value(f: Fields, key: str, value: Any) -> Any:
         raise f.error(key, f"{key}: {value!r} is out of range")
     if key == "restart" and value not in _RESTART:
         raise f.error(key, f"restart must be one of {', '.join(_RESTART)}, not {value!r}")
+    if key == "served_model_name" and (not value.strip() or any(c.isspace() or ord(c) < 32 for c in value)):
+        raise f.error(key, f"served_model_name must be a name without spaces or control characters, not {value!r}")
     if key in ("health_timeout_s", "shutdown_timeout_s") and value < 0:
         raise f.error(key, f"{key} must not be negative")
     return tuple(value) if key == "args" else value
