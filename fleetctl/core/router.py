@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState
 
 Mode = Literal["single", "multi"]
@@ -67,10 +68,17 @@ def intended_workers(state: FleetState) -> frozenset[RouterWorker]:
     )
 
 
-def router_mode(intended: Iterable[RouterWorker]) -> Mode:
-    """``multi`` (vllm-router's --enable-igw, routing by the request's model) when more than one model is
-    intended, else ``single`` (one pool, vllm-router's plain mode). The one place that decides it."""
-    return "multi" if len({w.model for w in intended if w.model}) > 1 else "single"
+def router_mode(intended: Iterable[RouterWorker], pools: int = 0) -> Mode:
+    """``multi`` (vllm-router's --enable-igw, routing by the request's model) when the fleet declares more than
+    one pool or more than one model is intended, else ``single`` (one pool, vllm-router's plain mode). The one
+    place that decides it."""
+    several_models = len({w.model for w in intended if w.model}) > 1
+    return "multi" if pools > 1 or several_models else "single"
+
+
+def needed_mode(fleet: Fleet, state: FleetState) -> Mode:
+    """The mode ``fleet`` needs now: its pools as declared, its workers as recorded."""
+    return router_mode(intended_workers(state), pools=len(fleet.pools))
 
 
 def needs_restart(running: str, needed: Mode) -> bool:

@@ -25,10 +25,10 @@ from fleetctl.core.fleetstate import FleetState
 from fleetctl.core.router import (
     Mode,
     intended_workers,
+    needed_mode,
     needs_restart,
     normalise_url,
     router_address,
-    router_mode,
 )
 from fleetctl.errors import ConfigError, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
@@ -230,7 +230,7 @@ def _running(fleet: Fleet, record: dict[str, Any], state: FleetState, clock: Clo
             hint="fleetctl router down, then up again",
         )
     sup = live_status(fleet)
-    needed = router_mode(intended_workers(state))
+    needed = needed_mode(fleet, state)
     moving = sup is not None and sup.get("phase") != "ready" and "-model mode now" in str(sup.get("last_restart"))
     if sup is not None and (needs_restart(str(sup.get("mode")), needed) or moving):
         # the supervisor notices on its own within a second; wait until it runs in the mode the fleet needs

@@ -17,9 +17,9 @@ from fleetctl.core.router import (
     RouterWorker,
     describe_mismatch,
     intended_workers,
+    needed_mode,
     normalise_url,
     plan_sync,
-    router_mode,
     sync_steps,
 )
 from fleetctl.errors import RouterError
@@ -38,7 +38,7 @@ def running_mode(fleet: Fleet, state: FleetState) -> Mode:
     sup = live_status(fleet)
     if sup is not None and sup.get("mode") in ("single", "multi"):
         return "multi" if sup["mode"] == "multi" else "single"
-    return router_mode(intended_workers(state))
+    return needed_mode(fleet, state)
 
 
 @contextmanager

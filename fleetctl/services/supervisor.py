@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl.core.fleet import Fleet
-from fleetctl.core.router import Mode, intended_workers, plan_launch, router_address, router_mode
+from fleetctl.core.router import Mode, needed_mode, plan_launch, router_address
 from fleetctl.core.supervision import death_reason, restart_delay
 from fleetctl.core.timefmt import utc_iso
 from fleetctl.errors import FleetError, LockHeld, RouterError, UsageError
@@ -119,7 +119,7 @@ class Supervisor:
     def _one_life(self) -> str | None:
         """Start vllm-router, register, watch; the reason it must be started again, or None when stopping."""
         state = load_state(self.fleet)
-        self._mode = router_mode(intended_workers(state))
+        self._mode = needed_mode(self.fleet, state)
         started = self.clock.monotonic()
         self._start_router(state)
         answered = self._wait_answering()
@@ -217,7 +217,7 @@ class Supervisor:
 
     def _needed_mode(self) -> Mode | None:
         try:
-            return router_mode(intended_workers(load_state(self.fleet)))
+            return needed_mode(self.fleet, load_state(self.fleet))
         except FleetError:
             return None  # a state file being rewritten or broken: judge again at the next look
 

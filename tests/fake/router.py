@@ -13,7 +13,8 @@ URL = "http://127.0.0.1:30000"
 class FakeRouter:
     def __init__(self, workers: list[str] | None = None) -> None:
         self.url = URL
-        self.mode = "single"  # one model in the fake fleet: vllm-router's plain mode
+        self.mode = "single"  # as the client asked for it: vllm-router's plain mode, or "multi" (by model)
+        self.models: dict[str, str] = {}  # url -> the model it was registered with (multi mode)
         self.held: list[str] = list(workers or [])
         self.refuse_add: set[str] | bool = set()  # urls (or True: every url) whose add answers an error
         self.refuse_remove: set[str] | bool = set()
@@ -28,7 +29,8 @@ class FakeRouter:
 
     # -- the RouterClient interface ---------------------------------------------------------------------------
 
-    def client(self, url: str, timeout_s: float = 5, **_: object) -> FakeRouter:
+    def client(self, url: str, timeout_s: float = 5, *, mode: str = "single", **_: object) -> FakeRouter:
+        self.mode = mode
         return self
 
     def __enter__(self) -> FakeRouter:
@@ -49,7 +51,7 @@ class FakeRouter:
         return [u for u in self.held if normalise_url(u) not in {normalise_url(h) for h in self.hidden}]
 
     def workers(self) -> list[WorkerStatus]:
-        return [WorkerStatus(url=u, healthy=True, load=0) for u in self.list_workers()]
+        return [WorkerStatus(url=u, healthy=True, load=0, model=self.models.get(u, "")) for u in self.list_workers()]
 
     def add_worker(self, url: str, model: str = "") -> None:
         self._reachable()
@@ -58,6 +60,7 @@ class FakeRouter:
             raise RouterError(self.url, f"answered 503 to adding {url}: upstream not healthy")
         if not self.holds(url):
             self.held.append(url)
+            self.models[url] = model
 
     def remove_worker(self, url: str) -> bool:
         self._reachable()
