@@ -96,12 +96,15 @@ class Supervisor:
     _router: dict[str, Any] | None = None
     _mode: Mode = "single"
     _phase: str = "starting"
+    _door: Any = None  # the front door's DoorProcess, when the fleet declares one ([router] listen)
 
     def run(self) -> None:
-        """Supervise until ``stop`` is set (SIGTERM, SIGINT); RouterError/LockHeld when another supervises."""
+        """Supervise until ``stop`` is set (SIGTERM, SIGINT); RouterError/LockHeld when another supervises.
+        With a front door declared, HAProxy is started first, kept running, and stopped first."""
         fd = self._take_lock()
         try:
             self._write_record()
+            self._keep_door()
             while not self.stop.is_set():
                 reason = self._one_life()
                 if reason is None:
@@ -109,6 +112,7 @@ class Supervisor:
                 self._note_restart(reason)
         finally:
             self._phase = "stopping"
+            self._stop_door()
             self._stop_router()
             for path in (status_path(self.fleet), record_path(self.fleet)):
                 _unlink(path)
@@ -208,6 +212,7 @@ class Supervisor:
                 pass
             if self.clock.monotonic() >= next_check:
                 next_check = self.clock.monotonic() + MODE_CHECK_S
+                self._keep_door()
                 needed = self._needed_mode()
                 if needed is not None and needed != self._mode:
                     why = f"the fleet needs {needed}-model mode now (it runs in {self._mode}-model mode)"
@@ -220,6 +225,25 @@ class Supervisor:
             return needed_mode(self.fleet, load_state(self.fleet))
         except FleetError:
             return None  # a state file being rewritten or broken: judge again at the next look
+
+    def _keep_door(self) -> None:
+        """Start the front door (HAProxy) if the fleet declares one and it does not run; a door that cannot
+        start is said and tried again at the next look, never the router's death."""
+        if self.fleet.router.door is None or (self._door is not None and self._door.alive()):
+            return
+        from fleetctl.services.door import door_start
+
+        try:
+            self._door, info = door_start(self.fleet, load_state(self.fleet), os.environ)
+            verb = "started" if info.started else "adopted"
+            self.say(f"{verb} the front door (pid {info.pid}) on {info.scheme}://{info.listen}")
+        except (FleetError, OSError) as e:
+            self.say(f"could not start the front door: {e}")
+
+    def _stop_door(self) -> None:
+        if self._door is not None and self._door.alive():
+            self.say("stopping the front door (requests in flight finish first)")
+            self._door.stop()
 
     def _stop_router(self) -> None:
         proc = self._proc
