@@ -205,9 +205,10 @@ def tool_versions(tools: dict[str, Any]) -> dict[str, str | None]:
 def _tool_out(tools: dict[str, Any], name: str) -> str | None:
     """The tool's stdout if it ran and succeeded, else None (not installed, failed, timed out)."""
     run = tools.get(name)
-    if not isinstance(run, dict) or run.get("rc") != 0 or not isinstance(run.get("out"), str):
+    if not isinstance(run, dict) or run.get("rc") != 0:
         return None
-    return run["out"]
+    out = run.get("out")
+    return out if isinstance(out, str) else None
 
 
 _VERSION = re.compile(r"\d+(?:\.\d+)+(?:[-+~][0-9A-Za-z.\-+~]*)?")

@@ -30,10 +30,8 @@ CLOCK_REASONS = [
     (0x100, "display_clock_setting"),
 ]
 
-try:
-    PYNVML_BUNDLE
-except NameError:
-    PYNVML_BUNDLE = None
+# set by the payload's first line, absent when the script runs alone (a type comment: Python 3.6 runs this)
+PYNVML_BUNDLE = globals().get("PYNVML_BUNDLE")  # type: str | None
 
 
 def start_tools():

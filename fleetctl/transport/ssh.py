@@ -119,7 +119,8 @@ def connect_endpoint(
             port=endpoint.port,
             username=endpoint.user,
             sock=sock,
-            key_filename=[os.path.expanduser(p) for p in endpoint.identity_files] or None,
+            # paramiko takes a list of key files too; types-paramiko's stub says `str | None` only
+            key_filename=[os.path.expanduser(p) for p in endpoint.identity_files] or None,  # type: ignore[arg-type]
             timeout=target.timeout_s,
             banner_timeout=target.timeout_s,
             auth_timeout=target.timeout_s,

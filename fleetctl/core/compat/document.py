@@ -7,13 +7,15 @@ Errors come out as ``ConfigError`` with ``FILE:LINE``. Pure: it takes the text a
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from fleetctl.core.tomldoc import KeyLines, TomlDocument, Where, read_toml
 from fleetctl.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=4096)
@@ -55,7 +57,8 @@ class Fields:
         self.doc, self.where, self.table, self.what = doc, where, table, what
         self.seen: set[str] = set()
 
-    def value(self, key: str, types: tuple[type, ...], type_name: str, *, required: bool = True) -> Any:
+    def value(self, key: str, types: tuple[type[T], ...], type_name: str, *, required: bool = True) -> T | None:
+        """The key's value if it has one of ``types`` (a bool is no integer); None if it is absent and optional."""
         self.seen.add(key)
         if key not in self.table:
             if required:
@@ -66,6 +69,15 @@ class Fields:
             hint = " (write versions and specifiers in quotes)" if type_name == "a string" else ""
             raise self.error(key, f"{key} must be {type_name}, not {_type_of(value)}{hint}")
         return value
+
+    # A required key, or one with a default, always gives a string: only an optional one without a default
+    # can give None. The overloads tell mypy so, for every caller.
+    @overload
+    def text(self, key: str, *, required: Literal[True] = True, default: str | None = None) -> str: ...
+    @overload
+    def text(self, key: str, *, required: bool = True, default: str) -> str: ...
+    @overload
+    def text(self, key: str, *, required: bool = True, default: None = None) -> str | None: ...
 
     def text(self, key: str, *, required: bool = True, default: str | None = None) -> str | None:
         value = self.value(key, (str,), "a string", required=required)
@@ -86,6 +98,11 @@ class Fields:
             raise self.error(key, f"{key} must be a list of strings")
         return tuple(value)
 
+    @overload
+    def version(self, key: str, *, required: Literal[True] = True) -> str: ...
+    @overload
+    def version(self, key: str, *, required: bool) -> str | None: ...
+
     def version(self, key: str, *, required: bool = True) -> str | None:
         """A version string that parses (kept as written, for messages)."""
         value = self.text(key, required=required)
@@ -98,6 +115,11 @@ class Fields:
             ver(value)
         except InvalidVersion as e:
             raise self.error(key, f"{key}: {value!r} is not a version") from e
+
+    @overload
+    def specifier(self, key: str, *, required: Literal[True] = True) -> SpecifierSet: ...
+    @overload
+    def specifier(self, key: str, *, required: bool) -> SpecifierSet | None: ...
 
     def specifier(self, key: str, *, required: bool = True) -> SpecifierSet | None:
         value = self.text(key, required=required)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from packaging.specifiers import SpecifierSet
 
 from fleetctl.core.compat.document import Document, Fields, parse_document, ver, within
 from fleetctl.core.compat.model import (
@@ -34,6 +36,26 @@ _STATUSES = ("fail", "warn")
 _CLASSES = ("datacenter", "workstation", "geforce")
 _HEALTH_KEYS = ("lost", "ecc_uncorrected_volatile", "remapped_rows_pending", "remapped_rows_failed")
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class _Index:
+    """A matrix's rows by key, and the answers it has given: lookups repeat for every host."""
+
+    releases: dict[str, CudaRelease]
+    minor: dict[str, MinorCompat]
+    forward: dict[str, ForwardCompat]
+    arch: dict[str, Architecture]
+    prefixes: list[tuple[str, GpuModel]]  # (normalized name prefix, row), longest prefix first
+    by_driver: list[CudaRelease]
+    by_name: dict[str, GpuModel | None] = field(default_factory=dict)
+    newest: dict[str, str | None] = field(default_factory=dict)
+    vllm_release: dict[str | None, VllmRelease | None] = field(default_factory=dict)
+    vllm_min_cc: dict[str | None, VllmMinCc | None] = field(default_factory=dict)
+    feature: dict[tuple[str, str], FeatureGate | None] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class Matrix:
@@ -51,18 +73,18 @@ class Matrix:
     vllm_min_cc: tuple[VllmMinCc, ...]
     features: tuple[FeatureGate, ...]
     runtime: Runtime
-    _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _index: _Index = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._index.update(
+        index = _Index(
             releases={r.cuda: r for r in self.releases},
             minor={m.cuda_major: m for m in self.minor_compat},
             forward={f.cuda: f for f in self.forward_compat},
             arch={cc: a for a in self.architectures for cc in a.compute_capabilities},
             prefixes=sorted(((n, g) for g in self.gpus for n in g.names), key=lambda p: -len(p[0])),
-            by_name={},
             by_driver=sorted((r for r in self.releases if r.confirmed), key=lambda r: ver(r.min_driver)),
         )
+        object.__setattr__(self, "_index", index)  # frozen: the one write, while the matrix is being built
 
     def cuda_release(self, cuda: str) -> tuple[CudaRelease | None, bool]:
         """The release row for an image's CUDA, and whether it is that exact release.
@@ -71,7 +93,7 @@ class Matrix:
         gets the newest listed update of that minor version, flagged as inexact.
         """
         key = _release_key(cuda)
-        releases = self._index["releases"]
+        releases = self._index.releases
         if key in releases:
             return releases[key], True
         wanted = ver(cuda)
@@ -83,30 +105,27 @@ class Matrix:
 
     def newest_cuda_for(self, driver: str) -> str | None:
         """The newest CUDA minor version (``"12.4"``) whose GA or update release ``driver`` can run natively."""
-        return self._memo("newest", driver, self._newest_cuda_for)
+        return _memo(self._index.newest, driver, self._newest_cuda_for)
 
     def _newest_cuda_for(self, driver: str) -> str | None:
-        fits = [r for r in self._index["by_driver"] if ver(r.min_driver) <= ver(driver)]
+        fits = [r for r in self._index.by_driver if ver(r.min_driver) <= ver(driver)]
         return max((minor_of(r.cuda) for r in fits), key=ver, default=None)
 
     def minor_for(self, cuda: str) -> MinorCompat | None:
-        return self._index["minor"].get(str(ver(cuda).major))
+        return self._index.minor.get(str(ver(cuda).major))
 
     def forward_for(self, cuda: str) -> ForwardCompat | None:
-        return self._index["forward"].get(minor_of(cuda))
+        return self._index.forward.get(minor_of(cuda))
 
     def architecture(self, cc: str) -> Architecture | None:
-        arch = self._index["arch"]
+        arch = self._index.arch
         return arch[cc] if cc in arch else arch.get(_cc_key(cc))
 
     def gpu(self, name: str | None) -> GpuModel | None:
         """The matrix row for an NVML product name (longest matching prefix), cached per name."""
         if name is None:
             return None
-        cache = self._index["by_name"]
-        if name not in cache:
-            cache[name] = _match_gpu(normalize_gpu_name(name), self._index["prefixes"])
-        return cache[name]
+        return _memo(self._index.by_name, name, lambda n: _match_gpu(normalize_gpu_name(n), self._index.prefixes))
 
     def gpu_class(self, name: str | None) -> tuple[str, bool]:
         """The GPU's class (datacenter, workstation, geforce or unknown) and whether the row is confirmed."""
@@ -121,27 +140,20 @@ class Matrix:
         return tuple(f for f in self.driver_floors if f.family == family)
 
     def vllm_release(self, vllm: str | None) -> VllmRelease | None:
-        return self._memo("vllm_release", vllm, lambda v: _first(self.vllm_releases, v))
+        return _memo(self._index.vllm_release, vllm, lambda v: _first(self.vllm_releases, v))
 
     def vllm_min_compute_capability(self, vllm: str | None) -> VllmMinCc | None:
-        return self._memo("vllm_min_cc", vllm, lambda v: _first(self.vllm_min_cc, v))
+        return _memo(self._index.vllm_min_cc, vllm, lambda v: _first(self.vllm_min_cc, v))
 
     def feature(self, feature_id: str, cuda: str) -> FeatureGate | None:
-        return self._memo(
-            "feature",
+        return _memo(
+            self._index.feature,
             (feature_id, cuda),
             lambda key: next(
                 (f for f in self.features if f.id == key[0] and (f.cuda_spec is None or within(f.cuda_spec, key[1]))),
                 None,
             ),
         )
-
-    def _memo(self, table: str, key: Any, compute: Callable[[Any], Any]) -> Any:
-        """Lookups repeat for every host: each answer is computed once."""
-        memo = self._index.setdefault("memo:" + table, {})
-        if key not in memo:
-            memo[key] = compute(key)
-        return memo[key]
 
     @property
     def feature_ids(self) -> tuple[str, ...]:
@@ -182,7 +194,23 @@ def _match_gpu(normalized: str, prefixes: list[tuple[str, GpuModel]]) -> GpuMode
     return None
 
 
-def _first(rows: tuple[Any, ...], vllm: str | None) -> Any:
+def _memo(memo: dict[K, V], key: K, compute: Callable[[K], V]) -> V:
+    """``memo[key]``, computed once: lookups repeat for every host."""
+    if key not in memo:
+        memo[key] = compute(key)
+    return memo[key]
+
+
+class _ForVllm(Protocol):
+    @property
+    def vllm_spec(self) -> SpecifierSet: ...
+
+
+R = TypeVar("R", bound=_ForVllm)
+
+
+def _first(rows: tuple[R, ...], vllm: str | None) -> R | None:
+    """The first row whose ``vllm_spec`` holds ``vllm``."""
     if vllm is None:
         return None
     return next((r for r in rows if within(r.vllm_spec, vllm)), None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
+from typing import Any
 
 from fleetctl.core.compat import rules_cuda, rules_host
 from fleetctl.core.compat.matrix import Matrix
@@ -49,6 +50,9 @@ GPU_FIELDS = (
 )
 
 Results = tuple[RuleResult, ...]
+#: a host's facts as the rules see them (``relevant_facts``): the HOST_FIELDS values, then one tuple of the
+#: GPU_FIELDS values per GPU. Hashable: hosts with equal keys share one evaluation.
+FactsKey = tuple[Any, ...]
 
 
 def check_host(facts: HostFacts, profile: Profile, matrix: Matrix) -> Results:
@@ -57,7 +61,7 @@ def check_host(facts: HostFacts, profile: Profile, matrix: Matrix) -> Results:
 
 
 def check_report(
-    report: HostReport, profile: Profile, matrix: Matrix, memo: dict[tuple, Results] | None = None
+    report: HostReport, profile: Profile, matrix: Matrix, memo: dict[FactsKey, Results] | None = None
 ) -> HostCheck:
     if report.error is not None or report.facts is None:
         error = report.error or HostFailure("no_facts", "the snapshot holds no facts for this host")
@@ -70,7 +74,7 @@ def check_report(
 
 
 def check_snapshot(snapshot: Snapshot, profile: Profile, matrix: Matrix) -> CheckReport:
-    memo: dict[tuple, Results] = {}
+    memo: dict[FactsKey, Results] = {}
     hosts = tuple(check_report(h, profile, matrix, memo) for h in snapshot.hosts)
     return CheckReport(profile=profile.name, image=profile.image, cuda=profile.cuda, rules=tuple(RULES), hosts=hosts)
 
@@ -79,10 +83,10 @@ _host_key = attrgetter(*HOST_FIELDS)
 _gpu_key = attrgetter(*GPU_FIELDS)
 
 
-def relevant_facts(facts: HostFacts) -> tuple:
+def relevant_facts(facts: HostFacts) -> FactsKey:
     return (*_host_key(facts), tuple(map(_gpu_key, facts.gpus)))
 
 
-def projected_facts(key: tuple) -> HostFacts:
+def projected_facts(key: FactsKey) -> HostFacts:
     *host, gpus = key
     return HostFacts(**dict(zip(HOST_FIELDS, host)), gpus=tuple(GpuFacts(**dict(zip(GPU_FIELDS, gpu))) for gpu in gpus))

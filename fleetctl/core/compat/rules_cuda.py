@@ -41,14 +41,15 @@ def driver_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleR
     release, exact = matrix.cuda_release(profile.cuda)
     assert release is not None, "parse_profile only accepts a CUDA the matrix knows"
     expected = f">= {release.min_driver} (CUDA {profile.cuda})"
-    driver = parsed(facts.driver_version)
-    if driver is None:
+    drv = facts.driver_version
+    driver = parsed(drv)
+    if drv is None or driver is None:
         return result(
             rule,
             WARN,
             expected,
-            facts.driver_version or "unknown",
-            f"the driver version ({facts.driver_version or 'not reported'}) cannot be compared",
+            drv or "unknown",
+            f"the driver version ({drv or 'not reported'}) cannot be compared",
             "check nvidia-smi on the host and run the inventory again",
         )
     sure = exact and release.confirmed
@@ -58,10 +59,10 @@ def driver_for_cuda(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleR
             rule,
             settle(PASS, sure),
             expected,
-            facts.driver_version,
-            f"driver {facts.driver_version} >= {release.min_driver} required by CUDA {profile.cuda}{doubt}",
+            drv,
+            f"driver {drv} >= {release.min_driver} required by CUDA {profile.cuda}{doubt}",
         )
-    return _below_floor(facts, profile, matrix, release, sure, doubt)
+    return _below_floor(facts, drv, profile, matrix, release, sure, doubt)
 
 
 def _doubt(release: CudaRelease, exact: bool, cuda: str) -> str:
@@ -71,14 +72,15 @@ def _doubt(release: CudaRelease, exact: bool, cuda: str) -> str:
 
 
 def _below_floor(
-    facts: HostFacts, profile: Profile, matrix: Matrix, release: CudaRelease, sure: bool, doubt: str
+    facts: HostFacts, drv: str, profile: Profile, matrix: Matrix, release: CudaRelease, sure: bool, doubt: str
 ) -> RuleResult:
-    rule, drv, need = "driver_for_cuda", facts.driver_version, release.min_driver
+    """``drv``: the host's driver version, known and below ``release``'s floor."""
+    rule, need = "driver_for_cuda", release.min_driver
     expected = f">= {need} (CUDA {profile.cuda})"
     base = f"driver {drv} < {need} required by CUDA {profile.cuda} (image {profile.image})"
     older = matrix.newest_cuda_for(drv)
     fix = f"upgrade the driver to ≥ {need}" + (f", or use a CUDA ≤ {older} image" if older else "")
-    forward, why_not = _forward_compat(facts, profile, matrix)
+    forward, why_not = _forward_compat(drv, facts, profile, matrix)
     if forward is not None:
         return result(
             rule,
@@ -93,10 +95,10 @@ def _below_floor(
     )
 
 
-def _forward_compat(facts: HostFacts, profile: Profile, matrix: Matrix) -> tuple[str | None, str]:
+def _forward_compat(drv: str, facts: HostFacts, profile: Profile, matrix: Matrix) -> tuple[str | None, str]:
     """(how forward compatibility carries this host, None if it does not) and why it does not."""
     fc = matrix.forward_for(profile.cuda)
-    branch = str(ver(facts.driver_version).release[0])
+    branch = str(ver(drv).release[0])
     package = f"cuda-compat-{minor_of(profile.cuda).replace('.', '-')}"
     if fc is None or branch not in fc.branches:
         supported = f" (supported: {', '.join('R' + b for b in fc.branches)})" if fc else ""
@@ -132,9 +134,10 @@ def _minor_note(driver: str, profile: Profile, matrix: Matrix) -> str:
 
 def driver_for_gpu(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult | None:
     """Per-GPU minimum drivers: the first CUDA of the architecture, and NVIDIA's per-product floors."""
-    driver = parsed(facts.driver_version)
+    drv = facts.driver_version
+    driver = parsed(drv)
     needs = _gpu_floors(facts, matrix)
-    if driver is None or not needs:
+    if drv is None or driver is None or not needs:
         return None
     top = max(needs, key=lambda n: ver(n[0]))
     below = [(floor, why) for floor, why in needs if driver < ver(floor)]
@@ -144,16 +147,16 @@ def driver_for_gpu(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleRe
             "driver_for_gpu",
             PASS,
             expected,
-            facts.driver_version,
-            f"driver {facts.driver_version} >= {top[0]} required by {top[1]}",
+            drv,
+            f"driver {drv} >= {top[0]} required by {top[1]}",
         )
     worst = max(below, key=lambda n: ver(n[0]))
     return result(
         "driver_for_gpu",
         FAIL,
         f">= {worst[0]} ({worst[1]})",
-        facts.driver_version,
-        "; ".join(f"driver {facts.driver_version} < {floor} required by {why}" for floor, why in below),
+        drv,
+        "; ".join(f"driver {drv} < {floor} required by {why}" for floor, why in below),
         f"upgrade the driver to ≥ {worst[0]}",
     )
 
@@ -166,7 +169,9 @@ def _gpu_floors(facts: HostFacts, matrix: Matrix) -> list[tuple[str, str]]:
         if arch is not None and arch.min_driver:
             needs[(arch.min_driver, f"{arch.name} GPUs")] = None
         row = matrix.gpu(gpu.name)
-        for floor in matrix.floors_for(row.family) if row else ():
+        if row is None:
+            continue
+        for floor in matrix.floors_for(row.family):
             if floor.when == "always" or gpu.mig_mode:
                 needs[(floor.min_driver, row.family + (" in MIG mode" if floor.when == "mig" else ""))] = None
     return list(needs)
@@ -229,7 +234,8 @@ def compute_capability(facts: HostFacts, profile: Profile, matrix: Matrix) -> Ru
     found = [gpu_cc(g, matrix) for g in facts.gpus]
     needs = _cc_needs(profile, matrix)
     expected = "; ".join(f"{n.text} ({n.origin})" for n in needs) or "any"
-    if any(cc is None for cc, _ in found):
+    known = [cc for cc, _ in found if cc is not None]
+    if len(known) < len(found):
         return result(
             "compute_capability",
             WARN,
@@ -238,7 +244,7 @@ def compute_capability(facts: HostFacts, profile: Profile, matrix: Matrix) -> Ru
             "the compute capability of a GPU is unknown",
             "check the GPU with nvidia-smi",
         )
-    low = min((cc for cc, _ in found), key=ver)
+    low = min(known, key=ver)
     sure = all(ok for _, ok in found)
     failing = [n for n in needs if not within(n.spec, low)]
     if not failing:

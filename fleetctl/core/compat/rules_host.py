@@ -36,8 +36,8 @@ def gpu_memory(facts: HostFacts, profile: Profile, matrix: Matrix) -> RuleResult
     usable = [g for g in facts.gpus if not g.lost]
     if wanted is None or not usable:
         return None
-    sizes = [g.memory_total_mib for g in usable]
-    if None in sizes:
+    sizes = [g.memory_total_mib for g in usable if g.memory_total_mib is not None]
+    if len(sizes) < len(usable):
         return result(
             "gpu_memory",
             WARN,
