@@ -92,11 +92,12 @@ def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
     ):
         raise f.error("vllm", f"vllm = {vllm!r} but the image tag says {tag.group(1)}")
     expected, why = _expected_cuda(ref, vllm, matrix)
-    if cuda is None and expected is None:
-        raise f.error("cuda", f"cuda is required: {why or 'the matrix cannot tell the CUDA of ' + ref}")
-    if cuda is not None and expected is not None and minor_of(cuda) != expected:
+    if cuda is None:
+        if expected is None:
+            raise f.error("cuda", f"cuda is required: {why or 'the matrix cannot tell the CUDA of ' + ref}")
+        cuda = expected
+    elif expected is not None and minor_of(cuda) != expected:
         raise f.error("cuda", f"cuda = {cuda!r} but {ref} is built with CUDA {expected} ({why})")
-    cuda = cuda or expected
     if matrix.cuda_release(cuda)[0] is None:
         known = ", ".join(dict.fromkeys(minor_of(r.cuda) for r in matrix.releases))
         raise f.error("cuda", f"CUDA {cuda} is not in the matrix (known: {known})")
