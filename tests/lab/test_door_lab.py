@@ -108,9 +108,8 @@ def _require_haproxy() -> None:
 def door(lab_factory):
     _require_haproxy()
     d = Door(lab_factory(SPEC, "door"))
-    d.cli("router", "up")
+    d.cli("router", "up")  # the supervisor starts the door too: the fleet declares [router] listen
     d.cli("deploy", "--profile", "door-tiny", "--limit", SERVING)
-    d.cli("door", "up")
     yield d
     d.cli("door", "down", ok=False)
     d.cli("router", "down", ok=False)
@@ -207,3 +206,13 @@ def test_a_drain_under_load_through_the_door_fails_no_request(door, tmp_path):
     result = json.loads(out)
     assert result["failed"] == 0 and result["ok"] > 10, result
     assert door_status(load_fleet(str(door.info.fleet_file))).stats.slots == 2
+
+
+def test_router_up_started_the_door_and_router_down_stops_it(door):
+    """Last in this file: it takes the shared router and door down."""
+    doc = json.loads(door.cli("door", "status", "--json").stdout)
+    assert doc["declared"] and doc["pid"] is not None, doc
+    assert door.curl(f"{door.door}/health")[0] == 200
+    door.cli("router", "down")
+    assert json.loads(door.cli("door", "status", "--json").stdout)["pid"] is None
+    assert door.curl(f"{door.door}/health")[0] == 0  # nothing listens at the door any more
