@@ -8,6 +8,7 @@ import typer
 
 from fleetctl.cli.context import get_context
 from fleetctl.cli.options import AcceptNewOpt, ForksOpt, JsonOpt, LimitOpt
+from fleetctl.cli.safe import text, visible
 
 if TYPE_CHECKING:
     from fleetctl.core.inventory import Snapshot
@@ -60,7 +61,7 @@ def inventory(
         print(state.snapshot_text(snapshot), end="")  # one host per line, as saved
     else:
         render.inventory_table(app_ctx.out, snapshot)
-    app_ctx.err.print(f"[dim]snapshot saved to {saved}[/dim]")
+    app_ctx.err.print(f"[dim]snapshot saved to {text(saved)}[/dim]")
     render.raise_if_hosts_failed(snapshot.failed, len(snapshot.hosts))
 
 
@@ -71,7 +72,7 @@ def note_old_facts(console: Printer, snapshot: Snapshot) -> None:
     old = old_facts(snapshot)
     for entry in old[:OLD_FACTS_SHOWN]:
         console.print(
-            f"note: {entry.host}: facts from {entry.probed_at}, {describe_age(entry.age_s)} before the snapshot's "
+            f"note: {visible(entry.host)}: facts from {visible(entry.probed_at)}, {describe_age(entry.age_s)} before the snapshot's "
             "latest inventory (not reached since)",
             markup=False,
             highlight=False,

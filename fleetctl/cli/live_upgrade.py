@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fleetctl.cli.safe import visible
 from fleetctl.core.events import (
     ActionEnded,
     ActionStarted,
@@ -188,26 +189,25 @@ def render(view: RunView, now: float) -> Table:
     from rich.text import Text
 
     title = Text.assemble(
-        "upgrade", f" {view.run_id}" if view.run_id else "", ": ", (view.status(), _style(view.status()))
+        "upgrade", f" {visible(view.run_id)}" if view.run_id else "", ": ", (view.status(), _style(view.status()))
     )
     table = Table("ring", "host", "state", "time", "detail", title=title, title_justify="left")
     for ring in view.rings.values():
         seconds = view.elapsed(ring, now)
         clock = "" if seconds is None else f"{seconds:.0f}s left" if ring.state == "baking" else _secs(seconds)
         table.add_row(
-            Text(ring.name, "bold"),
+            Text(visible(ring.name), "bold"),
             "",
-            Text(ring.state, _style(ring.state)),
+            Text(visible(ring.state), _style(ring.state)),
             clock,
-            Text(ring.detail, "red" if ring.state in ("gate FAILED", "failed") else ""),
+            Text(visible(ring.detail), "red" if ring.state in ("gate FAILED", "failed") else ""),
         )
         for host in (h for h in view.hosts.values() if h.ring == ring.name):
             seconds = view.elapsed(host, now)
             shown = host.error and not host.state.startswith("failed")  # else the state says it already
-            detail = Text(f"failed: {host.error}", "red") if shown else Text(host.note, "dim")
-            table.add_row(
-                "", host.name, Text(host.state, _style(host.state)), "" if seconds is None else _secs(seconds), detail
-            )
+            detail = Text(f"failed: {visible(host.error)}", "red") if shown else Text(visible(host.note), "dim")
+            state = Text(visible(host.state), _style(host.state))
+            table.add_row("", Text(visible(host.name)), state, "" if seconds is None else _secs(seconds), detail)
         table.add_section()
     return table
 

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fleetctl.cli.safe import text
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -36,11 +38,13 @@ def report_sink(app_ctx: AppContext, quiet: bool) -> Callable[[CheckReport, bool
 
 def left_out(app_ctx: AppContext, prepared: Prepared) -> None:
     if prepared.incompatible:
-        app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {', '.join(prepared.incompatible)}[/yellow]")
+        app_ctx.err.print(f"[yellow]--skip-incompatible: leaving out {text(', '.join(prepared.incompatible))}[/yellow]")
     if prepared.not_serving:
-        app_ctx.err.print(f"[yellow]left out (not serving, or drained): {', '.join(prepared.not_serving)}[/yellow]")
+        app_ctx.err.print(
+            f"[yellow]left out (not serving, or drained): {text(', '.join(prepared.not_serving))}[/yellow]"
+        )
     if prepared.up_to_date:
-        app_ctx.err.print(f"left out (already on the target): {', '.join(prepared.up_to_date)}")
+        app_ctx.err.print(f"left out (already on the target): {text(', '.join(prepared.up_to_date))}")
 
 
 CANCELLED = "cancelled: nothing changed (--yes runs without asking)"
@@ -101,13 +105,13 @@ def show_plan(
         return
     console = app_ctx.err if to_stderr else app_ctx.out
     console.print(
-        f"upgrade to [bold]{request.profile.name}[/bold] ({image}), {len(plan.hosts)} host(s), "
+        f"upgrade to [bold]{text(request.profile.name)}[/bold] ({text(image)}), {len(plan.hosts)} host(s), "
         f"{plan.batch_size} at a time, bake {request.bake_s:g}s per ring"
     )
     for i, ring in enumerate(plan.rings, 1):
         console.print(
-            f"  ring {i} [bold]{ring.name}[/bold]: pre-pull, then "
-            + " → ".join("+".join(batch) for batch in ring.batches)
+            f"  ring {i} [bold]{text(ring.name)}[/bold]: pre-pull, then "
+            + text(" → ".join("+".join(batch) for batch in ring.batches))
             + ", bake, gate"
         )
     console.print("  per host: drain → replace (old container kept) → healthy → back in the router")
@@ -145,9 +149,9 @@ def event_sink(app_ctx: AppContext, as_json: bool) -> Callable[[dict[str, Any]],
             return
         if event.get("event") == "gate":
             mark = "[green]passed[/green]" if event["passed"] else "[red]FAILED[/red]"
-            app_ctx.err.print(f"gate {event['ring']}: {mark}")
+            app_ctx.err.print(f"gate {text(event['ring'])}: {mark}")
             for c in event["checks"]:
-                app_ctx.err.print(f"   {'✓' if c['passed'] else '✗'} {c['metric']}: {c['detail']}")
+                app_ctx.err.print(f"   {'✓' if c['passed'] else '✗'} {text(c['metric'])}: {text(c['detail'])}")
             if event.get("synthetic"):
                 app_ctx.err.print(f"   {synthetic_words(event['synthetic'])}")
             return
@@ -231,7 +235,6 @@ def _pool_notes(
 
 
 def pool_lines(app_ctx: AppContext, said: list[dict[str, Any]]) -> None:
-    from fleetctl.cli.safe import text
 
     for event in said:
         if event["event"] == "run_pool":
@@ -255,16 +258,16 @@ def summary(app_ctx: AppContext, fleet: Fleet, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("ring", "hosts", "duration", "gate", title=f"run {latest.run_id}", title_justify="left")
+    table = Table("ring", "hosts", "duration", "gate", title=f"run {text(latest.run_id)}", title_justify="left")
     for r in rings:
         gate = "-" if r["gate"] is None else "; ".join(c["detail"] for c in r["gate"])
         if r.get("synthetic"):
             gate += f"; {synthetic_words(r['synthetic'])}"
         table.add_row(
-            r["ring"],
-            ", ".join(r["hosts"]),
+            text(r["ring"]),
+            text(", ".join(r["hosts"])),
             f"{r['duration_s']}s",
-            ("passed: " if r["passed"] else "failed: " if r["passed"] is False else "") + gate,
+            ("passed: " if r["passed"] else "failed: " if r["passed"] is False else "") + text(gate),
         )
     app_ctx.err.print(table)
 
@@ -277,12 +280,12 @@ def history_table(console: Console, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         pool = [r.get("pool") or "-"] if pooled else []
         table.add_row(
-            r["run_id"],
-            r["started"] or "-",
-            *pool,
-            r["profile"] or "-",
-            r["image"] or "-",
+            text(r["run_id"]),
+            text(r["started"] or "-"),
+            *(text(p) for p in pool),
+            text(r["profile"] or "-"),
+            text(r["image"] or "-"),
             str(r["hosts"]),
-            r["outcome"],
+            text(r["outcome"]),
         )
     console.print(table)
