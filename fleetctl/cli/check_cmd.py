@@ -111,7 +111,7 @@ def load_profile(app_ctx: AppContext, ref: str) -> tuple[Matrix, Profile]:
 def offline_snapshot(path: str, limit: str | None) -> Snapshot:
     from dataclasses import replace
 
-    from fleetctl.services.state import load_snapshot
+    from fleetctl.services.snapshot import load_snapshot
 
     snapshot = load_snapshot(path)
     if limit is None:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 def up(ctx: typer.Context) -> None:
     """Start the door on [router] listen, or reload it (no connection dropped) when it already runs."""
     from fleetctl.services.door import door_up
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
@@ -43,7 +43,7 @@ def up(ctx: typer.Context) -> None:
 def reload(ctx: typer.Context) -> None:
     """Read the keys file and the fleet's capacity again and reload the door without dropping a connection."""
     from fleetctl.services.door import door_reload
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()

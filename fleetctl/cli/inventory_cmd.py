@@ -41,24 +41,24 @@ def inventory(
     from fleetctl.cli import render
     from fleetctl.core.inventory import diff_since
     from fleetctl.core.selector import select_hosts
-    from fleetctl.services import state
+    from fleetctl.services import snapshot as snapshot_file
     from fleetctl.services.inventory import collect_inventory, open_pool
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
     hosts = select_hosts(fleet.hosts, limit, fleet_name=fleet.name)
-    before = state.previous_snapshot(fleet)  # read first: a bad file stops the command before any SSH
+    before = snapshot_file.previous_snapshot(fleet)  # read first: a bad file stops the command before any SSH
     with open_pool(fleet, hosts, accept_new_host_keys=accept_new_host_keys) as pool:
         with render.host_progress(app_ctx.err, len(hosts), "probing") as advance:
             snapshot = collect_inventory(
                 fleet, hosts, forks=forks, on_host_done=advance, pool=pool, keep_connections=False
             )
-    saved, _ = state.save_merged(fleet, before, snapshot)
+    saved, _ = snapshot_file.save_merged(fleet, before, snapshot)
     if diff:
         changes = diff_since(before, snapshot, {h.name for h in fleet.hosts}) if before else None
         render.inventory_diff(app_ctx.out, changes, as_json)
     elif as_json:
-        print(state.snapshot_text(snapshot), end="")  # one host per line, as saved
+        print(snapshot_file.snapshot_text(snapshot), end="")  # one host per line, as saved
     else:
         render.inventory_table(app_ctx.out, snapshot)
     app_ctx.err.print(f"[dim]snapshot saved to {text(saved)}[/dim]")

@@ -59,8 +59,8 @@ def drain_plan(
     console: Console, fleet: Fleet, hosts: tuple[Host, ...], timeout: float, stop: bool, force: bool
 ) -> None:
     from fleetctl.core.fleetstate import intended_upstreams
-    from fleetctl.services.fleetstate import load_state
     from fleetctl.services.serving import check_min_serving
+    from fleetctl.services.statefile import load_state
 
     state = load_state(fleet)
     left = check_min_serving(fleet, state, [h.name for h in hosts], force)

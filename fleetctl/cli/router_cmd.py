@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:
 def up(ctx: typer.Context) -> None:
     """Start vllm-router under fleetctl's supervisor (in the background) with the serving, not drained, hosts
     registered; it is restarted when it dies. Idempotent; restarts it in multi-model mode when the fleet needs it."""
-    from fleetctl.services.fleetstate import load_state
     from fleetctl.services.router import router_up
+    from fleetctl.services.statefile import load_state
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
@@ -129,9 +129,9 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change without making it.")] = False,
 ) -> None:
     """Make the router's upstreams exactly the serving, not drained, hosts: diff, change, verify."""
-    from fleetctl.services.fleetstate import load_state
     from fleetctl.services.lock import command_line, fleet_lock
     from fleetctl.services.router import sync_router
+    from fleetctl.services.statefile import load_state
 
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()

@@ -162,13 +162,6 @@ class ProbeResult:
     error_message: str | None = None
 
 
-def cuda_version_string(encoded: int | None) -> str | None:
-    """NVML's CUDA driver version integer (12080) as ``"12.8"``."""
-    if encoded is None:
-        return None
-    return f"{encoded // 1000}.{encoded % 1000 // 10}"
-
-
 def parse_probe_output(text: str) -> ProbeResult:
     """Parse the probe's stdout. The document is the last line that starts with ``{`` (tolerates banners)."""
     doc = _last_json_line(text)

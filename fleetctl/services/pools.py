@@ -50,7 +50,7 @@ def deploy_scope(
     nothing yet (``--pool`` required, ``--profile`` refused); else ``--profile`` on the ``--limit`` hosts."""
     from fleetctl.core.pools import chosen_pool
     from fleetctl.core.selector import select_hosts
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     pool = chosen_pool(fleet, pool_name, "deploy")
     if pool is None:

@@ -45,10 +45,10 @@ from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError, UsageError
 from fleetctl.services.bake import BakeResult, Watch
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal
 from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, now, undrain_hosts
+from fleetctl.services.statefile import load_state
 
 Sink = Callable[[dict[str, Any]], None]  # the executor's events as their JSON objects (fleetctl.core.events)
 DRAIN_TIMEOUT_S = 300

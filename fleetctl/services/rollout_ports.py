@@ -98,12 +98,12 @@ class FleetPorts:
         return HostOps(self.pool, host, self.clock, worker_key=self.worker_key)
 
     def load_state(self) -> FleetState:
-        from fleetctl.services.fleetstate import load_state
+        from fleetctl.services.statefile import load_state
 
         return load_state(self.fleet)
 
     def update_state(self, change: Callable[[FleetState], FleetState]) -> FleetState:
-        from fleetctl.services.fleetstate import update_state
+        from fleetctl.services.statefile import update_state
 
         return update_state(self.fleet, change)
 

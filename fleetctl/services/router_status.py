@@ -11,9 +11,9 @@ from fleetctl.core.metrics import MetricsError
 from fleetctl.core.router import intended_workers, normalise_url, plan_sync
 from fleetctl.core.router_metrics import WorkerFigures, open_circuits, parse_router_metrics
 from fleetctl.errors import RouterError
-from fleetctl.services.fleetstate import load_state
 from fleetctl.services.router import _log_path, _read_record, held_workers, running_mode
 from fleetctl.services.router_process import ours
+from fleetctl.services.statefile import load_state
 from fleetctl.services.supervisor import live_status
 from fleetctl.transport.router import RouterClient, WorkerStatus, router_metrics_text
 

@@ -24,9 +24,9 @@ from fleetctl.core.timefmt import utc_iso
 from fleetctl.errors import HostError, HostsFailed, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.poll import DRAIN, MODEL, poll
 from fleetctl.services.router import sync_router
+from fleetctl.services.statefile import load_state, update_state
 from fleetctl.services.worker_key import fleet_worker_key
 
 if TYPE_CHECKING:
@@ -165,8 +165,10 @@ def deploy(
             update_state(fleet, partial(FleetState.with_serving, record=result))
             outcomes.append(HostOutcome(host.name, True, f"{spec.image} healthy"))
     if any(o.ok for o in outcomes):
-        diff = sync_router(fleet, load_state(fleet))
+        ledger = FleetLedger(fleet)
+        diff = ledger.sync_router()
         on_event({"event": "router", "added": list(diff.add), "removed": list(diff.remove)})
+        ledger.follow_capacity(on_event)
     return outcomes
 
 

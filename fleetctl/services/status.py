@@ -13,9 +13,9 @@ from fleetctl.core.status import fleet_problems
 from fleetctl.errors import ConfigError, HostError
 from fleetctl.services.door import door_status
 from fleetctl.services.fanout import fan_out
-from fleetctl.services.fleetstate import load_state, state_path
 from fleetctl.services.router_status import router_status
 from fleetctl.services.serving import HostOps
+from fleetctl.services.statefile import load_state, state_path
 from fleetctl.services.worker_key import fleet_worker_key
 
 SCHEMA = "fleetctl.status/v1"

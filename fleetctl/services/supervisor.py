@@ -29,9 +29,9 @@ from fleetctl.core.timefmt import utc_iso
 from fleetctl.errors import FleetError, LockHeld, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.files import write_atomic
-from fleetctl.services.fleetstate import load_state
 from fleetctl.services.lock import open_lock_file
 from fleetctl.services.router_process import command_line, ours, start_ticks, terminate
+from fleetctl.services.statefile import load_state
 
 RECORD = "router.json"
 STATUS = "router-supervisor.json"

@@ -29,11 +29,11 @@ from fleetctl.core.rollout_decisions import serving_now, serving_targets
 from fleetctl.core.rollout_plan import PlanError, RolloutPlan, plan_rollout
 from fleetctl.errors import RolledBack, UsageError
 from fleetctl.services.clock import SYSTEM
-from fleetctl.services.fleetstate import load_state
 from fleetctl.services.journal import Journal, RunJournal, new_run_id
 from fleetctl.services.rollout import Executor, Interrupt, RunContext, sample_serving
 from fleetctl.services.rollout_ports import FleetPorts, RolloutPorts
 from fleetctl.services.serving import spec_for
+from fleetctl.services.statefile import load_state
 from fleetctl.services.upgrade_runs import salvage_head, unfinished_run
 from fleetctl.services.worker_key import fleet_worker_key
 

@@ -79,7 +79,7 @@ def refuse_rename(fleet: Fleet, where: Scope, profile: Profile) -> None:
     """UsageError when the profile serves another model name than the pool's hosts (the implicit pool of every
     host on a fleet without pools) serve now, unless ``--rename``."""
     from fleetctl.core.pools import pools_of, rename_refusal, served_names
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     if profile.serve is None:
         return
@@ -94,7 +94,7 @@ def _pool_targets(
     fleet: Fleet, where: Scope, profile: Profile, image: str | None
 ) -> tuple[tuple[Host, ...], tuple[str, ...]]:
     """A pool's targets that do not run the target yet, and those that do (left out)."""
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     state = load_state(fleet)
     wanted = image or profile.image

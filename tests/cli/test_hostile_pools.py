@@ -244,7 +244,7 @@ def test_a_hostile_served_model_name(tmp_path, profiles, extra, expected):
 def test_an_upgrade_that_renames_the_pools_model_is_refused_before_any_host_is_touched(tmp_path, profiles):
     from fleetctl.core.fleetstate import FleetState, ServingRecord
     from fleetctl.services.files import load_fleet
-    from fleetctl.services.fleetstate import save_state
+    from fleetctl.services.statefile import save_state
 
     path = tmp_path / "fleet.toml"
     path.write_text(POOLED)

@@ -14,9 +14,9 @@ from fleetctl.core.fleetstate import FleetState, ServingRecord, worker_url
 from fleetctl.core.metrics import MetricsSample
 from fleetctl.core.router import RouterDiff, normalise_url
 from fleetctl.core.serve import CONTAINER_NAME
-from fleetctl.services.fleetstate import load_state, save_state, update_state
 from fleetctl.services.rollout import sample_serving
 from fleetctl.services.smoke import SmokeSender
+from fleetctl.services.statefile import load_state, save_state, update_state
 from tests.fake.clock import FakeClock
 from tests.fake.hosts import Behaviour, FakeContainer, FakeHost, FakeHostOps
 from tests.fake.router import URL, FakeRouter

@@ -214,5 +214,6 @@ def test_router_up_started_the_door_and_router_down_stops_it(door):
     assert doc["declared"] and doc["pid"] is not None, doc
     assert door.curl(f"{door.door}/health")[0] == 200
     door.cli("router", "down")
-    assert json.loads(door.cli("door", "status", "--json").stdout)["pid"] is None
+    stopped = door.cli("door", "status", "--json", ok=False)
+    assert stopped.exit_code == 2 and json.loads(stopped.stdout)["pid"] is None  # "the front door is not running"
     assert door.curl(f"{door.door}/health")[0] == 0  # nothing listens at the door any more

@@ -21,8 +21,8 @@ from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, worker_url
 from fleetctl.errors import UsageError
 from fleetctl.services.files import load_fleet
-from fleetctl.services.fleetstate import save_state
 from fleetctl.services.router import _read_record, find_executable
+from fleetctl.services.statefile import save_state
 from fleetctl.transport.router import RouterClient
 from tests.support.env import free_port as _free_port
 from tests.support.env import require

@@ -23,8 +23,8 @@ from fleetctl.cli.app import app
 from fleetctl.core.fleetstate import FleetState, ServingRecord
 from fleetctl.errors import UsageError
 from fleetctl.services.files import load_fleet
-from fleetctl.services.fleetstate import save_state
 from fleetctl.services.router import find_executable
+from fleetctl.services.statefile import save_state
 from fleetctl.transport.router import RouterClient
 from tests.support.env import free_port, require
 

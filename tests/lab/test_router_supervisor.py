@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from fleetctl.core.fleetstate import FleetState, ServingRecord
-from fleetctl.services.fleetstate import save_state
 from fleetctl.services.router_process import start_ticks
+from fleetctl.services.statefile import save_state
 from tests.lab import test_router as base
 from tests.lab.test_router import Worker, cli, complete, record_state, upstreams
 from tests.lab.test_router_igw import require_router

@@ -14,8 +14,8 @@ import pytest
 from fleetctl.core.fleet import Fleet, Host, RouterSettings
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.errors import HostError, RouterError
-from fleetctl.services.fleetstate import load_state, update_state
 from fleetctl.services.serving import DrainOptions, DrainTarget, FleetLedger, drain_hosts, undrain_hosts
+from fleetctl.services.statefile import load_state, update_state
 
 URLS = {"a": "http://10.0.0.1:8000", "b": "http://10.0.0.2:8000", "c": "http://10.0.0.3:8000"}
 

@@ -7,7 +7,6 @@ import pytest
 
 from fleetctl.core.facts import (
     ProbeOutputError,
-    cuda_version_string,
     parse_container_cli_version,
     parse_ctk_version,
     parse_docker_version,
@@ -128,8 +127,3 @@ def test_tool_that_failed_is_null_even_if_it_printed_a_version():
     doc = json.loads(recorded("healthy-h100x2.json"))
     doc["tools"]["docker"]["rc"] = 1
     assert parse_probe_output(json.dumps(doc)).facts.docker_version is None
-
-
-@pytest.mark.parametrize("encoded, text", [(12080, "12.8"), (13000, "13.0"), (11080, "11.8"), (None, None)])
-def test_cuda_version_string(encoded, text):
-    assert cuda_version_string(encoded) == text

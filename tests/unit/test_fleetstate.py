@@ -133,7 +133,7 @@ def fleet(tmp_path) -> Fleet:
 
 
 def test_missing_file_is_empty_state_and_save_load_round_trips(fleet):
-    from fleetctl.services.fleetstate import load_state, save_state, state_path
+    from fleetctl.services.statefile import load_state, save_state, state_path
 
     assert load_state(fleet) == FleetState()
     path = save_state(fleet, STATE)
@@ -146,7 +146,7 @@ def test_missing_file_is_empty_state_and_save_load_round_trips(fleet):
     [("{\n  not json", "state.json:2: not valid JSON"), ('{"schema": "other"}', "state.json: not a fleetctl.state/v1")],
 )
 def test_bad_state_file_is_a_config_error_with_the_path(fleet, text, words):
-    from fleetctl.services.fleetstate import load_state, state_path
+    from fleetctl.services.statefile import load_state, state_path
 
     os.makedirs(fleet.state_dir)
     with open(state_path(fleet), "w") as f:
@@ -157,7 +157,7 @@ def test_bad_state_file_is_a_config_error_with_the_path(fleet, text, words):
 
 
 def _add_many(fleet: Fleet, prefix: str, n: int) -> None:
-    from fleetctl.services.fleetstate import update_state
+    from fleetctl.services.statefile import update_state
 
     for i in range(n):
         update_state(fleet, lambda s, i=i: s.with_drained(drained(f"{prefix}-{i}")))
@@ -171,13 +171,13 @@ def test_concurrent_updates_lose_no_records(fleet):
     for w in workers:
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0]
-    from fleetctl.services.fleetstate import load_state
+    from fleetctl.services.statefile import load_state
 
     assert len(load_state(fleet).drained) == 75
 
 
 def test_update_returns_the_new_state_and_writes_nothing_when_unchanged(fleet):
-    from fleetctl.services.fleetstate import state_path, update_state
+    from fleetctl.services.statefile import state_path, update_state
 
     assert update_state(fleet, lambda s: s) == FleetState()
     assert not os.path.exists(state_path(fleet))

@@ -77,7 +77,7 @@ def test_the_saved_snapshot_has_one_host_per_line_and_reads_back_the_same():
     import json
 
     from fleetctl.core.inventory import HostReport, Snapshot
-    from fleetctl.services.state import snapshot_text
+    from fleetctl.services.snapshot import snapshot_text
 
     hosts = tuple(
         HostReport(f"gpu{i}", f"10.0.0.{i}", None, HostFacts(hostname="ü"), probed_at="2026-11-30T12:00:00Z")

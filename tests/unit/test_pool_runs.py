@@ -154,8 +154,8 @@ def test_min_serving_is_the_pools_own(tmp_path):
 def test_deploy_of_a_pool_takes_its_declared_profile_and_leaves_serving_hosts_alone(tmp_path):
     from fleetctl.core.fleetstate import FleetState
     from fleetctl.errors import ConfigError
-    from fleetctl.services.fleetstate import save_state
     from fleetctl.services.pools import deploy_scope, pool_profiles
+    from fleetctl.services.statefile import save_state
     from tests.fake.fleet import PROFILE
 
     fake = pooled(tmp_path)
