@@ -147,6 +147,18 @@ def open_lock_file(path: str) -> int:
         raise ConfigError(f"cannot be opened as a lock file: {_why(e)}", path=path) from e
 
 
+@contextmanager
+def taking_turns(path: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for the block, waiting for whoever holds it (short critical
+    sections: a router start or stop, one router sync)."""
+    fd = open_lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _why(e: OSError) -> str:
     if isinstance(e, IsADirectoryError):
         return "it is a directory"

@@ -9,14 +9,11 @@ them the intended set, on (url, model) in multi-model mode.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +29,7 @@ from fleetctl.core.router import (
 )
 from fleetctl.errors import ConfigError, RouterError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
-from fleetctl.services.lock import open_lock_file
+from fleetctl.services.lock import taking_turns
 from fleetctl.services.poll import ROUTER_START, poll
 from fleetctl.services.router_process import alive, command_line, ours, runs_recorded_args, start_ticks, terminate
 from fleetctl.services.router_sync import held_workers, running_mode, sync_router
@@ -127,21 +124,10 @@ def _log_tail(path: str, offset: int) -> str:
 # -- up / down ---------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _process_lock(fleet: Fleet) -> Iterator[None]:
-    """Two ``router up``/``down`` at once take turns, so neither removes the other's record."""
-    fd = open_lock_file(os.path.join(fleet.state_dir, ROUTER_LOCK))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def router_up(fleet: Fleet, state: FleetState, clock: Clock = SYSTEM) -> RouterProcess:
     """Start the fleet's supervised router, or report the one already running; idempotent. A running router in
     single-model mode on a fleet that needs multi-model mode is restarted in it (``mode_change`` says why)."""
-    with _process_lock(fleet):
+    with taking_turns(os.path.join(fleet.state_dir, ROUTER_LOCK)):  # up and down take turns
         return _up(fleet, state, clock)
 
 
@@ -291,7 +277,7 @@ def _process(
 def router_down(fleet: Fleet) -> RouterStop:
     """Stop the supervised router fleetctl started for this fleet (the supervisor stops vllm-router first);
     nothing to do when none runs (a stale record goes)."""
-    with _process_lock(fleet):
+    with taking_turns(os.path.join(fleet.state_dir, ROUTER_LOCK)):  # up and down take turns
         return _down(fleet)
 
 

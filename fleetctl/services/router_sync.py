@@ -3,11 +3,8 @@ order, verify; one sync at a time; wait (bounded) for a router its supervisor is
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 from fleetctl.core.fleet import Fleet
 from fleetctl.core.fleetstate import FleetState
@@ -24,7 +21,7 @@ from fleetctl.core.router import (
 )
 from fleetctl.errors import RouterError
 from fleetctl.services.clock import SYSTEM, Clock
-from fleetctl.services.lock import open_lock_file
+from fleetctl.services.lock import taking_turns
 from fleetctl.services.poll import ROUTER_START, poll
 from fleetctl.services.supervisor import live_status
 from fleetctl.transport.router import RouterClient
@@ -39,18 +36,6 @@ def running_mode(fleet: Fleet, state: FleetState) -> Mode:
     if sup is not None and sup.get("mode") in ("single", "multi"):
         return "multi" if sup["mode"] == "multi" else "single"
     return needed_mode(fleet, state)
-
-
-@contextmanager
-def _sync_lock(fleet: Fleet) -> Iterator[None]:
-    """One sync at a time (the supervisor's after a start, drain's, ``router sync``): two diffs of the same
-    router would post the same URL twice, which multi-model mode files twice."""
-    fd = open_lock_file(os.path.join(fleet.state_dir, SYNC_LOCK))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def held_workers(client: RouterClient) -> list[RouterWorker]:
@@ -100,7 +85,7 @@ def sync_router(
         if not apply:
             held = _held_waiting(fleet, client, clock) if wait else held_workers(client)
             return plan_sync(held, intended, mode)
-        with _sync_lock(fleet):
+        with taking_turns(os.path.join(fleet.state_dir, SYNC_LOCK)):  # two diffs would post one URL twice
             held = _held_waiting(fleet, client, clock) if wait else held_workers(client)
             diff = plan_sync(held, intended, mode)
             if diff.empty:
