@@ -130,7 +130,16 @@ def gpu_from_dict(d: dict[str, Any]) -> GpuFacts:
     if reasons is not None and not all(isinstance(r, str) for r in reasons):
         raise ProbeOutputError("throttle_reasons: expected a list of names")
     _check_gpu_values(known)
-    return GpuFacts(**known)
+    return _gpu_facts(known)
+
+
+def _gpu_facts(known: dict[str, Any]) -> GpuFacts:
+    """``GpuFacts(**known)`` for a dict that names every field, already checked, at half the cost: a frozen
+    dataclass's ``__init__`` sets each of its 19 fields through ``object.__setattr__``, the largest part of
+    reading a 10,000-host snapshot (~64,000 GPUs). Nothing is skipped: GpuFacts has no ``__post_init__``."""
+    gpu = object.__new__(GpuFacts)
+    gpu.__dict__.update(known)
+    return gpu
 
 
 _COMPUTE_CAPABILITY = re.compile(r"\d{1,3}\.\d{1,3}")

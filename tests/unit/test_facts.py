@@ -127,3 +127,16 @@ def test_tool_that_failed_is_null_even_if_it_printed_a_version():
     doc = json.loads(recorded("healthy-h100x2.json"))
     doc["tools"]["docker"]["rc"] = 1
     assert parse_probe_output(json.dumps(doc)).facts.docker_version is None
+
+
+def test_gpu_from_dict_builds_the_same_frozen_record_as_the_constructor():
+    from dataclasses import FrozenInstanceError, fields
+
+    from fleetctl.core.facts import GpuFacts, gpu_from_dict
+
+    doc = {"index": 1, "name": "NVIDIA H100", "compute_capability": "9.0", "memory_total_mib": 81559, "lost": None}
+    gpu = gpu_from_dict(doc)
+    assert gpu == GpuFacts(index=1, name="NVIDIA H100", compute_capability="9.0", memory_total_mib=81559)
+    assert {f.name for f in fields(GpuFacts)} == set(vars(gpu))  # every field set, nothing more
+    with pytest.raises(FrozenInstanceError):
+        gpu.name = "x"  # type: ignore[misc]
