@@ -46,7 +46,7 @@ def test_check_value_row_by_row(value, field, expected):
 
 def _fields(text: str) -> Fields:
     doc = parse_document(text, "p.toml")
-    return Fields(doc, ("image",), doc.data["image"], "[image]")
+    return Fields(doc, ("image",), doc.data["image"])
 
 
 @pytest.mark.parametrize(

@@ -55,10 +55,10 @@ class Fields:
     """Typed, checked access to one table (``core.schema``'s wording); ``finish()`` rejects the keys nobody asked
     for."""
 
-    def __init__(self, doc: Document, where: Where, table: Any, what: str) -> None:
+    def __init__(self, doc: Document, where: Where, table: Any) -> None:
         if not isinstance(table, dict):
             raise doc.error(wrong_type(where, "table", table), where)
-        self.doc, self.where, self.table, self.what = doc, where, table, what
+        self.doc, self.where, self.table = doc, where, table
         self.seen: set[str] = set()
 
     def value(self, key: str, types: tuple[type[T], ...], type_name: str, *, required: bool = True) -> T | None:

@@ -258,7 +258,7 @@ def parse_matrix(files: Mapping[str, str]) -> Matrix:
 def _parse_section(doc: Document, name: str, value: Any) -> Any:
     parser, is_array = _SECTIONS[name]
     if not is_array:
-        fields = Fields(doc, (name,), value, f"[{name}]")
+        fields = Fields(doc, (name,), value)
         row = parser(fields)
         fields.finish()
         return row
@@ -266,7 +266,7 @@ def _parse_section(doc: Document, name: str, value: Any) -> Any:
         raise doc.error(wrong_type((name,), f"an array of tables ([[{name}]])", value), (name,))
     rows = []
     for i, table in enumerate(value):
-        fields = Fields(doc, (name, i), table, f"[[{name}]] #{i + 1}")
+        fields = Fields(doc, (name, i), table)
         rows.append(parser(fields))
         fields.finish()
     return tuple(rows)

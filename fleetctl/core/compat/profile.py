@@ -76,7 +76,7 @@ def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
 def _table(doc: Document, name: str, *, required: bool = False) -> Fields:
     if required and name not in doc.data:
         raise doc.error(f"missing table [{name}]")
-    return Fields(doc, (name,), doc.data.get(name, {}), f"[{name}]")
+    return Fields(doc, (name,), doc.data.get(name, {}))
 
 
 def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
