@@ -1,34 +1,25 @@
 """The fleet file (TOML) to a Fleet. Every problem is a ConfigError that names ``FILE:LINE``.
 
 ``tomldoc.read_toml`` parses (the standard library's reader); the schema below says which tables and keys exist,
-their types and allowed values. Lines are looked up only for an error (and the ``[[hosts]]`` headers).
+their types and allowed values, and ``core.schema`` (shared with profiles and the matrix) checks it. Lines are looked up only for an error (and the ``[[hosts]]`` headers).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from fleetctl.core.addresses import host_problem, http_url_problem, jump_problem, shown, unbracketed, user_problem
 from fleetctl.core.door import DOOR_KEYS, DoorSettingError, door_settings
 from fleetctl.core.fleet import Fleet, Host, Pool, RolloutSettings, RouterSettings, SshSettings
+from fleetctl.core.schema import Check, Field, check_table
 from fleetctl.core.selector import parse_pattern
 from fleetctl.core.tomldoc import KeyLines as KeyLines  # the one TOML locator; its old home
-from fleetctl.core.tomldoc import TomlDocument, Where, dotted, read_toml, toml_type
+from fleetctl.core.tomldoc import TomlDocument, read_toml, toml_type
 from fleetctl.errors import UsageError
-
-Check = Callable[[Any], str | None]  # a value → what is wrong with it, or None
-
-
-@dataclass(frozen=True)
-class Field:
-    kind: str  # string, integer, number, strings, string-table
-    check: Check | None = None
 
 
 def _one_of(*choices: str) -> Check:
@@ -108,14 +99,6 @@ POOL_FIELDS: dict[str, Field] = {
     "hosts": Field("string"),
     "min_serving": Field("integer", _at_least(0)),
 }
-EXPECTED = {
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "strings": "an array of strings",
-    "string-table": "a table of strings",
-    "smoke-table": "a table ([rollout.smoke] prompts = [...])",
-}
 
 
 def parse_fleet(text: str, path: str) -> Fleet:
@@ -159,54 +142,6 @@ def unknown_top_level(key: str, value: Any) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean [{known[close[0]]}] {close[0]}?)" if close else ""
     return f"unknown key {key} outside any table{hint}"
-
-
-def check_table(doc: TomlDocument, table: Mapping[str, Any], fields: Mapping[str, Field], at: Where) -> None:
-    """Unknown keys first (a typo explains the rest), then each value against its field."""
-    unknown = next((key for key in table if key not in fields), None)
-    if unknown is not None:
-        close = difflib.get_close_matches(unknown, fields, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(fields)})"
-        raise doc.error(f"unknown key {dotted((*at, unknown))}{hint}", (*at, unknown))
-    for key, value in table.items():
-        message = check_value(value, fields[key])
-        if message:
-            raise doc.error(f"{dotted((*at, key))}{message}", (*at, key))
-
-
-def check_value(value: Any, field: Field) -> str | None:
-    """``": what is wrong"`` (or ``".sub: ..."`` for a label or list item), or None when the value is good."""
-    kind = field.kind
-    if kind == "strings" and isinstance(value, list):
-        bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), None)
-        if bad is not None:
-            return f"[{bad}]: expected a string, got {toml_type(value[bad])}"
-    elif kind == "string-table" and isinstance(value, dict):
-        bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
-        if bad is not None:
-            return f".{bad}: expected a string, got {toml_type(value[bad])}"
-    elif not has_kind(value, kind):
-        return f": expected {EXPECTED[kind]}, got {toml_type(value)}"
-    if kind == "string" and not value:
-        return ": must not be empty"
-    if kind == "number" and not math.isfinite(value):
-        return f": must be a finite number, got {value}"
-    problem = field.check(value) if field.check else None
-    return f": {problem}" if problem else None
-
-
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "strings": list,
-    "string-table": dict,
-    "smoke-table": dict,
-}
-
-
-def has_kind(value: Any, kind: str) -> bool:
-    return not isinstance(value, bool) and isinstance(value, _TYPES[kind])
 
 
 def build_hosts(doc: TomlDocument) -> tuple[Host, ...]:

@@ -171,13 +171,13 @@ PROFILE_CASES = [
         "cuda-not-a-version",
         ('cuda = "12.8"', 'cuda = "12.8.x"'),
         2,
-        "error: {p}:{line}: [image]: cuda: '12.8.x' is not a version",
+        'error: {p}:{line}: image.cuda: must be a version, got "12.8.x"',
     ),
     (
         "cuda-a-number",
         ('cuda = "12.8"', "cuda = 12.8"),
         2,
-        "error: {p}:{line}: [image]: cuda must be a string, not a number (write versions and specifiers in quotes)",
+        "error: {p}:{line}: image.cuda: expected a string, got float (write versions and specifiers in quotes)",
     ),
 ]
 
@@ -199,7 +199,7 @@ MATRIX_CASES = [
         "runtime.toml",
         ("", "\n[nonsense]\nx = 1\n"),
         2,
-        "error: {m}:{line}: unknown matrix table 'nonsense'",
+        "error: {m}:{line}: unknown table [nonsense] (known: ",
     ),
 ]
 

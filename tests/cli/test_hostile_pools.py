@@ -215,8 +215,12 @@ def test_hostile_pool_arguments(tmp_path, profiles, text, args, expected):
 
 
 PROFILE_CASES = [
-    ("served-name-with-space", 'served_model_name = "a b"', "served_model_name must be a name without spaces"),
-    ("served-name-escape", 'served_model_name = "a\\u001b[2J"', "served_model_name must be a name without spaces"),
+    ("served-name-with-space", 'served_model_name = "a b"', "serve.served_model_name: must be a name without spaces"),
+    (
+        "served-name-escape",
+        'served_model_name = "a\\u001b[2J"',
+        "serve.served_model_name: must be a name without spaces",
+    ),
     ("served-name-not-string", "served_model_name = 3", "served_model_name"),
     (
         "served-name-disagrees-with-args",

@@ -148,43 +148,73 @@ def _line_of(text: str, needle: str) -> int:
             'min_driver = "570.26"',
             'min_drivr = "570.26"',
             "min_drivr",
-            "missing key 'min_driver' (did you mean it instead of 'min_drivr'?)",
+            "unknown key release.min_drivr (did you mean min_driver?)",
         ),
         (
             "cuda_driver.toml",
             'min_driver = "570.26"',
             'min_driver = "570.26"\nmaximum = "1"',
             "maximum",
-            "unknown key 'maximum'",
+            "unknown key release.maximum",
         ),
-        ("cuda_driver.toml", 'min_driver = "570.26"', 'min_driver = "570.2x6"', '"570.2x6"', "is not a version"),
-        ("cuda_driver.toml", 'cuda = "12.8"\n', "cuda = 12.8\n", "cuda = 12.8", "must be a string"),
-        ("gpus.toml", 'compute_capability = "9.0"', 'compute_capability = "nine"', '"nine"', "is not a version"),
-        ("gpus.toml", 'class = "workstation"', 'class = "desk"', '"desk"', "class must be one of"),
-        ("vllm.toml", 'vllm = ">=0.9,<0.10"', 'vllm = "=>0.9"', '"=>0.9"', "is not a version specifier"),
+        (
+            "cuda_driver.toml",
+            'min_driver = "570.26"',
+            'min_driver = "570.2x6"',
+            '"570.2x6"',
+            'release.min_driver: must be a version, got "570.2x6"',
+        ),
+        (
+            "cuda_driver.toml",
+            'cuda = "12.8"\n',
+            "cuda = 12.8\n",
+            "cuda = 12.8",
+            "release.cuda: expected a string, got float",
+        ),
+        (
+            "gpus.toml",
+            'compute_capability = "9.0"',
+            'compute_capability = "nine"',
+            '"nine"',
+            'gpu.compute_capability: must be a version, got "nine"',
+        ),
+        ("gpus.toml", 'class = "workstation"', 'class = "desk"', '"desk"', "gpu.class: must be one of"),
+        (
+            "vllm.toml",
+            'vllm = ">=0.9,<0.10"',
+            'vllm = "=>0.9"',
+            '"=>0.9"',
+            'vllm_release.vllm: must be a version specifier (e.g. ">=8.0"), got "=>0.9"',
+        ),
         (
             "vllm.toml",
             'compute_capability = [">=8.9"]',
             'compute_capability = [">=8.9x"]',
             '">=8.9x"',
-            "is not a version specifier",
+            'feature.compute_capability: must be a version specifier (e.g. ">=8.0"), got ">=8.9x"',
         ),
-        ("runtime.toml", 'min_version = "19.03"', 'min_version = "nineteen"', '"nineteen"', "is not a version"),
-        ("runtime.toml", 'lost = "fail"', 'lost = "explode"', '"explode"', "lost must be one of"),
+        (
+            "runtime.toml",
+            'min_version = "19.03"',
+            'min_version = "nineteen"',
+            '"nineteen"',
+            'docker.min_version: must be a version, got "nineteen"',
+        ),
+        ("runtime.toml", 'lost = "fail"', 'lost = "explode"', '"explode"', "gpu_health.lost: must be one of"),
         (
             "architectures.toml",
             'first_cuda = "12.8"',
             'first_cuda = "12.8"\nremoved = "x"',
             'removed = "x"',
-            "unknown key 'removed'",
+            "unknown key architecture.removed",
         ),
-        ("runtime.toml", "[docker]", "[dockerd]", "[dockerd]", "unknown matrix table 'dockerd'"),
+        ("runtime.toml", "[docker]", "[dockerd]", "[dockerd]", "unknown table [dockerd] (did you mean [docker]?)"),
         (
             "gpus.toml",
             'source = "https://developer.nvidia.com/cuda-legacy-gpus"',
             'source = "somewhere"',
             'source = "somewhere"',
-            "https:// URL",
+            'source: must be an https:// URL, got "somewhere"',
         ),
     ],
 )
@@ -205,7 +235,7 @@ def test_a_missing_source_points_at_the_row():
         'min_driver = "575.51.03"',
     )
     path = next(p for p in files if p.endswith("cuda_driver.toml"))
-    with pytest.raises(ConfigError, match="missing key 'source'") as e:
+    with pytest.raises(ConfigError, match="missing key release.source") as e:
         parse_matrix(files)
     assert e.value.line == _line_of(files[path], 'cuda = "12.9"') - 1  # the [[release]] header
 
@@ -269,10 +299,20 @@ def test_a_profile_parses(matrix):
 @pytest.mark.parametrize(
     "old, new, needle, words",
     [
-        ("port = 8001", "port = 8001\nreplicas = 2", "replicas", "unknown key 'replicas'"),
-        ('gpus = ">=2"', "gpus = 2", "gpus = 2", "must be a string"),
-        ('gpus = ">=2"', 'gpus = "two"', 'gpus = "two"', "is not a version specifier"),
-        ('features = ["fp8"]', 'features = ["fp9"]', "fp9", "unknown feature 'fp9' (known: fp8, fa3, flashmla, fp4)"),
+        ("port = 8001", "port = 8001\nreplicas = 2", "replicas", "unknown key serve.replicas"),
+        ('gpus = ">=2"', "gpus = 2", "gpus = 2", "requires.gpus: expected a string, got integer"),
+        (
+            'gpus = ">=2"',
+            'gpus = "two"',
+            'gpus = "two"',
+            'requires.gpus: must be a version specifier (e.g. ">=8.0"), got "two"',
+        ),
+        (
+            'features = ["fp8"]',
+            'features = ["fp9"]',
+            "fp9",
+            'requires.features: unknown feature "fp9" (known: fp8, fa3, flashmla, fp4)',
+        ),
         ('cuda = "12.9"', 'cuda = "12.8"', 'cuda = "12.8"', "is built with CUDA 12.9"),
         (
             'ref = "vllm/vllm-openai:v0.12.0"',
@@ -287,8 +327,8 @@ def test_a_profile_parses(matrix):
             "CUDA 12.7 is not in the matrix",
         ),
         ("[serve]", "[served]", "[served]", "unknown table [served]"),
-        ("port = 8001", "port = 70000", "port = 70000", "out of range"),
-        ("port = 8001", 'restart = "sometimes"', "restart", "restart must be one of"),
+        ("port = 8001", "port = 70000", "port = 70000", "serve.port: must be between 1 and 65535, got 70000"),
+        ("port = 8001", 'restart = "sometimes"', "restart", "serve.restart: must be one of"),
     ],
 )
 def test_a_bad_profile_is_rejected_with_file_and_line(matrix, old, new, needle, words):
@@ -304,7 +344,9 @@ def test_a_profile_may_leave_cuda_to_a_confirmed_vllm_line_or_a_cu_tag(matrix):
     tagged = without.replace("v0.12.0", "v0.20.0-cu129").replace('vllm = "0.12.0"', 'vllm = "0.20.0"')
     assert parse_profile(tagged, "p.toml", matrix).cuda == "12.9"
     unconfirmed = without.replace("0.12.0", "0.11.0")
-    with pytest.raises(ConfigError, match="cuda is required: the CUDA of the vLLM >=0.11,<0.12 image is not confirmed"):
+    with pytest.raises(
+        ConfigError, match="image.cuda: is required: the CUDA of the vLLM >=0.11,<0.12 image is not confirmed"
+    ):
         parse_profile(unconfirmed, "p.toml", matrix)
 
 
@@ -360,7 +402,7 @@ def test_a_profile_overrides_rollout_thresholds_and_bad_values_are_caught(tmp_pa
     assert profile.rollout == {"bake_s": 120, "max_error_rate": 0.001}
     merged = dataclasses.replace(RolloutSettings(max_unavailable=2), **profile.rollout)
     assert (merged.bake_s, merged.max_error_rate, merged.max_unavailable) == (120, 0.001, 2)
-    with pytest.raises(ConfigError, match=r"p.toml:8: \[rollout\]: max_error_rate: 2 is out of range"):
+    with pytest.raises(ConfigError, match=r"p.toml:8: rollout.max_error_rate: must be between 0 and 1, got 2"):
         parse_profile(base.replace("0.001", "2"), "p.toml", matrix)
     with pytest.raises(ConfigError, match="p.toml:9"):
         parse_profile(base + "rings = []\n", "p.toml", matrix)

@@ -1,18 +1,21 @@
 """Profiles and matrix files: a parsed TOML document (``tomldoc``, shared with the fleet file) and a checked
-reader of its tables.
+reader of its tables on ``core.schema`` (the fleet file's checker and wording).
 
 Errors come out as ``ConfigError`` with ``FILE:LINE``. Pure: it takes the text and the path it came from.
 """
 
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from typing import Any, Literal, TypeVar, overload
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from fleetctl.core.tomldoc import KeyLines, TomlDocument, Where, read_toml
+from fleetctl.core.addresses import shown
+from fleetctl.core.schema import Field, check_value, failed, missing_key, unknown_key, wrong_type
+from fleetctl.core.tomldoc import KeyLines, TomlDocument, Where, dotted, read_toml
 from fleetctl.errors import ConfigError
 
 T = TypeVar("T")
@@ -49,16 +52,19 @@ def key_lines(text: str) -> dict[Where, int]:
 
 
 class Fields:
-    """Typed, checked access to one table; ``finish()`` rejects the keys nobody asked for."""
+    """Typed, checked access to one table (``core.schema``'s wording); ``finish()`` rejects the keys nobody asked
+    for."""
 
-    def __init__(self, doc: Document, where: Where, table: Any, what: str) -> None:
+    def __init__(self, doc: Document, where: Where, table: Any) -> None:
         if not isinstance(table, dict):
-            raise doc.error(f"{what} must be a table", where)
-        self.doc, self.where, self.table, self.what = doc, where, table, what
+            raise doc.error(wrong_type(where, "table", table), where)
+        self.doc, self.where, self.table = doc, where, table
         self.seen: set[str] = set()
 
     def value(self, key: str, types: tuple[type[T], ...], type_name: str, *, required: bool = True) -> T | None:
-        """The key's value if it has one of ``types`` (a bool is no integer); None if it is absent and optional."""
+        """The key's value if it has one of ``types`` (a bool is no integer); None if it is absent and optional.
+
+        ``type_name`` is a ``core.schema`` kind (``"string"``) or what to say is expected."""
         self.seen.add(key)
         if key not in self.table:
             if required:
@@ -66,8 +72,8 @@ class Fields:
             return None
         value = self.table[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-            hint = " (write versions and specifiers in quotes)" if type_name == "a string" else ""
-            raise self.error(key, f"{key} must be {type_name}, not {_type_of(value)}{hint}")
+            hint = " (write versions and specifiers in quotes)" if type_name == "string" else ""
+            raise self.doc.error(wrong_type(self.where + (key,), type_name, value) + hint, self.where + (key,))
         return value
 
     # A required key, or one with a default, always gives a string: only an optional one without a default
@@ -80,22 +86,23 @@ class Fields:
     def text(self, key: str, *, required: bool = True, default: None = None) -> str | None: ...
 
     def text(self, key: str, *, required: bool = True, default: str | None = None) -> str | None:
-        value = self.value(key, (str,), "a string", required=required)
+        value = self.value(key, (str,), "string", required=required)
         return default if value is None else value
 
     def flag(self, key: str, default: bool) -> bool:
-        value = self.value(key, (bool,), "true or false", required=False)
+        value = self.value(key, (bool,), "boolean", required=False)
         return default if value is None else value
 
     def number(self, key: str, *, required: bool = False) -> int | None:
-        return self.value(key, (int,), "an integer", required=required)
+        return self.value(key, (int,), "integer", required=required)
 
     def texts(self, key: str, *, required: bool = True) -> tuple[str, ...]:
-        value = self.value(key, (list,), "a list of strings", required=required)
+        value = self.value(key, (list,), "strings", required=required)
         if value is None:
             return ()
-        if not all(isinstance(v, str) for v in value):
-            raise self.error(key, f"{key} must be a list of strings")
+        problem = check_value(value, Field("strings"))
+        if problem:
+            raise self.doc.error(f"{dotted(self.where + (key,))}{problem}", self.where + (key,))
         return tuple(value)
 
     @overload
@@ -114,7 +121,7 @@ class Fields:
         try:
             ver(value)
         except InvalidVersion as e:
-            raise self.error(key, f"{key}: {value!r} is not a version") from e
+            raise self.error(key, f"must be a version, got {shown(value)}") from e
 
     @overload
     def specifier(self, key: str, *, required: Literal[True] = True) -> SpecifierSet: ...
@@ -129,39 +136,28 @@ class Fields:
         try:
             return spec(value)
         except InvalidSpecifier as e:
-            raise self.error(key, f'{key}: {value!r} is not a version specifier (e.g. ">=8.0")') from e
+            raise self.error(key, f'must be a version specifier (e.g. ">=8.0"), got {shown(value)}') from e
 
     def source(self) -> str:
         url = self.text("source")
         if not url.startswith("https://"):
-            raise self.error("source", f"source must be an https:// URL, not {url!r}")
+            raise self.error("source", f"must be an https:// URL, got {shown(url)}")
         return url
 
     def _missing(self, key: str) -> ConfigError:
-        """A missing key; when the table has a near miss (a typo), point at that line."""
-        import difflib
-
+        """A missing key; when the table has a near miss (a typo), that is the unknown key to point at."""
         near = difflib.get_close_matches(key, [k for k in self.table if k not in self.seen], n=1)
         if near:
-            return self.error(near[0], f"missing key {key!r} (did you mean it instead of {near[0]!r}?)")
-        return self.doc.error(f"{self.what}: missing key {key!r}", self.where)
+            at = self.where + (near[0],)
+            return self.doc.error(f"unknown key {dotted(at)} (did you mean {key}?)", at)
+        return self.doc.error(missing_key(self.where + (key,)), self.where)
 
-    def error(self, key: str, message: str) -> ConfigError:
-        return self.doc.error(f"{self.what}: {message}", self.where + (key,))
+    def error(self, key: str, problem: str) -> ConfigError:
+        """``FILE:LINE: table.key: problem`` for a value that fails a check."""
+        return self.doc.error(failed(self.where + (key,), problem), self.where + (key,))
 
     def finish(self) -> None:
-        unknown = [k for k in self.table if k not in self.seen]
-        if unknown:
-            known = ", ".join(sorted(self.seen))
-            raise self.error(unknown[0], f"unknown key {unknown[0]!r} (known: {known})")
-
-
-def _type_of(value: Any) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
+        unknown = next((k for k in self.table if k not in self.seen), None)
+        if unknown is not None:
+            at = self.where + (unknown,)
+            raise self.doc.error(unknown_key(at, sorted(self.seen)), at)

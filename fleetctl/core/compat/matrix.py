@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from packaging.specifiers import SpecifierSet
 
+from fleetctl.core.addresses import shown
 from fleetctl.core.compat.document import Document, Fields, parse_document, ver, within
 from fleetctl.core.compat.model import (
     UNKNOWN_CLASS,
@@ -30,6 +31,7 @@ from fleetctl.core.compat.model import (
     VllmMinCc,
     VllmRelease,
 )
+from fleetctl.core.schema import unknown_table, wrong_type
 from fleetctl.errors import ConfigError
 
 _STATUSES = ("fail", "warn")
@@ -243,7 +245,7 @@ def parse_matrix(files: Mapping[str, str]) -> Matrix:
         doc = parse_document(text, path)
         for name, value in doc.data.items():
             if name not in _SECTIONS:
-                raise doc.error(f"unknown matrix table {name!r} (known: {', '.join(sorted(_SECTIONS))})", (name,))
+                raise doc.error(unknown_table(name, sorted(_SECTIONS)), (name,))
             if name in sections:
                 raise doc.error(f"table {name!r} is already defined in {places[name]}", (name,))
             sections[name], places[name] = _parse_section(doc, name, value), path
@@ -256,15 +258,15 @@ def parse_matrix(files: Mapping[str, str]) -> Matrix:
 def _parse_section(doc: Document, name: str, value: Any) -> Any:
     parser, is_array = _SECTIONS[name]
     if not is_array:
-        fields = Fields(doc, (name,), value, f"[{name}]")
+        fields = Fields(doc, (name,), value)
         row = parser(fields)
         fields.finish()
         return row
     if not isinstance(value, list):
-        raise doc.error(f"{name} must be an array of tables ([[{name}]])", (name,))
+        raise doc.error(wrong_type((name,), f"an array of tables ([[{name}]])", value), (name,))
     rows = []
     for i, table in enumerate(value):
-        fields = Fields(doc, (name, i), table, f"[[{name}]] #{i + 1}")
+        fields = Fields(doc, (name, i), table)
         rows.append(parser(fields))
         fields.finish()
     return tuple(rows)
@@ -293,7 +295,7 @@ def _forward(f: Fields) -> ForwardCompat:
     branches = f.texts("branches")
     for branch in branches:
         if not branch.isdigit():
-            raise f.error("branches", f'branches: {branch!r} is not a driver branch number like "535"')
+            raise f.error("branches", f'{shown(branch)} is not a driver branch number like "535"')
     return ForwardCompat(cuda=f.version("cuda"), branches=branches, source=f.source())
 
 
@@ -304,7 +306,7 @@ def _forward_policy(f: Fields) -> tuple[tuple[str, ...], str]:
 def _gpu(f: Fields) -> GpuModel:
     names = f.texts("names")
     if any(n != normalize_gpu_name(n) for n in names):
-        raise f.error("names", 'names must be lower case, without "nvidia "/"tesla ", with spaces for dashes')
+        raise f.error("names", 'must be lower case, without "nvidia "/"tesla ", with spaces for dashes')
     return GpuModel(
         model=f.text("model"),
         family=f.text("family"),
@@ -325,14 +327,14 @@ def _class_by_name(f: Fields) -> ClassByName:
 def _gpu_class(f: Fields) -> str:
     value = f.text("class")
     if value not in _CLASSES:
-        raise f.error("class", f"class must be one of {', '.join(_CLASSES)}, not {value!r}")
+        raise f.error("class", f"must be one of {', '.join(_CLASSES)}, got {shown(value)}")
     return value
 
 
 def _floor(f: Fields) -> GpuDriverFloor:
     when = f.text("when")
     if when not in ("always", "mig"):
-        raise f.error("when", f'when must be "always" or "mig", not {when!r}')
+        raise f.error("when", f'must be "always" or "mig", got {shown(when)}')
     return GpuDriverFloor(
         family=f.text("family"),
         min_driver=f.version("min_driver"),
@@ -393,7 +395,7 @@ def _vllm_min_cc(f: Fields) -> VllmMinCc:
 def _feature(f: Fields) -> FeatureGate:
     ccs = f.texts("compute_capability")
     if not ccs:
-        raise f.error("compute_capability", "compute_capability needs at least one specifier")
+        raise f.error("compute_capability", "needs at least one specifier")
     cuda = f.text("cuda", required=False)
     return FeatureGate(
         id=f.text("id"),
@@ -411,7 +413,7 @@ def _feature(f: Fields) -> FeatureGate:
 def _status(f: Fields, key: str) -> str:
     value = f.text(key)
     if value not in _STATUSES:
-        raise f.error(key, f"{key} must be one of {', '.join(_STATUSES)}, not {value!r}")
+        raise f.error(key, f"must be one of {', '.join(_STATUSES)}, got {shown(value)}")
     return value
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 from packaging.specifiers import SpecifierSet
 
+from fleetctl.core.addresses import shown
 from fleetctl.core.compat.document import Document, Fields, parse_document, spec, ver
 from fleetctl.core.compat.matrix import Matrix, image_repository, minor_of
+from fleetctl.core.schema import failed, unknown_key, unknown_table
 from fleetctl.core.serve import ServeSettings, served_names
 
 _TABLES = ("profile", "image", "requires", "serve", "rollout")
@@ -48,7 +50,7 @@ def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
     doc = parse_document(text, path)
     for name in doc.data:
         if name not in _TABLES:
-            raise doc.error(f"unknown table [{name}] (known: {', '.join(_TABLES)})", (name,))
+            raise doc.error(unknown_table(name, _TABLES), (name,))
     head = _table(doc, "profile", required=True)
     name, description = head.text("name"), head.text("description", required=False, default="")
     head.finish()
@@ -74,7 +76,7 @@ def parse_profile(text: str, path: str, matrix: Matrix) -> Profile:
 def _table(doc: Document, name: str, *, required: bool = False) -> Fields:
     if required and name not in doc.data:
         raise doc.error(f"missing table [{name}]")
-    return Fields(doc, (name,), doc.data.get(name, {}), f"[{name}]")
+    return Fields(doc, (name,), doc.data.get(name, {}))
 
 
 def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
@@ -90,14 +92,14 @@ def _image(f: Fields, matrix: Matrix) -> tuple[str, str | None, str, bool]:
         and image_repository(ref) in matrix.vllm_image.repositories
         and ver(tag.group(1)) != ver(vllm)
     ):
-        raise f.error("vllm", f"vllm = {vllm!r} but the image tag says {tag.group(1)}")
+        raise f.error("vllm", f"{shown(vllm)} but the image tag says {tag.group(1)}")
     expected, why = _expected_cuda(ref, vllm, matrix)
     if cuda is None:
         if expected is None:
-            raise f.error("cuda", f"cuda is required: {why or 'the matrix cannot tell the CUDA of ' + ref}")
+            raise f.error("cuda", f"is required: {why or 'the matrix cannot tell the CUDA of ' + ref}")
         cuda = expected
     elif expected is not None and minor_of(cuda) != expected:
-        raise f.error("cuda", f"cuda = {cuda!r} but {ref} is built with CUDA {expected} ({why})")
+        raise f.error("cuda", f"{shown(cuda)} but {ref} is built with CUDA {expected} ({why})")
     if matrix.cuda_release(cuda)[0] is None:
         known = ", ".join(dict.fromkeys(minor_of(r.cuda) for r in matrix.releases))
         raise f.error("cuda", f"CUDA {cuda} is not in the matrix (known: {known})")
@@ -126,7 +128,7 @@ def _requires(f: Fields, matrix: Matrix) -> Requirements:
     features = f.texts("features", required=False)
     for feature in features:
         if feature not in matrix.feature_ids:
-            raise f.error("features", f"unknown feature {feature!r} (known: {', '.join(matrix.feature_ids)})")
+            raise f.error("features", f"unknown feature {shown(feature)} (known: {', '.join(matrix.feature_ids)})")
     f.finish()
     return Requirements(
         gpus=gpus if gpus is not None else spec(">=1"), gpu_memory_mib=memory, compute_capability=cc, features=features
@@ -134,15 +136,15 @@ def _requires(f: Fields, matrix: Matrix) -> Requirements:
 
 
 _ROLLOUT = {  # key: (types, type name, lowest allowed, highest allowed)
-    "bake_s": ((int, float), "a number", 0, None),
-    "max_error_rate": ((int, float), "a number", 0, 1),
-    "max_ttft_p95_ratio": ((int, float), "a number", 0, None),
-    "max_unavailable": ((int,), "an integer", 1, None),
-    "min_requests": ((int,), "an integer", 1, None),
-    "interval_s": ((int, float), "a number", 0, None),
-    "failure_limit": ((int,), "an integer", 0, None),
-    "smoke_rps": ((int, float), "a number", 0, None),
-    "max_ttft_p95_ms": ((int, float), "a number", 0, None),
+    "bake_s": ((int, float), "number", 0, None),
+    "max_error_rate": ((int, float), "number", 0, 1),
+    "max_ttft_p95_ratio": ((int, float), "number", 0, None),
+    "max_unavailable": ((int,), "integer", 1, None),
+    "min_requests": ((int,), "integer", 1, None),
+    "interval_s": ((int, float), "number", 0, None),
+    "failure_limit": ((int,), "integer", 0, None),
+    "smoke_rps": ((int, float), "number", 0, None),
+    "max_ttft_p95_ms": ((int, float), "number", 0, None),
 }
 _POSITIVE = ("max_ttft_p95_ratio", "interval_s", "smoke_rps", "max_ttft_p95_ms")
 
@@ -155,39 +157,49 @@ def _rollout(f: Fields) -> dict[str, Any]:
         if value is None:
             continue
         if value < low or (high is not None and value > high) or (key in _POSITIVE and value == 0):
-            raise f.error(key, f"{key}: {value!r} is out of range")
+            raise f.error(key, _out_of_range(key, value, low, high))
         out[key] = value
-    smoke = f.value("smoke", (dict,), "a table ([rollout.smoke] prompts = [...])", required=False)
+    smoke = f.value("smoke", (dict,), "smoke-table", required=False)
     if smoke is not None:
         out["smoke_prompts"] = _smoke_prompts(f, smoke)
     f.finish()
     return out
 
 
+def _out_of_range(key: str, value: float, low: float, high: float | None) -> str:
+    if high is not None:
+        return f"must be between {low} and {high}, got {value}"
+    if key in _POSITIVE:
+        return f"must be greater than 0, got {value}"
+    return f"must be at least {low}, got {value}"
+
+
 def _smoke_prompts(f: Fields, smoke: dict[str, Any]) -> tuple[str, ...]:
     """[rollout.smoke] prompts: at least one non-empty string; no other key."""
     prompts = smoke.get("prompts")
-    if set(smoke) - {"prompts"}:
-        raise f.error("smoke", f"rollout.smoke: unknown key {sorted(set(smoke) - {'prompts'})[0]} (known: prompts)")
+    at = (*f.where, "smoke")
+    unknown = next((k for k in smoke if k != "prompts"), None)
+    if unknown is not None:
+        raise f.doc.error(unknown_key((*at, unknown), ("prompts",)), at)
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-        raise f.error("smoke", "rollout.smoke.prompts must be a non-empty list of non-empty strings")
+        raise f.doc.error(failed((*at, "prompts"), "must be non-empty prompts (at least one)"), at)
     return tuple(prompts)
 
 
 def _serve(f: Fields) -> ServeSettings:
     values: dict[str, Any] = {"model": f.text("model")}
     optional = {
-        "port": ((int,), "an integer"),
-        "args": ((list,), "a list of strings"),
+        "port": ((int,), "integer"),
+        "args": ((list,), "strings"),
         "gpus": ((str, int), '"all" or a count'),
-        "env": ((dict,), "a table of strings"),
-        "volumes": ((dict,), "a table of strings"),
-        "shm_size": ((str,), "a string"),
-        "ipc_host": ((bool,), "true or false"),
-        "restart": ((str,), "a string"),
-        "health_timeout_s": ((int, float), "a number"),
-        "shutdown_timeout_s": ((int,), "an integer"),
-        "served_model_name": ((str,), "a string"),
+        "env": ((dict,), "string-table"),
+        "volumes": ((dict,), "string-table"),
+        "shm_size": ((str,), "string"),
+        "ipc_host": ((bool,), "boolean"),
+        "restart": ((str,), "string"),
+        "health_timeout_s": ((int, float), "number"),
+        "shutdown_timeout_s": ((int,), "integer"),
+        "served_model_name": ((str,), "string"),
     }
     for key, (types, type_name) in optional.items():
         value = f.value(key, types, type_name, required=False)
@@ -205,21 +217,17 @@ def _serve(f: Fields) -> ServeSettings:
 
 def _checked_serve_value(f: Fields, key: str, value: Any) -> Any:
     if key in ("args",) and not all(isinstance(v, str) for v in value):
-        raise f.error(key, f"{key} must be a list of strings")
+        raise f.error(key, "expected an array of strings")
     if key in ("env", "volumes") and not all(isinstance(v, str) for v in value.values()):
-        raise f.error(key, f"{key} must be a table of strings")
-    if (
-        key == "port"
-        and not 0 < value < 65536
-        or key == "gpus"
-        and value != "all"
-        and not (isinstance(value, int) and value >= 0)
-    ):
-        raise f.error(key, f"{key}: {value!r} is out of range")
+        raise f.error(key, "expected a table of strings")
+    if key == "port" and not 0 < value < 65536:
+        raise f.error(key, f"must be between 1 and 65535, got {value}")
+    if key == "gpus" and value != "all" and not (isinstance(value, int) and value >= 0):
+        raise f.error(key, f'must be "all" or a count of at least 0, got {value}')
     if key == "restart" and value not in _RESTART:
-        raise f.error(key, f"restart must be one of {', '.join(_RESTART)}, not {value!r}")
+        raise f.error(key, f"must be one of {', '.join(_RESTART)}, got {shown(value)}")
     if key == "served_model_name" and (not value.strip() or any(c.isspace() or ord(c) < 32 for c in value)):
-        raise f.error(key, f"served_model_name must be a name without spaces or control characters, not {value!r}")
+        raise f.error(key, f"must be a name without spaces or control characters, got {shown(value)}")
     if key in ("health_timeout_s", "shutdown_timeout_s") and value < 0:
-        raise f.error(key, f"{key} must not be negative")
+        raise f.error(key, f"must not be negative, got {value}")
     return tuple(value) if key == "args" else value
