@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,13 @@ class DoorSettings:
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+    def beside(self, folder: str) -> DoorSettings:
+        """These settings with a relative ``tls_cert`` made relative to ``folder`` (the fleet file's), as
+        ``keys_file`` is; HAProxy would otherwise read it from wherever fleetctl happened to be started."""
+        if self.tls_cert is None or posixpath.isabs(self.tls_cert):
+            return self
+        return replace(self, tls_cert=posixpath.join(folder, self.tls_cert))
 
 
 def door_settings(router: Mapping[str, Any]) -> DoorSettings | None:

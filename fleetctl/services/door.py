@@ -98,7 +98,7 @@ def load_clients(fleet: Fleet, settings: DoorSettings) -> tuple[ClientKey, ...] 
 
 def write_door(fleet: Fleet, slots: int) -> DoorPlan:
     """Render the door's files, check them with ``haproxy -c`` as a whole, then put them in place."""
-    settings = door_settings_of(fleet)
+    settings = door_settings_of(fleet).beside(os.path.dirname(os.path.abspath(fleet.path)))
     clients = load_clients(fleet, settings)
     files = door_files(fleet)
     os.makedirs(os.path.dirname(files.config), mode=0o700, exist_ok=True)

@@ -62,6 +62,11 @@ class Door:
             'args = ["--max-model-len", "4096"]', 'args = ["--max-model-len", "4096", "--max-num-seqs", "1"]'
         )
         (profiles / "door-tiny.toml").write_text(tiny.replace('name = "stable"', 'name = "door-tiny"'))
+        following = (profiles / "next.toml").read_text()  # the upgrade target: same model, vLLM 0.32.1
+        following = following.replace(
+            'args = ["--max-model-len", "4096"]', 'args = ["--max-model-len", "4096", "--max-num-seqs", "1"]'
+        )
+        (profiles / "door-next.toml").write_text(following.replace('name = "next"', 'name = "door-next"'))
 
     def cli(self, *args: str, ok: bool = True):
         result = CliRunner().invoke(app, ["--fleet", str(self.info.fleet_file), *args])
@@ -206,6 +211,70 @@ def test_a_drain_under_load_through_the_door_fails_no_request(door, tmp_path):
     result = json.loads(out)
     assert result["failed"] == 0 and result["ok"] > 10, result
     assert door_status(load_fleet(str(door.info.fleet_file))).stats.slots == 2
+
+
+def test_an_upgrade_under_load_through_the_door_fails_no_request(door, tmp_path):
+    """Both hosts move to another image one at a time while a client with a key keeps asking through the door;
+    the new containers carry the worker key too."""
+    stop = str(tmp_path / "stop")
+    load = door.load(KEYS["alice"][0], 300, 3, stop)
+    time.sleep(3)
+    door.cli("upgrade", "--profile", "door-next", "--limit", SERVING, "--yes", "--bake-s", "10")
+    time.sleep(2)
+    Path(stop).touch()
+    out, _ = load.communicate(timeout=120)
+    result = json.loads(out)
+    assert result["failed"] == 0 and result["ok"] > 10, result
+    hosts = {h["name"]: h for h in json.loads(door.cli("status", "--limit", SERVING, "--json").stdout)["hosts"]}
+    assert {n: (hosts[n]["profile"], hosts[n]["image"]) for n in SERVING.split(",")} == {
+        n: ("door-next", "lab/vllm:next") for n in SERVING.split(",")
+    }
+    for name in SERVING.split(","):
+        assert door.curl(f"http://{door.info.host(name).address}:8000/v1/models")[0] == 401
+    assert door_status(load_fleet(str(door.info.fleet_file))).stats.slots == 2
+
+
+@pytest.fixture
+def tls_door(door, tmp_path):
+    """The door on HTTPS for one test: a self-signed certificate and key in one PEM beside the fleet file
+    (relative, as keys_file), then back to plain HTTP."""
+    require(shutil.which("openssl") is not None, "openssl missing")
+    pem = door.info.fleet_file.parent / "door-tls.pem"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=door"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    pem.write_text(cert.read_text() + key.read_text())
+    plain = door.info.fleet_file.read_text()
+    door.info.fleet_file.write_text(plain.replace("max_queue_s = 5\n", 'max_queue_s = 5\ntls_cert = "door-tls.pem"\n'))
+    try:
+        door.cli("door", "reload")
+        yield f"https://{door.gateway}:{door.door_port}"
+    finally:
+        door.info.fleet_file.write_text(plain)
+        door.cli("door", "reload")
+
+
+def test_https_at_the_door_with_tls_cert(door, tls_door):
+    status, _, body = door.curl(f"{tls_door}/v1/models", "-k", key=KEYS["alice"][0])
+    assert status == 200 and MODEL in body
+    status, _, body = door.curl(
+        f"{tls_door}/v1/completions",
+        "-k",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 4}),
+        key=KEYS["alice"][0],
+    )
+    assert status == 200 and json.loads(body)["choices"], body
+    assert door.curl(f"{tls_door}/v1/models", "-k")[0] == 401  # the keys still apply behind TLS
+    assert door.curl(f"{door.door}/health")[0] == 0  # plain HTTP on the TLS port gets no HTTP answer
+    doc = json.loads(door.cli("door", "status", "--json").stdout)
+    assert doc["pid"] is not None, doc
 
 
 def test_router_up_started_the_door_and_router_down_stops_it(door):

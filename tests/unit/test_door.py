@@ -200,6 +200,17 @@ def test_tls_binds_with_the_certificate():
     assert "    bind 0.0.0.0:8080 ssl crt /etc/t.pem\n" in render_config(_plan(tls="/etc/t.pem"))
 
 
+@pytest.mark.parametrize(
+    "tls, expected",
+    [(None, None), ("/etc/t.pem", "/etc/t.pem"), ("tls.pem", "/fleet/tls.pem"), ("certs/t.pem", "/fleet/certs/t.pem")],
+)
+def test_a_relative_certificate_is_beside_the_fleet_file(tls, expected):
+    settings = DoorSettings("0.0.0.0", 8080, tls, "keys.toml", 30.0).beside("/fleet")
+    assert (settings.tls_cert, settings.keys_file) == (expected, "keys.toml")
+    bind = f"    bind 0.0.0.0:8080 ssl crt {expected}\n" if expected else "    bind 0.0.0.0:8080\n"
+    assert bind in render_config(DoorPlan(settings, "127.0.0.1", 30000, 7, FILES, None))
+
+
 def test_maps_hold_hashes_and_limits_never_keys():
     clients = (ClientKey("alice", hash_key("sk-a"), 30, 2),)
     assert render_keys_map(clients) == f"{hash_key('sk-a')} alice\n"
