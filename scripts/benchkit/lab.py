@@ -22,6 +22,10 @@ PORT = 8000
 TOOLKIT = "1.17.8"  # hosts need the NVIDIA Container Toolkit to run the GPU containers
 RUN_TIMEOUT_S = 600
 LAB_DEFAULT_ROUTER = "http://127.0.0.1:30000"  # what scripts/lab up writes
+CHAT_POOL, OTHER_POOL = "chat", "other"  # with --pools 2: the measured pool and the one beside it
+OTHER_MODEL = "other"  # the name the other pool serves (profile other-stable: --served-model-name other)
+OTHER_HOSTS = 2  # hosts of the other pool
+OTHER_CLIENTS = 4  # load clients for the other pool's model
 
 
 class BenchError(Exception):
@@ -169,6 +173,38 @@ class Fleetctl:
         return times
 
 
+@dataclass(frozen=True)
+class Pools:
+    """The bench lab's two pools: ``chat`` (profile stable, lab/tiny-llama) is measured, ``other`` (profile
+    other-stable, served as ``other``) carries load beside it."""
+
+    chat: tuple[str, ...]
+    other: tuple[str, ...]
+
+
+def render_pools(pools: Pools) -> str:
+    return (
+        f'\n# Written by the bench: two pools, one model each.\n[[pools]]\nname = "{CHAT_POOL}"\n'
+        f'profile = "stable"\nhosts = "{",".join(pools.chat)}"\n\n[[pools]]\nname = "{OTHER_POOL}"\n'
+        f'profile = "other-stable"\nhosts = "{",".join(pools.other)}"\n'
+    )
+
+
+def declare_pools(lab: BenchLab, pools: Pools) -> None:
+    """Append the two ``[[pools]]`` to the lab's fleet file (once: a kept lab's file may have them already)."""
+    text = lab.fleet.read_text()
+    if "[[pools]]" not in text:
+        lab.fleet.write_text(text.rstrip("\n") + "\n" + render_pools(pools))
+
+
+def serve_pools(fleetctl: Fleetctl, pools: Pools) -> None:
+    """Start the router and deploy each pool's profile (hosts already serving are left as they are)."""
+    fleetctl.ok("router", "up")
+    for pool in (CHAT_POOL, OTHER_POOL):
+        log(f"deploying pool {pool} ...")
+        fleetctl.ok("deploy", "--pool", pool)
+
+
 def serve(fleetctl: Fleetctl, lab: BenchLab, names: list[str]) -> None:
     """Start the router and deploy ``stable`` on ``names`` (a host already serving is left as it is)."""
     fleetctl.ok("router", "up")
@@ -179,16 +215,25 @@ def serve(fleetctl: Fleetctl, lab: BenchLab, names: list[str]) -> None:
         fleetctl.ok("deploy", "--profile", "stable", "--limit", ",".join(idle))
 
 
-def start_load(router: str, clients: int):
-    """The tests' load generator on the router, flowing (16 requests done) before it is returned."""
+def start_load(router: str, clients: int, model: str = MODEL):
+    """The tests' load generator on the router for ``model``, flowing (16 requests done) before it is returned."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.support.load import LoadGenerator
 
-    load = LoadGenerator(router, MODEL, clients=clients).start()
+    load = LoadGenerator(router, model, clients=clients).start()
     try:
         load.wait_for_progress(16)
     except (TimeoutError, RuntimeError) as e:
         load.stop()
-        raise BenchError(f"load through {router} does not flow: {e}") from None
+        raise BenchError(f"load for {model} through {router} does not flow: {e}") from None
     return load
+
+
+def load_figures(report) -> dict:
+    return {"ok": report.ok, "failed": report.failed, "summary": report.summary()}
+
+
+def other_load_targets(report, target) -> dict:
+    """The other pool's load figures and its PASS/MISS row (``target`` is benchkit.figures.target)."""
+    return {"other_load": load_figures(report), "other_target": target(report.failed, "= 0", report.failed == 0)}

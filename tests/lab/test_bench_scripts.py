@@ -51,3 +51,28 @@ def test_bench_upgrade_on_two_hosts():
             # the router's own view of the time out agrees with the journal's within a poll or two
             assert host["router_saw_out_s"] == pytest.approx(host["out_of_router_s"], abs=0.3)
     assert s["targets"]["failed_requests"]["result"] == "PASS"
+
+
+def test_bench_drain_with_two_pools():
+    s = run_bench("bench-drain", "--hosts", "4", "--runs", "1", "--pools", "2")
+    d = s["drain"]
+    assert s["pools"] == 2 and s["hosts"] == 4 and s["serving"] == 2  # chat: gpu-01/02; other: gpu-03/04
+    assert d["hosts"] == ["gpu-01"] and 0 < d["router_gone_s"]["min"]
+    assert s["load"]["failed"] == 0 and s["load"]["ok"] > 20
+    assert s["other_load"]["failed"] == 0 and s["other_load"]["ok"] > 10
+    assert {t["result"] for t in s["targets"].values()} <= {"PASS", "MISS"}
+    assert s["targets"]["failed_requests"]["result"] == "PASS"
+    assert s["targets"]["other_pool_failed_requests"]["result"] == "PASS"
+
+
+def test_bench_upgrade_with_two_pools():
+    s = run_bench("bench-upgrade", "--hosts", "2", "--runs", "1", "--bake-s", "5", "--pools", "2")
+    # a bake long enough for the gate's min_requests on a busy machine: a 2 s bake was rolled back at load 24
+    assert s["pools"] == 2 and s["hosts"] == 2
+    [run] = s["runs"]
+    assert (run["from"], run["to"]) == ("stable", "next")
+    assert set(run["hosts"]) == {"gpu-01", "gpu-02"}  # the chat pool only: gpu-03/04 are pool other
+    assert sum(run["phases_s"].values()) == pytest.approx(run["overhead_s"], abs=0.01)
+    assert s["other_load"]["failed"] == 0 and s["other_load"]["ok"] > 10
+    assert s["targets"]["failed_requests"]["result"] == "PASS"
+    assert s["targets"]["other_pool_failed_requests"]["result"] == "PASS"
