@@ -124,6 +124,10 @@ def fleet(lab_factory, tmp_path_factory):
         yield f
     finally:
         f.cli("router", "down", ok=False)
+        # The lab stays up until the session ends; real vLLM idling in it would take a core from every test after
+        # this one, so its containers go now.
+        for host in info.hosts:
+            realimage.docker_cli(host.docker_host)("rm", "-f", CONTAINER_NAME, CONTAINER_NAME + PREVIOUS_SUFFIX)
 
 
 def hosts_doc(fleet) -> dict[str, dict]:
