@@ -47,13 +47,6 @@ min_serving = 1
 """
 
 
-def routes_by_model() -> bool:
-    """Whether this checkout's router registers workers with their model (the router branch's pure decision)."""
-    import fleetctl.core.router as router
-
-    return hasattr(router, "router_mode")
-
-
 class PooledFleet:
     def __init__(self, info):
         self.info = info
@@ -140,8 +133,6 @@ def test_an_upgrade_of_one_pool_while_the_other_is_drained_and_undrained(fleet):
     assert "pool chat now declares profile" in upgraded.stderr
     history = json.loads(fleet.cli("history", "--json").stdout)["runs"]
     assert history[0]["pool"] == "chat" and history[0]["outcome"] == "completed"
-    if not routes_by_model():
-        pytest.xfail("routing by model comes with the router branch: requests for one model reach the other's hosts")
     chat.report().assert_no_failures()
     second.report().assert_no_failures()
 
