@@ -45,12 +45,15 @@ def classify(verdict: Verdict) -> Measurement:
     return Measurement.FAILED if failed else Measurement.PASSED
 
 
-def decide_bake(measurements: Sequence[Measurement], failure_limit: int, bake_over: bool) -> BakeDecision:
+def decide_bake(
+    measurements: Sequence[Measurement], failure_limit: int, bake_over: bool, evidence_overdue: bool = True
+) -> BakeDecision:
     """Continue, abort or pass after the measurements so far (the last one is the newest).
 
     An unhealthy ring aborts at once; failed measurements abort when there are more than ``failure_limit``
     (strictly greater, as Argo's failureLimit); a ring passes only when the bake is over, with the whole bake's
-    measurement conclusive; a bake that ends without enough evidence fails.
+    measurement conclusive. A bake that ends without enough evidence goes on gathering it (fleetctl's own
+    requests make it up) until ``evidence_overdue``, then fails.
     """
     failed = sum(1 for m in measurements if m is Measurement.FAILED)
     last = measurements[-1] if measurements else None
@@ -61,8 +64,16 @@ def decide_bake(measurements: Sequence[Measurement], failure_limit: int, bake_ov
     if not bake_over:
         return BakeDecision(Next.CONTINUE, "baking")
     if last is None or last is Measurement.INCONCLUSIVE:
+        if not evidence_overdue:
+            return BakeDecision(Next.CONTINUE, "baked: gathering the requests the gate needs")
         return BakeDecision(Next.ABORT, "the bake ended without enough requests to judge")
     return BakeDecision(Next.PASS, f"{failed} failed measurement(s), within failure_limit {failure_limit}")
+
+
+def evidence_grace_s(min_requests: int, rps: float, interval_s: float) -> float:
+    """How long a bake that ended short of ``min_requests`` may go on gathering them: the time fleetctl's own
+    requests at ``rps`` take to supply all of them, plus one interval; nothing when it sends none."""
+    return min_requests / rps + interval_s if rps > 0 else 0.0
 
 
 def smoke_due(elapsed_s: float, rps: float, sent: int) -> int:

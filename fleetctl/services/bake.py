@@ -21,6 +21,7 @@ from fleetctl.core.evidence import (
     Synthetic,
     classify,
     decide_bake,
+    evidence_grace_s,
     short_of_evidence,
 )
 from fleetctl.core.gate import GateSettings, Verdict
@@ -72,26 +73,30 @@ class Watch:
             sender.close()  # before any drain or rollback: nothing of ours stays in flight
 
     def _loop(self, sender: SmokeSender, before: Mapping[str, MetricsSample], seconds: float) -> BakeResult:
-        clock = self.ports.clock
+        clock, gate = self.ports.clock, self.gate
         start = clock.monotonic()
-        deadline, judge_at = start + seconds, start + max(self.gate.interval_s, TICK_S)
-        feed_at, horizon = start + FEED_S, min(seconds, max(self.gate.interval_s, TICK_S))
+        deadline, judge_at = start + seconds, start + max(gate.interval_s, TICK_S)
+        overdue_at = deadline + evidence_grace_s(gate.min_requests, gate.smoke_rps, gate.interval_s)
+        feed_at, horizon = start + FEED_S, min(seconds, max(gate.interval_s, TICK_S))
         measured: list[Measurement] = []
         result: BakeResult | None = None
+        judged_end = False  # the measurement at the bake's end is taken; after it, only at judge_at
         while True:
             now = clock.monotonic()
             over = now >= deadline - 1e-9
-            if over or now >= judge_at - 1e-9:
+            if (over and not judged_end) or now >= judge_at - 1e-9:
+                judged_end = over
                 sender.pause()
                 sender.stop()  # the measurement counts only answered requests
                 result = self._measure(sender, before, round(now - start, 3))
                 measured.append(classify(result.verdict))
                 result.measurements[-1]["result"] = measured[-1].value
-                decision = decide_bake(measured, self.gate.failure_limit, over)
+                decision = decide_bake(measured, gate.failure_limit, over, now >= overdue_at - 1e-9)
                 if decision.next is not Next.CONTINUE:
                     result.early, result.passed = not over, decision.next is Next.PASS
                     return result
-                judge_at += max(self.gate.interval_s, TICK_S)
+                # past the bake, look again every second while fleetctl's own requests make up the evidence
+                judge_at = now + FEED_S if over else judge_at + max(gate.interval_s, TICK_S)
                 feed_at = now
             if now >= feed_at - 1e-9:
                 self._feed(sender, before, now - start, horizon)
@@ -99,7 +104,8 @@ class Watch:
             sender.tick()
             if self.interrupt.is_set():
                 raise KeyboardInterrupt  # the bake is begun, not done: resume bakes again
-            clock.sleep(max(0.0, min(TICK_S, deadline - now, judge_at - now)))
+            wake = judge_at if over else min(deadline, judge_at)
+            clock.sleep(max(0.0, min(TICK_S, wake - now)))
 
     def _feed(
         self, sender: SmokeSender, before: Mapping[str, MetricsSample], elapsed_s: float, horizon_s: float

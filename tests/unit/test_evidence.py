@@ -10,6 +10,7 @@ from fleetctl.core.evidence import (
     Synthetic,
     classify,
     decide_bake,
+    evidence_grace_s,
     rebake_with_evidence,
     short_of_evidence,
     smoke_due,
@@ -169,3 +170,28 @@ def test_an_absolute_ttft_ceiling_judges_a_ring_without_a_baseline(ttft_s, passe
 )
 def test_a_resumed_judge_bakes_long_enough_for_its_evidence(brief, bake, minimum, rps, seconds):
     assert rebake_with_evidence(brief, bake, minimum, rps) == seconds
+
+
+@pytest.mark.parametrize(
+    ("measurements", "over", "overdue", "expected"),
+    [
+        # the bake is over but short of evidence: gather more (fleetctl's own requests) until overdue
+        ([N], True, False, Next.CONTINUE),
+        ([P, N], True, False, Next.CONTINUE),
+        ([N], True, True, Next.ABORT),
+        # enough evidence once gathered: passes (the bake is over)
+        ([N, P], True, False, Next.PASS),
+        # a failure or an unhealthy host while gathering still aborts at once
+        ([N, F], True, False, Next.ABORT),
+        ([N, U], True, False, Next.ABORT),
+    ],
+)
+def test_a_bake_short_of_evidence_gathers_it_until_overdue(measurements, over, overdue, expected):
+    assert decide_bake(measurements, 0, over, overdue).next is expected
+
+
+@pytest.mark.parametrize(
+    ("min_requests", "rps", "interval_s", "grace"), [(20, 2.0, 5.0, 15.0), (20, 4.0, 1.0, 6.0), (20, 0.0, 5.0, 0.0)]
+)
+def test_evidence_grace_is_the_time_synthetic_requests_take_to_supply_the_minimum(min_requests, rps, interval_s, grace):
+    assert evidence_grace_s(min_requests, rps, interval_s) == grace
