@@ -87,6 +87,15 @@ def lock_record(**fields) -> str:
     return json.dumps({**record, **fields})
 
 
+RUN = "20261130T000000Z-abcdef"
+
+
+def journal_line(**fields) -> str:
+    """One run_started record of a journal, with ``fields`` replacing its own (hand-edited, or torn)."""
+    record = {"schema": "fleetctl.journal/v1", "at": "2026-11-30T00:00:00Z", "run_id": RUN, "event": "run_started"}
+    return json.dumps({**record, **fields}) + "\n"
+
+
 def snapshot(*hosts: dict, fleet_name: str = "lab", taken_at: str = "2026-09-01T00:00:00Z") -> str:
     return json.dumps({"schema": "fleetctl.inventory/v1", "fleet": fleet_name, "taken_at": taken_at, "hosts": hosts})
 
@@ -396,6 +405,42 @@ CASES = [
     Case("limit-matches-nothing", ("status", "--limit", "nomatch*"), 2, "error: --limit 'nomatch*' matches no host"),
     Case("forks-zero", ("status", "--forks", "0"), 2, "Usage: "),
     Case("unknown-option", ("status", "--no-such-flag"), 2, "Usage: "),
+    # -- run journals -------------------------------------------------------------------------------------------
+    Case(
+        "journal-not-json",
+        ("upgrade", "--resume"),
+        2,
+        f"error: {{tmp}}/.fleetctl/runs/{RUN}.jsonl:1: not JSON",
+        {f".fleetctl/runs/{RUN}.jsonl": "hello\n"},
+    ),
+    Case(
+        "journal-at-not-text",
+        ("upgrade", "--abort", "--yes"),
+        2,
+        f"error: {{tmp}}/.fleetctl/runs/{RUN}.jsonl:1: at is not text: 123",
+        {f".fleetctl/runs/{RUN}.jsonl": journal_line(at=123)},
+    ),
+    Case(
+        "journal-plan-garbage",
+        ("upgrade", "--resume"),
+        2,
+        f"error: {{tmp}}/.fleetctl/runs/{RUN}.jsonl:1: ",
+        {f".fleetctl/runs/{RUN}.jsonl": journal_line(plan="garbage")},
+    ),
+    Case(
+        "journal-unknown-record-refuses-a-new-run",
+        ("upgrade", "-p", "next", "--yes"),
+        2,
+        f"error: {{tmp}}/.fleetctl/runs/{RUN}.jsonl:1: ",
+        {f".fleetctl/runs/{RUN}.jsonl": journal_line(event="party")},
+    ),
+    Case(
+        "journal-another-schema",
+        ("upgrade", "--resume"),
+        2,
+        f"error: {{tmp}}/.fleetctl/runs/{RUN}.jsonl:1: ",
+        {f".fleetctl/runs/{RUN}.jsonl": journal_line(schema="fleetctl.journal/v9")},
+    ),
     # -- the fleet lock ----------------------------------------------------------------------------------------
     Case(
         "lock-held-names-the-holder",
