@@ -29,6 +29,7 @@ class RecordError(ValueError):
 
 class RecordKind(StrEnum):
     RUN_STARTED = "run_started"
+    MAINTAIN_STARTED = "maintain_started"  # the head of a maintenance run (``fleetctl maintain``)
     ACTION_BEGIN = "action_begin"
     ACTION_DONE = "action_done"
     ACTION_FAILED = "action_failed"
@@ -42,6 +43,8 @@ class ActionKind(StrEnum):
     BAKE = "bake"
     JUDGE = "judge"
     ROLLBACK_STEP = "rollback_step"
+    MAINTAIN_STEP = "maintain_step"  # one step of one host's maintenance (fleetctl.core.maintain)
+    RESTORE_STEP = "restore_step"  # an aborted maintenance puts a host back into service
     FINISH = "finish"
 
 
@@ -150,10 +153,12 @@ class GateOutcome:
 class ActionDone:
     ref: ActionRef
     gate: GateOutcome | None = None  # for a judge
+    detail: Mapping[str, str] | None = None  # what a maintenance step found (a host's boot id before its reboot)
     kind: RecordKind = field(default=RecordKind.ACTION_DONE, init=False)
 
     def fields(self) -> dict[str, Any]:
-        return {**self.ref.fields(), **(self.gate.fields() if self.gate is not None else {})}
+        detail = {} if self.detail is None else {"detail": dict(self.detail)}
+        return {**self.ref.fields(), **(self.gate.fields() if self.gate is not None else {}), **detail}
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,40 @@ class RunFinished:
         return doc
 
 
-Body = RunStarted | ActionBegin | ActionDone | ActionFailed | AbortRequested | RunFinished
+@dataclass(frozen=True)
+class MaintainStarted:
+    """A maintenance run's head: the plan, what runs on each host, and each host's state before the run."""
+
+    plan: RolloutPlan
+    commands: tuple[str, ...]  # run over SSH on each host, in order
+    sudo: bool
+    reboot: bool
+    reboot_command: str
+    reboot_timeout_s: float
+    expect: tuple[str, ...]  # KEY=VERSION, held against the host's inventory after its commands (and reboot)
+    hosts: Mapping[str, Any]  # host → {"record": serving record or null, "drained": bool, "profile": name or null}
+    bake_s: float
+    gate: GateSettings
+    pool: str | None = None
+    kind: RecordKind = field(default=RecordKind.MAINTAIN_STARTED, init=False)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_dict(),
+            "commands": list(self.commands),
+            "sudo": self.sudo,
+            "reboot": self.reboot,
+            "reboot_command": self.reboot_command,
+            "reboot_timeout_s": self.reboot_timeout_s,
+            "expect": list(self.expect),
+            "hosts": dict(self.hosts),
+            "bake_s": self.bake_s,
+            "gate": dict(self.gate.__dict__),
+            "pool": self.pool,
+        }
+
+
+Body = RunStarted | MaintainStarted | ActionBegin | ActionDone | ActionFailed | AbortRequested | RunFinished
 
 
 @dataclass(frozen=True)
@@ -300,6 +338,11 @@ def _ref(doc: Mapping[str, Any]) -> ActionRef:
 
 def _action_done(doc: Mapping[str, Any]) -> ActionDone:
     ref = _ref(doc)
+    detail = doc.get("detail")
+    if detail is not None:
+        if not isinstance(detail, dict) or not all(isinstance(v, str) for v in detail.values()):
+            raise RecordError("detail is not an object of strings")
+        return ActionDone(ref, detail=detail)
     if "passed" not in doc:
         return ActionDone(ref)
     baseline = doc.get("baseline")
@@ -316,8 +359,46 @@ def _run_finished(doc: Mapping[str, Any]) -> RunFinished:
     return RunFinished(_enum(Outcome, doc, "outcome"), _optional_text(doc, "reason"))
 
 
+def _maintain_started(doc: Mapping[str, Any]) -> MaintainStarted:
+    try:
+        plan = RolloutPlan.from_dict(dict(_mapping(doc, "plan")))
+        gate = _gate_settings(_mapping(doc, "gate"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"plan or gate does not read: {e}") from e
+    numbers = {name: doc.get(name) for name in ("reboot_timeout_s", "bake_s")}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecordError(f"{name} is not a number: {_short(value)}")
+    hosts = _mapping(doc, "hosts")
+    for host in plan.hosts:
+        entry = hosts.get(host)
+        if not isinstance(entry, dict) or not isinstance(entry.get("record"), dict | None):
+            raise RecordError(f"hosts has no entry for {host}")
+    return MaintainStarted(
+        plan=plan,
+        commands=_texts(doc, "commands"),
+        sudo=doc.get("sudo") is True,
+        reboot=doc.get("reboot") is True,
+        reboot_command=_text(doc, "reboot_command"),
+        reboot_timeout_s=float(numbers["reboot_timeout_s"]),  # type: ignore[arg-type]
+        expect=_texts(doc, "expect"),
+        hosts=hosts,
+        bake_s=float(numbers["bake_s"]),  # type: ignore[arg-type]
+        gate=gate,
+        pool=_optional_text(doc, "pool"),
+    )
+
+
+def _texts(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = doc.get(name)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecordError(f"{name} is not a list of strings")
+    return tuple(value)
+
+
 _READERS: dict[RecordKind, Any] = {
     RecordKind.RUN_STARTED: _run_started,
+    RecordKind.MAINTAIN_STARTED: _maintain_started,
     RecordKind.ACTION_BEGIN: lambda doc: ActionBegin(_ref(doc)),
     RecordKind.ACTION_DONE: _action_done,
     RecordKind.ACTION_FAILED: _action_failed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,17 +17,15 @@ from fleetctl.core.events import (
     ActionEnded,
     ActionStarted,
     Event,
-    GateJudged,
     HostHealthy,
     Reconnecting,
     RunEnded,
     StepFailed,
 )
-from fleetctl.core.evidence import rebake_with_evidence, smoke_requests
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
-from fleetctl.core.gate import GateSettings, Verdict, judge_ring
-from fleetctl.core.metrics import MetricsSample, WindowFigures, parse_metrics
+from fleetctl.core.gate import GateSettings
+from fleetctl.core.metrics import MetricsSample, parse_metrics
 from fleetctl.core.records import (
     ActionBegin,
     ActionDone,
@@ -39,13 +37,13 @@ from fleetctl.core.records import (
     RunFinished,
 )
 from fleetctl.core.rollout import Action, RunState, apply, decide, old_version_figures, replay
-from fleetctl.core.rollout_decisions import JudgeInputs, judge_inputs, rebake_s, url_port, with_baseline
+from fleetctl.core.rollout_decisions import url_port
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.core.serve import ContainerSpec
 from fleetctl.errors import HostError, UsageError
-from fleetctl.services.bake import BakeResult, Watch
 from fleetctl.services.fanout import fan_out
 from fleetctl.services.journal import Journal
+from fleetctl.services.ring_gate import RingGate
 from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, now, undrain_hosts
 from fleetctl.services.statefile import load_state
@@ -111,13 +109,12 @@ class Executor:
         self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Sink, interrupt: Interrupt
     ) -> None:
         self.ctx, self.journal, self.ports, self.on_event, self.interrupt = ctx, journal, ports, on_event, interrupt
-        self.bakes: dict[str, BakeResult] = {}  # ring → its bake's last measurement, for its judge
         self.ops: dict[str, HostPort] = {}  # host → its runtime, kept for the whole run (until it drops)
-        self.old: WindowFigures | None = None  # the old version's figures recorded so far
+        self.gate = RingGate(ports, ctx.gate, ctx.bake_s, ctx.model, interrupt.requested, on_event, peers=ctx.peers)
 
     def run(self, records: list[Record]) -> RunState:
         state = replay(self.ctx.plan, records)
-        self.old = old_version_figures(records)
+        self.gate.old = old_version_figures(records)  # the old version's figures recorded so far
         while True:
             action = decide(state)
             if action.kind is ActionKind.FINISH:
@@ -243,50 +240,13 @@ class Executor:
         undrain_hosts(self.ports, [name], self.on_event, serving=serving, announce_router=False)
 
     def _bake(self, state: RunState, action: Action) -> None:
-        """Bake the ring, judged every interval (``services.bake``); its result waits for the judge."""
-        before = self._sample_all()
-        self.bakes[action.ring or ""] = self._watch(state, action).run(before, self.ctx.bake_s)
+        """Bake the ring, judged every interval (``services.ring_gate``); its result waits for the judge."""
+        self.gate.bake(action.ring or "", action.hosts, state.touched)
 
     def _judge(self, state: RunState, action: Action) -> GateOutcome:
-        result = self.bakes.pop(action.ring or "", None)
-        if result is None:  # resumed between bake and judge: bake again, briefly, its evidence from the start
-            gate, bake_s = self.ctx.gate, self.ctx.bake_s
-            seconds = rebake_with_evidence(rebake_s(bake_s), bake_s, gate.min_requests, gate.smoke_rps)
-            result = self._watch(state, action).run(self._sample_all(), seconds)
-        inputs, report = result.inputs, result.report()
-        checks = [c.to_dict() for c in result.verdict.checks]
-        self.emit(GateJudged(action.ring, result.passed, checks, report["synthetic"], report["measurements"]))
-        self.old = with_baseline(self.old, inputs.baseline)
-        baseline = None if inputs.baseline is None else inputs.baseline.to_dict()
-        return GateOutcome(result.passed, {"ring": action.ring, "checks": checks, **report}, baseline)
-
-    def _watch(self, state: RunState, action: Action) -> Watch:
-        serving = self._serving()
-        ring = {h: serving[h] for h in action.hosts if h in serving}
-        baseline = {h: url for h, url in serving.items() if h not in state.touched and h not in ring}
-        requests = smoke_requests(self.ctx.model, self.ctx.gate.smoke_prompts)
-
-        def judge(
-            before: Mapping[str, MetricsSample], after: Mapping[str, MetricsSample]
-        ) -> tuple[JudgeInputs, Verdict]:
-            inputs = judge_inputs(action.hosts, before, after, state.touched, serving, self.old)
-            gate = self.ctx.gate
-            return inputs, judge_ring(
-                inputs.ring, inputs.compare_with, inputs.unhealthy, gate, baseline_source=inputs.source
-            )
-
-        return Watch(self.ports, self.ctx.gate, requests, ring, baseline, judge, self.interrupt.requested)
+        return self.gate.judge(action.ring, action.hosts, state.touched)
 
     # -- observation ---------------------------------------------------------------------------------------------
-
-    def _serving(self) -> dict[str, str]:
-        """Host → URL of every host serving now (not drained), whichever version it runs."""
-        state = self.ports.load_state()
-        peers = self.ctx.peers
-        return {h: r.url for h, r in state.serving.items() if not state.is_drained(h) and (peers is None or h in peers)}
-
-    def _sample_all(self) -> dict[str, MetricsSample]:
-        return self.ports.sample_serving()
 
     def _hosts(self, names: Iterable[str]) -> list[Host]:
         return [h for h in (self.ctx.fleet.host(n) for n in names) if h is not None]
