@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 4
     ROLLED_BACK = 5
     LOCKED = 6
+    HALTED = 7  # a maintenance halted: hosts are left drained for a person
     INTERRUPTED = 130
 
 
@@ -79,6 +80,12 @@ class CheckFailed(FleetError):
 
 class RolledBack(FleetError):
     exit_code = ExitCode.ROLLED_BACK
+
+
+class Halted(FleetError):
+    """A maintenance stopped where no automatic undo exists (a driver, a reboot): hosts stay drained."""
+
+    exit_code = ExitCode.HALTED
 
 
 class LockHeld(FleetError):

@@ -38,8 +38,23 @@ UPGRADE_LABELS = {
     "replace": "replacing",
     "healthy": "waiting healthy",
     "undrain": "back in router",
+    # fleetctl maintain's steps (run.N reads "running command N+1")
+    "stop": "stopping",
+    "boot_id": "reading boot id",
+    "reboot": "rebooting",
+    "back": "waiting for the new boot",
+    "verify": "verifying",
+    "start": "starting",
 }
-RING_LABELS = {"pull": "pre-pull", "upgrade_step": "upgrading", "bake": "baking", "judge": "judging"}
+RING_LABELS = {
+    "pull": "pre-pull",
+    "upgrade_step": "upgrading",
+    "maintain_step": "maintaining",
+    "bake": "baking",
+    "judge": "judging",
+}
+HOST_STEPS = (ActionKind.UPGRADE_STEP, ActionKind.ROLLBACK_STEP, ActionKind.MAINTAIN_STEP, ActionKind.RESTORE_STEP)
+TURNING_BACK = (ActionKind.ROLLBACK_STEP, ActionKind.RESTORE_STEP)
 NOTES = {
     "healthy": lambda e: f"healthy after {e.get('seconds')}s",
     "drained": lambda e: "no requests in flight",
@@ -71,7 +86,8 @@ class RingRow:
 class RunView:
     """What the run looks like after the events so far. ``at`` is a monotonic clock reading."""
 
-    def __init__(self, plan: RolloutPlan, bake_s: float) -> None:
+    def __init__(self, plan: RolloutPlan, bake_s: float, title: str = "upgrade") -> None:
+        self.title = title
         self.bake_s = float(bake_s or 0)
         self.rings = {r.name: RingRow(r.name) for r in plan.rings}
         self.hosts = {h: HostRow(h, r.name) for r in plan.rings for h in r.hosts}
@@ -101,23 +117,23 @@ class RunView:
 
     def _begin(self, ref: ActionRef, at: float) -> None:
         ring, host = self.rings.get(ref.ring or ""), self.hosts.get(ref.host or "")
-        rollback = ref.action is ActionKind.ROLLBACK_STEP
+        rollback = ref.action in TURNING_BACK
         if ring is not None and ref.action.value in RING_LABELS:
             self.current_ring = ring.name
             if ring.state != RING_LABELS[ref.action.value]:
                 ring.state, ring.since = RING_LABELS[ref.action.value], at
         if host is not None:
             host.step = step = ref.step or ""
-            host.state = f"rolling back: {step}" if rollback else UPGRADE_LABELS.get(step, step)
+            host.state = f"rolling back: {step}" if rollback else _label(step)
             host.since, host.ended, host.note = at, None, ""
         self.rolling_back = self.rolling_back or rollback
 
     def _done(self, ref: ActionRef, at: float) -> None:
         ring, host = self.rings.get(ref.ring or ""), self.hosts.get(ref.host or "")
-        if host is not None and ref.action in (ActionKind.UPGRADE_STEP, ActionKind.ROLLBACK_STEP):
+        if host is not None and ref.action in HOST_STEPS:
             host.ended = at
             if ref.step == "undrain":
-                host.state = "done" if ref.action is ActionKind.UPGRADE_STEP else "rolled back"
+                host.state = "rolled back" if ref.action in TURNING_BACK else "done"
         if ring is not None and ref.action is ActionKind.PULL and ring.state == "pre-pull":
             ring.state, ring.since = "upgrading", at
 
@@ -183,13 +199,19 @@ STYLES = {
 }
 
 
+def _label(step: str) -> str:
+    if step.startswith("run.") and step.removeprefix("run.").isdigit():
+        return f"running command {int(step.removeprefix('run.')) + 1}"
+    return UPGRADE_LABELS.get(step, step)
+
+
 def render(view: RunView, now: float) -> Table:
     """One table: a header row per ring (its state, the bake countdown, the gate), then its hosts."""
     from rich.table import Table
     from rich.text import Text
 
     title = Text.assemble(
-        "upgrade", f" {visible(view.run_id)}" if view.run_id else "", ": ", (view.status(), _style(view.status()))
+        view.title, f" {visible(view.run_id)}" if view.run_id else "", ": ", (view.status(), _style(view.status()))
     )
     table = Table("ring", "host", "state", "time", "detail", title=title, title_justify="left")
     for ring in view.rings.values():
@@ -230,6 +252,7 @@ def live_sink(
     *,
     history: Iterable[Record] = (),
     also: Callable[[dict[str, Any]], None] | None = None,
+    title: str = "upgrade",
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A sink for the executor's events that keeps ``render(view)`` live on ``console``; ``history`` (a resumed
     run's journal) is applied first, ``also`` gets every event too (the JSON lines of ``--json``)."""
@@ -238,7 +261,7 @@ def live_sink(
 
     from rich.live import Live
 
-    view, lock = RunView(plan, bake_s), threading.Lock()
+    view, lock = RunView(plan, bake_s, title), threading.Lock()
     for event in journal_events(history):
         view.apply(event, time.monotonic())
 

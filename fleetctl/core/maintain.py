@@ -134,7 +134,8 @@ def apply(state: MaintainState, record: Record) -> MaintainState:
         if body.detail and "boot_id" in body.detail and body.ref.host:
             state = replace(state, boot_ids={**state.boot_ids, body.ref.host: body.detail["boot_id"]})
     elif isinstance(body, ActionFailed):
-        state = replace(state, failure=Halt(body.ref.host, body.ref.step, body.reason))
+        step = body.ref.step or f"gate of ring {body.ref.ring}"
+        state = replace(state, failure=Halt(body.ref.host, step, body.reason))
     elif isinstance(body, AbortRequested):
         state = replace(state, abort=True)
     elif isinstance(body, RunFinished):
@@ -279,3 +280,32 @@ def _batches(
         if counts and pool is not None:
             taken[pool.name] = taken.get(pool.name, 0) + 1
     return tuple(tuple(b) for b in batches)
+
+
+def progress(records: list[Record]) -> list[dict[str, Any]] | None:
+    """Per host of a maintenance run: its ring, the last step begun and where it stands (None: not a maintenance)."""
+    if not records or not isinstance(records[0].body, MaintainStarted):
+        return None
+    state = replay(records[0].body, records)
+    last: dict[str, str] = {}
+    for record in records:
+        if isinstance(record.body, ActionBegin) and record.body.ref.host:
+            last[record.body.ref.host] = record.body.ref.step or ""
+    rows = []
+    for ring in state.head.plan.rings:
+        for host in ring.hosts:
+            rows.append({"host": host, "ring": ring.name, "step": last.get(host), "state": _standing(state, host)})
+    return rows
+
+
+def _standing(state: MaintainState, host: str) -> str:
+    if host_finished(state, host):
+        return "done" + (" (kept drained, as before the run)" if state.before(host).drained else "")
+    if state.failure is not None and state.failure.host == host:
+        return f"failed: {state.failure.reason}"
+    if host in left_drained(state):
+        return "drained: its commands ran"
+    if host in state.drained:
+        restored = Action(ActionKind.RESTORE_STEP, host=host, step="undrain").key() in state.done
+        return "put back (aborted before its commands)" if restored else "drained"
+    return "not touched"

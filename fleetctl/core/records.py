@@ -207,6 +207,7 @@ class MaintainStarted:
     bake_s: float
     gate: GateSettings
     pool: str | None = None
+    command_timeout_s: float = 3600.0
     kind: RecordKind = field(default=RecordKind.MAINTAIN_STARTED, init=False)
 
     def fields(self) -> dict[str, Any]:
@@ -222,6 +223,7 @@ class MaintainStarted:
             "bake_s": self.bake_s,
             "gate": dict(self.gate.__dict__),
             "pool": self.pool,
+            "command_timeout_s": self.command_timeout_s,
         }
 
 
@@ -365,7 +367,7 @@ def _maintain_started(doc: Mapping[str, Any]) -> MaintainStarted:
         gate = _gate_settings(_mapping(doc, "gate"))
     except (KeyError, TypeError, ValueError) as e:
         raise RecordError(f"plan or gate does not read: {e}") from e
-    numbers = {name: doc.get(name) for name in ("reboot_timeout_s", "bake_s")}
+    numbers = {name: doc.get(name) for name in ("reboot_timeout_s", "bake_s", "command_timeout_s")}
     for name, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecordError(f"{name} is not a number: {_short(value)}")
@@ -386,6 +388,7 @@ def _maintain_started(doc: Mapping[str, Any]) -> MaintainStarted:
         bake_s=float(numbers["bake_s"]),  # type: ignore[arg-type]
         gate=gate,
         pool=_optional_text(doc, "pool"),
+        command_timeout_s=float(numbers["command_timeout_s"]),  # type: ignore[arg-type]
     )
 
 

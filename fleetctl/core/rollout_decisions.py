@@ -71,8 +71,18 @@ def after_preflight(
 # -- runs: unfinished, new, rollback ---------------------------------------------------------------------------
 
 
-def is_unfinished(records: Records) -> bool:
-    started = bool(records) and records[0].kind is RecordKind.RUN_STARTED
+HEADS = {"upgrade": RecordKind.RUN_STARTED, "maintain": RecordKind.MAINTAIN_STARTED}
+
+
+def run_kind(records: Records) -> str | None:
+    """``upgrade`` or ``maintain``, from the run's head (None: no head that reads)."""
+    first = records[0].kind if records else None
+    return next((kind for kind, head in HEADS.items() if head is first), None)
+
+
+def is_unfinished(records: Records, kind: str | None = None) -> bool:
+    """Started (as a run of ``kind``, when given) and not finished."""
+    started = run_kind(records) is not None and (kind is None or run_kind(records) == kind)
     return started and not any(r.kind is RecordKind.RUN_FINISHED for r in records)
 
 
@@ -92,10 +102,15 @@ def outcome(records: Records) -> Outcome | None:
     return found[-1] if found else None
 
 
-def new_run_refusal(pending_run_id: str | None) -> str | None:
+def new_run_refusal(pending_run_id: str | None, kind: str | None = "upgrade") -> str | None:
     """Why a new run may not start: an earlier one is unfinished (resume, abort or abandon it first)."""
     if pending_run_id is None:
         return None
+    if kind == "maintain":
+        return (
+            f"maintenance {pending_run_id} did not finish: continue it with fleetctl maintain --resume, "
+            "or end it with fleetctl maintain --abort"
+        )
     return (
         f"run {pending_run_id} did not finish: continue it with fleetctl upgrade --resume, "
         "or roll back what it changed with --abort"

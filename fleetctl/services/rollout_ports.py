@@ -39,6 +39,8 @@ class RuntimePort(Protocol):
 
     def stop(self, timeout_s: int) -> Any: ...
 
+    def start(self) -> Any: ...
+
 
 class HostPort(Protocol):
     """One host as the executor uses it (``fleetctl.services.serving.HostOps``)."""

@@ -236,7 +236,7 @@ def resume_run(
     """Continue (or, with ``abort``, roll back) the run that did not finish."""
     from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
 
-    found = unfinished_run(fleet, salvage=abort)
+    found = unfinished_run(fleet, salvage=abort, kind="upgrade")
     if found is None:
         raise UsageError("no unfinished upgrade to " + ("abort" if abort else "resume"))
     records, head = list(found.records), decisions.head(found.records)

@@ -228,11 +228,11 @@ def prepare_rollback(environ: Mapping[str, str], fleet: Fleet, pool_name: str | 
 def locked(fleet: Fleet, force_unlock: bool) -> Iterator[None]:
     """The fleet lock for a new run; refused while an earlier run is unfinished (resume or abort it first)."""
     from fleetctl.services.lock import command_line, fleet_lock
-    from fleetctl.services.upgrade_runs import unfinished_run
+    from fleetctl.services.upgrade_runs import unfinished_kind, unfinished_run
 
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
         pending = unfinished_run(fleet)
-        refusal = decisions.new_run_refusal(pending.run_id if pending else None)
+        refusal = decisions.new_run_refusal(pending.run_id if pending else None, unfinished_kind(pending) if pending else None)
         if refusal is not None:
             raise UsageError(refusal)
         yield

@@ -8,17 +8,46 @@ from typing import Any
 
 from fleetctl.core import rollout_decisions as decisions
 from fleetctl.core.fleet import Fleet
-from fleetctl.core.records import Outcome, Record, RecordError, RecordKind, RunFinished, RunStarted, salvage
+from fleetctl.core.records import (
+    MaintainStarted,
+    Outcome,
+    Record,
+    RecordError,
+    RecordKind,
+    RunFinished,
+    RunStarted,
+    salvage,
+)
 from fleetctl.core.rollout_plan import RolloutPlan
 from fleetctl.errors import ConfigError, UsageError
 from fleetctl.services.clock import SYSTEM, Clock
 from fleetctl.services.journal import Journal, RunJournal, list_runs
 
 
-def unfinished_run(fleet: Fleet, *, salvage: bool = False) -> RunJournal | None:
+def unfinished_run(fleet: Fleet, *, salvage: bool = False, kind: str | None = None) -> RunJournal | None:
     """The run that did not finish, if any; ConfigError (``FILE:LINE``) when its journal does not read. With
     ``salvage`` (for ``--abort``), a run whose only unreadable line is its head is returned without it when the
-    head still holds the plan and the hosts' records from before the run."""
+    head still holds the plan and the hosts' records from before the run. With ``kind`` (``upgrade`` or
+    ``maintain``: the command that continues it), an unfinished run of the other kind is a UsageError naming the
+    command that does."""
+    found = _unfinished(fleet, salvage)
+    if found is None or kind is None:
+        return found
+    other = unfinished_kind(found)
+    if other != kind:
+        what = "a maintenance" if other == "maintain" else "an upgrade"
+        raise UsageError(
+            f"the unfinished run {found.run_id} is {what}: continue it with fleetctl {other} --resume, "
+            f"or end it with fleetctl {other} --abort"
+        )
+    return found
+
+
+def unfinished_kind(run: RunJournal) -> str:
+    return "maintain" if decisions.run_kind(run.records) == "maintain" else "upgrade"
+
+
+def _unfinished(fleet: Fleet, salvage: bool) -> RunJournal | None:
     for run in list_runs(fleet.state_dir):
         if run.finished:
             continue
@@ -66,6 +95,7 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
         if not run.records:
             continue
         head, finished = decisions.head(run.records), decisions.outcome(run.records)
+        maintenance = run.records[0].body if isinstance(run.records[0].body, MaintainStarted) else None
         ended = next((r.at for r in reversed(run.records) if r.kind is RecordKind.RUN_FINISHED), run.records[-1].at)
         rows.append(
             {
@@ -77,9 +107,23 @@ def history(fleet: Fleet) -> list[dict[str, Any]]:
                 "outcome": finished.value if finished else "unfinished",
                 "ended": ended,
                 **({"pool": head.pool.name} if head and head.pool else {}),  # v1 rows stay as they were
+                **(_maintenance_row(maintenance) if maintenance is not None else {}),
             }
         )
     return rows
+
+
+def _maintenance_row(head: MaintainStarted) -> dict[str, Any]:
+    """A maintenance run's history fields (an upgrade's row has no ``kind``: v1 rows stay as they were)."""
+    what = [f"run {c}" for c in head.commands] + (["reboot"] if head.reboot else [])
+    return {
+        "kind": "maintain",
+        "hosts": len(head.plan.hosts),
+        "profile": None,
+        "image": None,
+        "maintenance": "; ".join(what),
+        **({"pool": head.pool} if head.pool else {}),
+    }
 
 
 def last_completed(fleet: Fleet, pool: str | None = None) -> RunStarted:

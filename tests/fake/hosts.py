@@ -202,6 +202,10 @@ class FakeHost:
         current.status = "exited"
         return current.info()
 
+    def start(self) -> ContainerInfo | None:
+        current = self.current()
+        return None if current is None else self._ensure_running(current).info()
+
     def _ensure_running(self, container: FakeContainer) -> FakeContainer:
         if not container.running:
             container.start()
@@ -265,6 +269,9 @@ class FakeRuntime:
 
     def stop(self, timeout_s: int) -> ContainerInfo | None:
         return self._call("stop", lambda: self.handle.fake.stop(timeout_s))
+
+    def start(self) -> ContainerInfo | None:
+        return self._call("start", lambda: self.handle.fake.start())
 
 
 class FakeHostOps:

@@ -1,0 +1,136 @@
+"""``fleetctl maintain``: driver, CUDA, Fabric Manager and OS updates through the rings, drains and gates."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fleetctl.cli.context import AppContext, get_context
+from fleetctl.cli.options import AcceptNewOpt, JsonOpt, LimitOpt
+
+if TYPE_CHECKING:
+    from fleetctl.core.fleet import Fleet
+    from fleetctl.services.maintain import MaintainRequest
+
+ForceUnlockOpt = Annotated[bool, typer.Option("--force-unlock", help="Take over a stale fleet lock.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("maintain")(maintain)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    plan: bool
+    yes: bool
+    as_json: bool
+    accept_new: bool
+    force_unlock: bool
+
+
+def maintain(
+    ctx: typer.Context,
+    run: Annotated[
+        list[str] | None, typer.Option("--run", help="A command to run on each host (repeatable, in order).")
+    ] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="Maintain this pool's hosts.")] = None,
+    limit: LimitOpt = None,
+    sudo: Annotated[bool, typer.Option("--sudo", help="Run the commands (and the reboot) through sudo -n.")] = False,
+    reboot: Annotated[bool, typer.Option("--reboot", help="Reboot each host after its commands.")] = False,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect", help="KEY=VERSION the host must report after (driver, cuda_driver, fabric_manager, toolkit)."
+        ),
+    ] = None,
+    reboot_timeout: Annotated[
+        float | None, typer.Option("--reboot-timeout", help="Seconds a host may take to come back (default 900).")
+    ] = None,
+    command_timeout: Annotated[float, typer.Option("--command-timeout", help="Seconds each command may take.")] = 3600,
+    bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override [rollout] bake_s.")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the rings, hosts and steps; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the maintenance that did not finish.")] = False,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="End the unfinished maintenance; hosts whose commands ran stay drained.")
+    ] = False,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="With --resume: run again a command that began but was not journaled done.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="One host at a time even below a pool's min_serving.")] = False,
+    as_json: JsonOpt = False,
+    accept_new_host_keys: AcceptNewOpt = False,
+    force_unlock: ForceUnlockOpt = False,
+) -> None:
+    """Run commands (and a reboot) on hosts ring by ring: drain, stop, run, reboot, verify, start, undrain."""
+    from fleetctl.cli import render_maintain as ui
+
+    app_ctx = get_context(ctx)
+    fleet = app_ctx.load_fleet()
+    flags = Flags(plan, yes, as_json, accept_new_host_keys, force_unlock)
+    if resume or abort:
+        ui.continue_run(app_ctx, fleet, abort=abort, rerun=rerun, flags=flags)
+        return
+    if rerun:
+        raise typer.BadParameter("--rerun goes with --resume", param_hint="--rerun")
+    request = _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force)
+    _new_run(app_ctx, fleet, request, flags)
+
+
+def _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force):
+    from fleetctl.core.pools import pool_named
+    from fleetctl.core.selector import select_hosts
+    from fleetctl.errors import UsageError
+    from fleetctl.services.maintain import MaintainRequest
+
+    if pool is None and limit is None:
+        raise UsageError("say which hosts: --pool NAME or --limit PATTERN (maintenance never defaults to every host)")
+    chosen = pool_named(fleet, pool) if pool is not None else None
+    hosts = tuple(h for h in fleet.hosts if chosen is None or h.name in chosen.members)
+    where = fleet.name if chosen is None else f"{fleet.name}, pool {chosen.name}"
+    targets = select_hosts(hosts, limit, fleet_name=where)
+    for name, value in (
+        ("--reboot-timeout", reboot_timeout),
+        ("--command-timeout", command_timeout),
+        ("--bake-s", bake_s),
+    ):
+        if value is not None and not value > 0 and not (name == "--bake-s" and value == 0):
+            raise typer.BadParameter(f"must be a positive number of seconds, not {value:g}", param_hint=name)
+    return MaintainRequest(
+        targets=targets,
+        pool=chosen,
+        commands=tuple(run or ()),
+        sudo=sudo,
+        reboot=reboot,
+        expect=tuple(expect or ()),
+        reboot_timeout_s=reboot_timeout,
+        bake_s=bake_s,
+        command_timeout_s=command_timeout,
+        force=force,
+    )
+
+
+def _new_run(app_ctx: AppContext, fleet: Fleet, request: MaintainRequest, flags: Flags) -> None:
+    from fleetctl.cli import render_maintain as ui
+    from fleetctl.cli.render_upgrade import confirm_or_cancel
+    from fleetctl.services.maintain import plan_head, start_maintenance
+    from fleetctl.services.upgrade import connections
+    from fleetctl.services.upgrade_prepare import locked
+
+    head = plan_head(fleet, request)
+    if flags.plan:  # changes nothing, so it takes no lock
+        ui.show_plan(app_ctx, head, flags.as_json)
+        return
+    with locked(fleet, flags.force_unlock), connections(fleet, accept_new=flags.accept_new) as ssh:
+        for host in request.targets:  # every route first: a bad ssh_config stops here, before any drain
+            ssh.target(host)
+        head = plan_head(fleet, request)  # again, under the lock: what serves now
+        ui.show_plan(app_ctx, head, False, to_stderr=True)
+        confirm_or_cancel(flags.yes, "Start this maintenance?")
+        with ui.event_view(app_ctx, flags.as_json, head) as sink:
+            try:
+                start_maintenance(fleet, head, sink, ssh=ssh, environ=app_ctx.env)
+            finally:
+                ui.summary(app_ctx, fleet, flags.as_json)
