@@ -232,7 +232,9 @@ def locked(fleet: Fleet, force_unlock: bool) -> Iterator[None]:
 
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock):
         pending = unfinished_run(fleet)
-        refusal = decisions.new_run_refusal(pending.run_id if pending else None, unfinished_kind(pending) if pending else None)
+        refusal = decisions.new_run_refusal(
+            pending.run_id if pending else None, unfinished_kind(pending) if pending else None
+        )
         if refusal is not None:
             raise UsageError(refusal)
         yield
