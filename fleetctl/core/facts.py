@@ -13,8 +13,11 @@ from typing import Any
 
 PROBE_SCHEMA = "fleetctl.probe/v1"
 
+#: a driver package was installed but the host has not rebooted into it: NVML answers
+#: NVML_ERROR_LIB_RM_VERSION_MISMATCH (nvidia-smi: "Driver/library version mismatch")
+NVML_VERSION_MISMATCH = "nvml_version_mismatch"
 #: error kinds the probe itself reports (the SSH layer adds unreachable, timeout, auth, host_key_*, no_python)
-PROBE_ERROR_KINDS = frozenset({"nvml_library_missing", "nvml_driver_not_loaded", "probe_failed"})
+PROBE_ERROR_KINDS = frozenset({"nvml_library_missing", "nvml_driver_not_loaded", NVML_VERSION_MISMATCH, "probe_failed"})
 
 
 class ProbeOutputError(ValueError):
@@ -55,6 +58,7 @@ class HostFacts:
     docker_version: str | None = None
     nvidia_container_toolkit_version: str | None = None
     fabric_manager_version: str | None = None
+    kernel_module_version: str | None = None  # the loaded kernel module (/proc/driver/nvidia/version)
     gpus: tuple[GpuFacts, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,14 +186,19 @@ def parse_probe_output(text: str) -> ProbeResult:
     tools = {} if doc.get("tools") is None else doc["tools"]
     if not isinstance(tools, dict):
         raise ProbeOutputError("probe document: tools must be an object")
-    facts = HostFacts.from_dict({**facts_doc, **tool_versions(tools)})
+    module = doc.get("kernel_module")
+    loaded = parse_kernel_module_version(module if isinstance(module, str) else None)
+    facts = HostFacts.from_dict({**facts_doc, **tool_versions(tools), "kernel_module_version": loaded})
     error = doc.get("error")
     if error is None:
         return ProbeResult(facts=facts)
     kind = error.get("kind") if isinstance(error, dict) else None
     if kind not in PROBE_ERROR_KINDS:
         raise ProbeOutputError(f"unknown probe error kind {kind!r}")
-    return ProbeResult(facts=facts, error_kind=kind, error_message=str(error.get("message") or kind))
+    message = str(error.get("message") or kind)
+    if kind == NVML_VERSION_MISMATCH and loaded is not None:
+        message += f" (loaded kernel module: {loaded})"
+    return ProbeResult(facts=facts, error_kind=kind, error_message=message)
 
 
 def tool_versions(tools: dict[str, Any]) -> dict[str, str | None]:
@@ -237,6 +246,12 @@ def parse_container_cli_version(out: str | None) -> str | None:
 def parse_fabric_manager_version(out: str | None) -> str | None:
     """``nv-fabricmanager --version``: ``Fabric Manager version is : 570.133.20``."""
     return _after(out, r"Fabric Manager version is\s*:\s*")
+
+
+def parse_kernel_module_version(text: str | None) -> str | None:
+    """``/proc/driver/nvidia/version``: ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  570.133.20  Fri ...``
+    (open modules: ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.133.20  Release Build ...``)."""
+    return _after(text, r"NVRM version:.*?Kernel Module(?: for \S+)?\s+")
 
 
 def _after(out: str | None, prefix: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The fleet as the operator declared it: hosts, SSH defaults, router and rollout settings."""
+"""The fleet as the operator declared it: hosts, SSH defaults, router, rollout and maintenance settings."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
+class MaintainSettings:
+    """``[maintain]``: how ``fleetctl maintain`` reboots a host and how many it works on at once."""
+
+    reboot_command: str = "systemctl reboot"  # run on the host over SSH (through ``sudo -n`` with sudo)
+    reboot_timeout_s: float = 900.0  # how long a host may take to come back after its reboot command
+    max_parallel: int = 1  # hosts maintained side by side within a ring, still bounded by each pool's min_serving
+    sudo: bool = False  # run the commands and the reboot command through ``sudo -n``
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
@@ -76,6 +86,7 @@ class Fleet:
     router: RouterSettings = RouterSettings()
     rollout: RolloutSettings = RolloutSettings()
     pools: tuple[Pool, ...] = ()  # none declared: one implicit pool of every host (see ``core.pools``)
+    maintain: MaintainSettings = MaintainSettings()
 
     @property
     def state_dir(self) -> str:

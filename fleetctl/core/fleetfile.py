@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from fleetctl.core.addresses import host_problem, http_url_problem, jump_problem, shown, unbracketed, user_problem
 from fleetctl.core.door import DOOR_KEYS, DoorSettingError, door_settings
-from fleetctl.core.fleet import Fleet, Host, Pool, RolloutSettings, RouterSettings, SshSettings
+from fleetctl.core.fleet import Fleet, Host, MaintainSettings, Pool, RolloutSettings, RouterSettings, SshSettings
 from fleetctl.core.schema import Check, Field, check_table
 from fleetctl.core.selector import parse_pattern
 from fleetctl.core.tomldoc import KeyLines as KeyLines  # the one TOML locator; its old home
@@ -46,6 +47,18 @@ def _non_empty_prompts(v: list[str]) -> str | None:
 def _token(v: str) -> str | None:
     ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v)
     return None if ok else f'must be letters, digits, ".", "_" or "-" (starting with a letter or digit), got {shown(v)}'
+
+
+def _command_line(v: str) -> str | None:
+    """A command line as a shell would split it: one line without control characters (NUL, line breaks,
+    escapes; a tab is a blank), quotes closed, not blank."""
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in v):
+        return f"must be one command line without control characters, got {shown(v)}"
+    try:
+        words = shlex.split(v)
+    except ValueError as e:
+        return f"must be a command line a shell can split ({e}), got {shown(v)}"
+    return None if words else "must name a command, got only blanks"
 
 
 def _distinct(v: list[str]) -> str | None:
@@ -84,6 +97,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_ttft_p95_ms": Field("number", _positive),
         "smoke": Field("smoke-table"),
     },
+    "maintain": {
+        "reboot_command": Field("string", _command_line),
+        "reboot_timeout_s": Field("number", _positive),
+        "max_parallel": Field("integer", _at_least(1)),
+        "sudo": Field("boolean"),
+    },
 }
 SMOKE_FIELDS: dict[str, Field] = {"prompts": Field("strings", _non_empty_prompts)}
 HOST_FIELDS: dict[str, Field] = {
@@ -116,6 +135,7 @@ def parse_fleet(text: str, path: str) -> Fleet:
         router=_router_settings(doc),
         rollout=_settings(RolloutSettings, data, "rollout"),
         pools=pools,
+        maintain=_settings(MaintainSettings, data, "maintain"),
     )
 
 

@@ -12,6 +12,9 @@ import sys
 
 SCHEMA = "fleetctl.probe/v1"
 TOOL_TIMEOUT_S = 15
+# the loaded kernel module's version (first line: "NVRM version: NVIDIA UNIX ... Kernel Module  570.133.20 ...");
+# read, never executed; returned raw, fleetctl parses it
+PROC_NVIDIA_VERSION = "/proc/driver/nvidia/version"
 TOOLS = {
     "docker": ["docker", "version", "--format", "{{.Server.Version}}"],
     "nvidia_ctk": ["nvidia-ctk", "--version"],
@@ -182,6 +185,11 @@ def nvml_facts(facts):
             return "nvml_library_missing", "libnvidia-ml.so.1 not found: is the NVIDIA driver installed?"
         if e.value == nv.NVML_ERROR_DRIVER_NOT_LOADED:
             return "nvml_driver_not_loaded", "NVIDIA kernel driver is not loaded (NVML: %s)" % e
+        if e.value == nv.NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+            return "nvml_version_mismatch", (
+                "NVIDIA driver/library version mismatch (NVML: %s): the installed driver is not the loaded kernel "
+                "module; it takes effect at the next reboot" % e
+            )
         return "probe_failed", "NVML init failed: %s" % e
     try:
         facts["driver_version"] = call(nv, nv.nvmlSystemGetDriverVersion)
@@ -196,6 +204,15 @@ def nvml_facts(facts):
         except Exception:
             pass
     return None
+
+
+def kernel_module():
+    """The text of /proc/driver/nvidia/version (None: no NVIDIA module loaded, or unreadable)."""
+    try:
+        with open(PROC_NVIDIA_VERSION, "rb") as f:
+            return f.read(2000).decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def main():
@@ -220,6 +237,7 @@ def main():
         "schema": SCHEMA,
         "facts": facts,
         "tools": finish_tools(procs),
+        "kernel_module": kernel_module(),
         "error": error,
         "python": platform.python_version(),
     }

@@ -130,10 +130,9 @@ def render_fleet(paths: LabPaths, layout: Layout, user: str = "root") -> str:
     lines += ["", "[router]", f"url = {q(ROUTER_URL)}"]
     lines += [
         "",
-        "# The lab's reboot command (a stand-in that exists only on lab hosts; labkit/standins.py). fleetctl",
-        "# reads it once it has `maintain`; until then its fleet-file parser refuses the table, so it waits here:",
-        "# [maintain]",
-        f"# reboot_command = {q(REBOOT_COMMAND)}",
+        "# The lab's reboot command: a stand-in that exists only on lab hosts (labkit/standins.py).",
+        "[maintain]",
+        f"reboot_command = {q(REBOOT_COMMAND)}",
     ]
     for node in layout.hosts:
         lines += ["", "[[hosts]]", f"name = {q(node.name)}", f"address = {q(node.address)}"]

@@ -124,6 +124,94 @@ FLEET_CASES = [
         2,
         "error: {f}:3: hosts: expected an array of tables ([[hosts]]), got table",
     ),
+    (
+        "maintain-unknown-key",
+        HOST + '[maintain]\nreboot_cmd = "reboot"\n',
+        2,
+        "error: {f}:6: unknown key maintain.reboot_cmd (did you mean reboot_command?)",
+    ),
+    (
+        "maintain-reboot-command-newline",
+        HOST + '[maintain]\nreboot_command = "reboot\\nrm -rf /"\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: must be one command line without control characters, "
+        'got "reboot\\nrm -rf /"',
+    ),
+    (
+        "maintain-reboot-command-nul",
+        HOST + '[maintain]\nreboot_command = "reboot\\u0000"\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: must be one command line without control characters, "
+        'got "reboot\\u0000"',
+    ),
+    (
+        "maintain-reboot-command-escape",
+        HOST + '[maintain]\nreboot_command = "reboot\\u001b[2J"\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: must be one command line without control characters, "
+        'got "reboot\\u001b[2J"',
+    ),
+    (
+        "maintain-reboot-command-open-quote",
+        HOST + "[maintain]\nreboot_command = 'systemctl \"reboot'\n",
+        2,
+        "error: {f}:6: maintain.reboot_command: must be a command line a shell can split (No closing quotation), "
+        'got "systemctl \\"reboot"',
+    ),
+    (
+        "maintain-reboot-command-blank",
+        HOST + '[maintain]\nreboot_command = "   "\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: must name a command, got only blanks",
+    ),
+    (
+        "maintain-reboot-command-empty",
+        HOST + '[maintain]\nreboot_command = ""\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: must not be empty",
+    ),
+    (
+        "maintain-reboot-command-array",
+        HOST + '[maintain]\nreboot_command = ["systemctl", "reboot"]\n',
+        2,
+        "error: {f}:6: maintain.reboot_command: expected a string, got array",
+    ),
+    (
+        "maintain-timeout-zero",
+        HOST + "[maintain]\nreboot_timeout_s = 0\n",
+        2,
+        "error: {f}:6: maintain.reboot_timeout_s: must be greater than 0, got 0",
+    ),
+    (
+        "maintain-timeout-inf",
+        HOST + "[maintain]\nreboot_timeout_s = inf\n",
+        2,
+        "error: {f}:6: maintain.reboot_timeout_s: must be a finite number, got inf",
+    ),
+    (
+        "maintain-max-parallel-zero",
+        HOST + "[maintain]\nmax_parallel = 0\n",
+        2,
+        "error: {f}:6: maintain.max_parallel: must be at least 1, got 0",
+    ),
+    (
+        "maintain-max-parallel-float",
+        HOST + "[maintain]\nmax_parallel = 1.5\n",
+        2,
+        "error: {f}:6: maintain.max_parallel: expected an integer, got float",
+    ),
+    (
+        "maintain-sudo-string",
+        HOST + '[maintain]\nsudo = "yes"\n',
+        2,
+        "error: {f}:6: maintain.sudo: expected true or false, got string",
+    ),
+    (
+        "maintain-as-array",
+        HOST + "[[maintain]]\nsudo = true\n",
+        2,
+        "error: {f}:5: maintain: expected a table, got array",
+    ),
 ]
 
 

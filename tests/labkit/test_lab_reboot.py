@@ -369,7 +369,7 @@ def test_a_driver_installs_mismatches_until_the_reboot_and_up_keeps_it(lab, lab_
 @pytest.mark.lab
 def test_the_labs_fleet_file_names_the_labs_reboot_command(lab):
     text = lab.fleet_file.read_text()
-    assert f'# reboot_command = "{standins.REBOOT_COMMAND}"' in text
+    assert f'[maintain]\nreboot_command = "{standins.REBOOT_COMMAND}"\n' in text
     assert ssh(lab, "rb-bare", f"command -v {standins.REBOOT_COMMAND}").returncode == 0
 
 

@@ -1,7 +1,8 @@
 """The rule registry (stable ids, in report order) and the checks of a host and of a snapshot.
 
 A rule is ``(HostFacts, Profile, Matrix) -> RuleResult | None`` (None: it does not apply to this host).
-A host that could not be probed gets no results; it counts as "could not be probed".
+A host that could not be probed gets no results; it counts as "could not be probed". The exception is a host
+whose installed driver is not loaded yet (``rules_loaded``): it fails rule ``driver_loaded``, which says to reboot it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fleetctl.core.compat import rules_cuda, rules_host
 from fleetctl.core.compat.matrix import Matrix
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.compat.result import CheckReport, HostCheck, RuleResult
+from fleetctl.core.compat.rules_loaded import DRIVER_LOADED, unloaded_results
 from fleetctl.core.facts import GpuFacts, HostFacts
 from fleetctl.core.inventory import HostFailure, HostReport, Snapshot
 
@@ -64,6 +66,9 @@ def check_report(
     report: HostReport, profile: Profile, matrix: Matrix, memo: dict[FactsKey, Results] | None = None
 ) -> HostCheck:
     if report.error is not None or report.facts is None:
+        unloaded = unloaded_results(report, profile, matrix)
+        if unloaded is not None:
+            return HostCheck(report.name, results=unloaded)
         error = report.error or HostFailure("no_facts", "the snapshot holds no facts for this host")
         return HostCheck(report.name, error=error)
     memo = {} if memo is None else memo
@@ -76,7 +81,9 @@ def check_report(
 def check_snapshot(snapshot: Snapshot, profile: Profile, matrix: Matrix) -> CheckReport:
     memo: dict[FactsKey, Results] = {}
     hosts = tuple(check_report(h, profile, matrix, memo) for h in snapshot.hosts)
-    return CheckReport(profile=profile.name, image=profile.image, cuda=profile.cuda, rules=tuple(RULES), hosts=hosts)
+    unloaded = any(h.results and h.results[0].rule == DRIVER_LOADED for h in hosts)
+    rules = (*RULES, DRIVER_LOADED) if unloaded else tuple(RULES)  # its column only where a host fails it
+    return CheckReport(profile=profile.name, image=profile.image, cuda=profile.cuda, rules=rules, hosts=hosts)
 
 
 _host_key = attrgetter(*HOST_FIELDS)
