@@ -65,7 +65,7 @@ class MaintainRequest:
 
 def plan_head(fleet: Fleet, request: MaintainRequest) -> MaintainStarted:
     """The run's head: its plan over the targets (each pool kept at its ``min_serving``) and each host as found."""
-    from fleetctl.core.expect import parse_expect
+    from fleetctl.core.expect import ExpectError, parse_expects
     from fleetctl.core.maintain import plan_maintenance
     from fleetctl.core.pools import pool_by_host, pools_of
     from fleetctl.core.rollout_decisions import serving_now
@@ -73,11 +73,10 @@ def plan_head(fleet: Fleet, request: MaintainRequest) -> MaintainStarted:
 
     if not request.commands and not request.reboot:
         raise UsageError("nothing to do: give --run CMD (one or more) and/or --reboot")
-    for item in request.expect:
-        try:
-            parse_expect(item)
-        except ValueError as e:
-            raise UsageError(f"--expect {item!r}: {e}") from e
+    try:
+        parse_expects(request.expect)
+    except ExpectError as e:
+        raise UsageError(f"--expect {e}") from e
     _one_pool(fleet, request)
     state = load_state(fleet)
     pools = pool_by_host(fleet)
@@ -252,10 +251,10 @@ class MaintainExecutor:
 
     def _verify(self, host: Host, before: HostBefore) -> None:
         """A fresh inventory: ``--expect`` holds, then the check against the profile the host's pool serves."""
-        from fleetctl.core.expect import parse_expect, unmet
+        from fleetctl.core.expect import parse_expects, unmet
 
         report = on_host.fresh_report(self.ctx.fleet, self.ctx.ssh, host)
-        missing = unmet([parse_expect(e) for e in self.ctx.head.expect], report)
+        missing = unmet(parse_expects(self.ctx.head.expect), report)
         if missing:
             raise HostError(host.name, "expectation_unmet", "; ".join(missing))
         if before.profile is None:

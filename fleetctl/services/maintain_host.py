@@ -48,13 +48,14 @@ def run_command(
     folder = os.path.join(log_dir, host.name)
     os.makedirs(folder, exist_ok=True)
     log = os.path.join(folder, f"run.{number}.log")
-    with open(log, "w", encoding="utf-8", errors="replace") as f:
-        f.write(f"# command {number + 1}: {command}\n# exit status: {result.rc}\n")
+    with open(log, "wb") as f:  # the host's bytes as they came
+        f.write(f"# command {number + 1}: {command}\n# exit status: {result.rc}\n".encode())
         f.write(result.stdout)
         if result.stderr:
-            f.write("\n# stderr\n" + result.stderr)
+            f.write(b"\n# stderr\n" + result.stderr)
     if result.rc != 0:
-        tail = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.strip()][-TAIL_LINES:]
+        said = _text(result.stdout) + "\n" + _text(result.stderr)
+        tail = [line for line in said.splitlines() if line.strip()][-TAIL_LINES:]
         raise HostError(
             host.name,
             "command_failed",
@@ -67,7 +68,7 @@ def run_command(
 def boot_id(pool: Any, host: Host, timeout_s: float = BACK_ASK_S) -> str:
     """The host's boot id (``/proc/sys/kernel/random/boot_id``): it changes with every boot."""
     result = pool.run(host, BOOT_ID, timeout_s=timeout_s)
-    value = result.stdout.strip()
+    value = _text(result.stdout).strip()
     if result.rc != 0 or not BOOT_ID_SHAPE.match(value):
         raise HostError(host.name, "bad_answer", f"no boot id from {BOOT_ID!r} (exit {result.rc})")
     return value
@@ -87,7 +88,7 @@ def send_reboot(pool: Any, host: Host, command: str, *, sudo: bool, before: str)
     finally:
         pool.release(host)
     if result.rc != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+        detail = _text(result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
         raise HostError(host.name, "reboot_failed", f"{command!r} exited {result.rc}: {detail[0]}")
     return "sent"
 
@@ -111,7 +112,7 @@ def wait_back(
                 return now
             last = "still the boot before the reboot"
         except HostError as e:
-            if e.kind not in (*GONE, "bad_answer"):
+            if not _going_or_coming(e):
                 raise  # a changed host key, refused authentication: a person looks
             last = f"{e.kind}: {e.reason}"
         pool.release(host)
@@ -125,6 +126,16 @@ def wait_back(
         if on_wait is not None:
             on_wait()
         clock.sleep(BACK_POLL_S)
+
+
+def _going_or_coming(e: HostError) -> bool:
+    """A host that reboots drops connections, refuses them, or closes one mid-handshake (sshd stopping)."""
+    cut_short = e.kind == "auth" and "transport shut down or saw eof" in e.reason.lower()
+    return e.kind in (*GONE, "bad_answer") or cut_short
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
 def fresh_report(fleet: Fleet, pool: Any, host: Host) -> HostReport:
