@@ -115,7 +115,7 @@ def _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake
 def _new_run(app_ctx: AppContext, fleet: Fleet, request: MaintainRequest, flags: Flags) -> None:
     from fleetctl.cli import render_maintain as ui
     from fleetctl.cli.render_upgrade import confirm_or_cancel
-    from fleetctl.services.maintain import plan_head, start_maintenance
+    from fleetctl.services.maintain import World, plan_head, start_maintenance
     from fleetctl.services.upgrade import connections
     from fleetctl.services.upgrade_prepare import locked
 
@@ -131,6 +131,6 @@ def _new_run(app_ctx: AppContext, fleet: Fleet, request: MaintainRequest, flags:
         confirm_or_cancel(flags.yes, "Start this maintenance?")
         with ui.event_view(app_ctx, flags.as_json, head) as sink:
             try:
-                start_maintenance(fleet, head, sink, ssh=ssh, environ=app_ctx.env)
+                start_maintenance(fleet, head, sink, world=World.over(fleet, ssh), environ=app_ctx.env)
             finally:
                 ui.summary(app_ctx, fleet, flags.as_json)

@@ -35,11 +35,12 @@ from fleetctl.core.records import (
 from fleetctl.core.rollout import Action
 from fleetctl.core.rollout_plan import PlanError
 from fleetctl.errors import Halted, HostError, UsageError
-from fleetctl.services import maintain_host as on_host
+from fleetctl.services.clock import SYSTEM
 from fleetctl.services.journal import Journal, new_run_id
+from fleetctl.services.maintain_host import MaintainHostOps
 from fleetctl.services.ring_gate import RingGate
 from fleetctl.services.rollout import DRAIN_TIMEOUT_S, RECONNECT_TRIES, Interrupt
-from fleetctl.services.rollout_ports import FleetPorts, HostPort
+from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, now, undrain_hosts
 
 Event = Callable[[dict[str, Any]], None]
@@ -133,7 +134,8 @@ def _one_pool(fleet: Fleet, request: MaintainRequest) -> None:
 class Ctx:
     fleet: Fleet
     head: MaintainStarted
-    ssh: Any  # the command's SSH pool
+    ports: RolloutPorts  # serving: containers, vLLM, state, router (FleetPorts over the command's SSH pool)
+    hosts: MaintainHostOps  # commands, boot ids, reboots, inventory (SshHostOps over the same pool)
     environ: Mapping[str, str]
     rerun: bool = False
 
@@ -146,7 +148,7 @@ def log_dir(fleet: Fleet, run_id: str) -> str:
 class MaintainExecutor:
     def __init__(self, ctx: Ctx, journal: Journal, on_event: Event, interrupt: Interrupt) -> None:
         self.ctx, self.journal, self.on_event, self.interrupt = ctx, journal, on_event, interrupt
-        self.ports = FleetPorts(ctx.fleet, ctx.ssh)
+        self.ports = ctx.ports
         self.ops: dict[str, HostPort] = {}
         peers = _peers(ctx.fleet, ctx.head)
         self.gate = RingGate(
@@ -214,7 +216,7 @@ class MaintainExecutor:
         return self._step(state, self.ctx.fleet.host(host) or Host(host, host), action.step or ""), None
 
     def _step(self, state: MaintainState, host: Host, step: str) -> dict[str, str] | None:
-        head, before, ssh = self.ctx.head, state.before(host.name), self.ctx.ssh
+        head, before, ops = self.ctx.head, state.before(host.name), self.ctx.hosts
         record = ServingRecord(host=host.name, **before.record) if before.record is not None else None
         port = _port(record)
         if step == "drain":
@@ -225,18 +227,18 @@ class MaintainExecutor:
             number = int(step.removeprefix("run."))
             log = log_dir(self.ctx.fleet, self.journal.run_id)
             command = head.commands[number]
-            outcome = on_host.run_command(
-                ssh, host, number, command, sudo=head.sudo, timeout_s=head.command_timeout_s, log_dir=log
+            outcome = ops.run_command(
+                host, number, command, sudo=head.sudo, timeout_s=head.command_timeout_s, log_dir=log
             )
             self.on_event(Note("command", {"host": host.name, "number": number + 1, "log": outcome.log}).to_dict())
         elif step == "boot_id":
-            return {"boot_id": on_host.boot_id(ssh, host)}
+            return {"boot_id": ops.boot_id(host)}
         elif step == "reboot":
-            said = on_host.send_reboot(ssh, host, head.reboot_command, sudo=head.sudo, before=state.boot_ids[host.name])
+            said = ops.send_reboot(host, head.reboot_command, sudo=head.sudo, before=state.boot_ids[host.name])
             self.ops.pop(host.name, None)  # its Docker client rode the connection the reboot took down
             self.on_event(Note("reboot", {"host": host.name, "detail": said}).to_dict())
         elif step == "back":
-            new = on_host.wait_back(ssh, host, state.boot_ids[host.name], head.reboot_timeout_s)
+            new = ops.wait_back(host, state.boot_ids[host.name], head.reboot_timeout_s)
             return {"new_boot_id": new}
         elif step == "verify":
             self._verify(host, before)
@@ -253,7 +255,7 @@ class MaintainExecutor:
         """A fresh inventory: ``--expect`` holds, then the check against the profile the host's pool serves."""
         from fleetctl.core.expect import parse_expects, unmet
 
-        report = on_host.fresh_report(self.ctx.fleet, self.ctx.ssh, host)
+        report = self.ctx.hosts.fresh_report(host)
         missing = unmet(parse_expects(self.ctx.head.expect), report)
         if missing:
             raise HostError(host.name, "expectation_unmet", "; ".join(missing))
@@ -371,21 +373,47 @@ def _next_steps(run_id: str) -> str:
 # -- lifecycle -------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class World:
+    """What a run acts through: ``over(fleet, ssh)`` for the real fleet; tests give in-memory ports and hosts."""
+
+    ports: RolloutPorts
+    hosts: MaintainHostOps
+
+    @classmethod
+    def over(cls, fleet: Fleet, ssh: Any) -> World:
+        from fleetctl.services.maintain_host import SshHostOps
+        from fleetctl.services.rollout_ports import FleetPorts
+
+        return cls(FleetPorts(fleet, ssh), SshHostOps(fleet, ssh))
+
+
 def start_maintenance(
-    fleet: Fleet, head: MaintainStarted, on_event: Event, *, ssh: Any, environ: Mapping[str, str]
+    fleet: Fleet, head: MaintainStarted, on_event: Event, *, world: World, environ: Mapping[str, str]
 ) -> MaintainState:
     from fleetctl.services.lock import tag_run
 
-    run_id = new_run_id()
+    clock = world.ports.clock
+    run_id = new_run_id(clock)
     tag_run(fleet.state_dir, run_id)
-    journal = Journal(fleet.state_dir, run_id)
+    journal = Journal(fleet.state_dir, run_id, clock)
     first = journal.append(head)
-    return _execute(Ctx(fleet, head, ssh, environ), journal, [first], on_event, resume=False)
+    ctx = Ctx(fleet, head, world.ports, world.hosts, environ)
+    return _execute(ctx, journal, [first], on_event, resume=False)
 
 
 def resume_maintenance(
-    fleet: Fleet, on_event: Event, *, environ: Mapping[str, str], abort: bool = False, rerun: bool = False
+    fleet: Fleet,
+    on_event: Event,
+    *,
+    environ: Mapping[str, str],
+    abort: bool = False,
+    rerun: bool = False,
+    world: World | None = None,
 ) -> MaintainState:
+    """Continue (``abort``: end) the unfinished maintenance, over ``world`` (tests) or the real fleet."""
+    from contextlib import nullcontext
+
     from fleetctl.services.upgrade import connections
     from fleetctl.services.upgrade_runs import unfinished_run
 
@@ -395,14 +423,16 @@ def resume_maintenance(
     records = list(found.records)
     head = records[0].body
     assert isinstance(head, MaintainStarted)
-    journal = Journal(fleet.state_dir, found.run_id)
+    journal = Journal(fleet.state_dir, found.run_id, world.ports.clock if world is not None else SYSTEM)
     if abort:
         records.append(journal.append(AbortRequested()))
     on_event(Resumed(found.run_id, len(records)).to_dict())
     for line in found.torn:
         on_event(Note("torn_record", {"line": line, "path": found.path}).to_dict())
-    with connections(fleet) as ssh:
-        return _execute(Ctx(fleet, head, ssh, environ, rerun), journal, records, on_event, resume=True)
+    with nullcontext(None) if world is not None else connections(fleet) as ssh:
+        chosen = world if world is not None else World.over(fleet, ssh)
+        ctx = Ctx(fleet, head, chosen.ports, chosen.hosts, environ, rerun)
+        return _execute(ctx, journal, records, on_event, resume=True)
 
 
 def _execute(ctx: Ctx, journal: Journal, records: list[Record], on_event: Event, *, resume: bool) -> MaintainState:

@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.inventory import HostReport
@@ -26,6 +26,46 @@ BACK_POLL_S = 2.0  # how often a rebooting host is asked for its boot id
 BACK_ASK_S = 10.0  # each ask's own timeout
 TAIL_LINES = 5  # the last lines of a failed command's output, in the failure message
 GONE = ("disconnected", "unreachable", "timeout")  # a host rebooting answers like this
+
+
+class MaintainHostOps(Protocol):
+    """What a maintenance does on a host beyond serving (``SshHostOps`` over SSH; tests/fake in memory)."""
+
+    def run_command(
+        self, host: Host, number: int, command: str, *, sudo: bool, timeout_s: float, log_dir: str
+    ) -> CommandOutcome: ...
+
+    def boot_id(self, host: Host) -> str: ...
+
+    def send_reboot(self, host: Host, command: str, *, sudo: bool, before: str) -> str: ...
+
+    def wait_back(self, host: Host, before: str, timeout_s: float) -> str: ...
+
+    def fresh_report(self, host: Host) -> HostReport: ...
+
+
+class SshHostOps:
+    """The real thing, over the command's SSH pool."""
+
+    def __init__(self, fleet: Fleet, pool: Any, clock: Clock = SYSTEM) -> None:
+        self.fleet, self.pool, self.clock = fleet, pool, clock
+
+    def run_command(
+        self, host: Host, number: int, command: str, *, sudo: bool, timeout_s: float, log_dir: str
+    ) -> CommandOutcome:
+        return run_command(self.pool, host, number, command, sudo=sudo, timeout_s=timeout_s, log_dir=log_dir)
+
+    def boot_id(self, host: Host) -> str:
+        return boot_id(self.pool, host)
+
+    def send_reboot(self, host: Host, command: str, *, sudo: bool, before: str) -> str:
+        return send_reboot(self.pool, host, command, sudo=sudo, before=before)
+
+    def wait_back(self, host: Host, before: str, timeout_s: float) -> str:
+        return wait_back(self.pool, host, before, timeout_s, self.clock)
+
+    def fresh_report(self, host: Host) -> HostReport:
+        return fresh_report(self.fleet, self.pool, host)
 
 
 def as_root(command: str, sudo: bool) -> str:
