@@ -60,7 +60,7 @@ NOTES = {
     "drained": lambda e: "no requests in flight",
     "not_answering": lambda e: f"not answering: {e.get('detail')}",
 }
-SETTLED = ("waiting", "done", "rolled back", "not upgraded", "pending", "skipped", "gate passed", "gate FAILED")
+SETTLED = ("waiting", "done", "rolled back", "put back", "not upgraded", "pending", "skipped", "gate passed", "gate FAILED")
 
 
 @dataclass
@@ -133,7 +133,8 @@ class RunView:
         if host is not None and ref.action in HOST_STEPS:
             host.ended = at
             if ref.step == "undrain":
-                host.state = "rolled back" if ref.action in TURNING_BACK else "done"
+                turned = {ActionKind.ROLLBACK_STEP: "rolled back", ActionKind.RESTORE_STEP: "put back"}
+                host.state = turned.get(ref.action, "done")
         if ring is not None and ref.action is ActionKind.PULL and ring.state == "pre-pull":
             ring.state, ring.since = "upgrading", at
 

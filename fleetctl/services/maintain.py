@@ -34,7 +34,7 @@ from fleetctl.core.records import (
 )
 from fleetctl.core.rollout import Action
 from fleetctl.core.rollout_plan import PlanError
-from fleetctl.errors import Halted, HostError, UsageError
+from fleetctl.errors import FleetError, Halted, HostError, UsageError
 from fleetctl.services.clock import SYSTEM
 from fleetctl.services.journal import Journal, new_run_id
 from fleetctl.services.maintain_host import MaintainHostOps
@@ -216,40 +216,61 @@ class MaintainExecutor:
         return self._step(state, self.ctx.fleet.host(host) or Host(host, host), action.step or ""), None
 
     def _step(self, state: MaintainState, host: Host, step: str) -> dict[str, str] | None:
-        head, before, ops = self.ctx.head, state.before(host.name), self.ctx.hosts
-        record = ServingRecord(host=host.name, **before.record) if before.record is not None else None
-        port = _port(record)
-        if step == "drain":
-            self._drain(host, port, f"maintain {self.journal.run_id}")
-        elif step == "stop":
-            self._ops(host.name).runtime.stop(STOP_S)
-        elif step.startswith("run."):
-            number = int(step.removeprefix("run."))
-            log = log_dir(self.ctx.fleet, self.journal.run_id)
-            command = head.commands[number]
-            outcome = ops.run_command(
-                host, number, command, sudo=head.sudo, timeout_s=head.command_timeout_s, log_dir=log
-            )
-            self.on_event(Note("command", {"host": host.name, "number": number + 1, "log": outcome.log}).to_dict())
-        elif step == "boot_id":
-            return {"boot_id": ops.boot_id(host)}
-        elif step == "reboot":
-            said = ops.send_reboot(host, head.reboot_command, sudo=head.sudo, before=state.boot_ids[host.name])
-            self.ops.pop(host.name, None)  # its Docker client rode the connection the reboot took down
-            self.on_event(Note("reboot", {"host": host.name, "detail": said}).to_dict())
-        elif step == "back":
-            new = ops.wait_back(host, state.boot_ids[host.name], head.reboot_timeout_s)
-            return {"new_boot_id": new}
-        elif step == "verify":
-            self._verify(host, before)
-        elif step == "start":
-            self._ops(host.name).runtime.start()
-        elif step == "healthy" and record is not None:
-            seconds = self._ops(host.name).wait_healthy(record.model or "", port, self._health_timeout(before))
-            self.on_event(Note("healthy", {"host": host.name, "seconds": round(seconds, 2)}).to_dict())
-        elif step == "undrain":
-            undrain_hosts(self.ports, [host.name], self.on_event, serving=None, announce_router=False)
-        return None
+        """One host step (the names are ``core.maintain``'s); a command step is ``run.N``."""
+        if step.startswith("run."):
+            self._command(host, int(step.removeprefix("run.")))
+            return None
+        handlers: dict[str, Callable[[MaintainState, Host], dict[str, str] | None]] = {
+            "drain": self._drain_step,
+            "stop": lambda _, h: _nothing(self._ops(h.name).runtime.stop(STOP_S)),
+            "boot_id": lambda _, h: {"boot_id": self.ctx.hosts.boot_id(h)},
+            "reboot": self._reboot,
+            "back": lambda s, h: {
+                "new_boot_id": self.ctx.hosts.wait_back(h, s.boot_ids[h.name], s.head.reboot_timeout_s)
+            },
+            "verify": lambda s, h: self._verify(h, s.before(h.name)),
+            "start": lambda _, h: _nothing(self._ops(h.name).runtime.start()),
+            "healthy": self._healthy,
+            "undrain": self._undrain_step,
+        }
+        return handlers[step](state, host)
+
+    def _drain_step(self, state: MaintainState, host: Host) -> None:
+        record = _record(host.name, state.before(host.name))
+        why = f"maintain {self.journal.run_id}"
+        if record is None:  # it serves nothing: recorded drained (nothing puts it into service meanwhile), no wait
+            drained = DrainRecord(host.name, why, "fleetctl", now(self.ports.clock))
+            self.ports.update_state(lambda s: s if s.is_drained(host.name) else s.with_drained(drained))
+            return
+        self._drain(host, _port(record), why)
+
+    def _undrain_step(self, state: MaintainState, host: Host) -> None:
+        if _record(host.name, state.before(host.name)) is None:
+            self.ports.update_state(lambda s: s.without_drained(host.name))
+            return
+        undrain_hosts(self.ports, [host.name], self.on_event, serving=None, announce_router=False)
+
+    def _command(self, host: Host, number: int) -> None:
+        head = self.ctx.head
+        log = log_dir(self.ctx.fleet, self.journal.run_id)
+        outcome = self.ctx.hosts.run_command(
+            host, number, head.commands[number], sudo=head.sudo, timeout_s=head.command_timeout_s, log_dir=log
+        )
+        self.on_event(Note("command", {"host": host.name, "number": number + 1, "log": outcome.log}).to_dict())
+
+    def _reboot(self, state: MaintainState, host: Host) -> None:
+        head = state.head
+        said = self.ctx.hosts.send_reboot(host, head.reboot_command, sudo=head.sudo, before=state.boot_ids[host.name])
+        self.ops.pop(host.name, None)  # its Docker client rode the connection the reboot took down
+        self.on_event(Note("reboot", {"host": host.name, "detail": said}).to_dict())
+
+    def _healthy(self, state: MaintainState, host: Host) -> None:
+        before = state.before(host.name)
+        record = _record(host.name, before)
+        if record is None:
+            return
+        seconds = self._ops(host.name).wait_healthy(record.model or "", _port(record), self._health_timeout(before))
+        self.on_event(Note("healthy", {"host": host.name, "seconds": round(seconds, 2)}).to_dict())
 
     def _verify(self, host: Host, before: HostBefore) -> None:
         """A fresh inventory: ``--expect`` holds, then the check against the profile the host's pool serves."""
@@ -270,7 +291,7 @@ class MaintainExecutor:
             return HEALTH_TIMEOUT_S
         try:
             profile = _load_profile(self.ctx, before.profile)
-        except Exception:
+        except (FleetError, OSError):  # a profile that no longer loads: the default wait
             return HEALTH_TIMEOUT_S
         return profile.serve.health_timeout_s if profile.serve is not None else HEALTH_TIMEOUT_S
 
@@ -313,6 +334,14 @@ class MaintainExecutor:
             f"; still serving (min_serving): {', '.join(kept)}" if kept else ""
         )
         return f"gate: {reason}{where}"
+
+
+def _nothing(_: object) -> None:
+    return None
+
+
+def _record(host: str, before: HostBefore) -> ServingRecord | None:
+    return ServingRecord(host=host, **before.record) if before.record is not None else None
 
 
 def _port(record: ServingRecord | None) -> int:
@@ -368,6 +397,11 @@ def _next_steps(run_id: str) -> str:
         f"look at the host, then fleetctl maintain --resume (tries the step again) or --abort (puts back hosts "
         f"whose commands did not run); the journal: runs/{run_id}.jsonl"
     )
+
+
+def drained_by(state: Any, run_id: str) -> tuple[str, ...]:
+    """Hosts that stay drained by this run (its drain records): a step or gate failed, or their commands ran."""
+    return tuple(sorted(h for h, r in state.drained.items() if r.reason.startswith(f"maintain {run_id}")))
 
 
 # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -443,8 +477,8 @@ def _execute(ctx: Ctx, journal: Journal, records: list[Record], on_event: Event,
     finally:
         restore()
         journal.close()
-    left = rules.left_drained(state)
-    if state.finished is Outcome.ABORTED and left:
+    left = drained_by(ctx.ports.load_state(), journal.run_id) if state.finished is Outcome.ABORTED else ()
+    if left:
         raise Halted(
             f"maintenance {journal.run_id} aborted; {', '.join(left)} stay drained: their commands ran",
             hint="look at each, then fleetctl undrain HOST once it serves as it should",

@@ -243,3 +243,25 @@ def test_a_journaled_judge_becomes_a_gate_event_and_a_failure_a_failed_event():
     assert [e.to_dict()["event"] for e in journal_events(records)] == ["gate", "done", "failed"]
     view = feed(list(journal_events(records)))
     assert (view.rings["canary"].state, view.hosts["a"].state) == ("gate FAILED", "failed: docker: gone")
+
+
+# -- fleetctl maintain through the same view ----------------------------------------------------------------------
+
+
+def test_a_maintenance_shows_its_own_steps_and_title():
+    from fleetctl.cli.live_upgrade import render
+
+    view = RunView(PLAN, bake_s=30, title="maintain")
+    events = [{"event": "maintain_step", "kind": "maintain_step", "ring": "canary", "host": "a", "step": "run.1"}]
+    feed(events, view)
+    assert (view.rings["canary"].state, view.hosts["a"].state) == ("maintaining", "running command 2")
+    feed([{"event": "maintain_step", "kind": "maintain_step", "ring": "canary", "host": "a", "step": "back"}], view)
+    assert view.hosts["a"].state == "waiting for the new boot"
+    feed(step("a", "undrain", "canary", kind="maintain_step"), view)
+    assert view.hosts["a"].state == "done"
+    assert str(render(view, 1.0).title).startswith("maintain")
+
+
+def test_an_aborted_maintenance_puts_a_host_back_as_a_turn_back():
+    view = feed(step("a", "undrain", kind="restore_step"), RunView(PLAN, bake_s=30, title="maintain"))
+    assert view.hosts["a"].state == "put back" and view.rolling_back
