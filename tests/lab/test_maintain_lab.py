@@ -76,14 +76,22 @@ def wait_for(predicate, timeout=180):
     raise AssertionError("timed out waiting")
 
 
-def new_run(fleet, before: int) -> bool:
-    """A run newer than the ``before`` journals there were has begun."""
-    return len(list(runs_dir(fleet).glob("*.jsonl"))) > before and journal(fleet)[0]["event"] == "maintain_started"
-
-
-def maintain_in_background(fleet, *args: str) -> subprocess.Popen:
+def killed_when_begun(fleet, host: str, step: str, *args: str) -> None:
+    """Run `fleetctl maintain ARGS --yes` in a process of its own and SIGKILL it once its journal says ``step``
+    began on ``host``."""
+    runs = len(list(runs_dir(fleet).glob("*.jsonl")))
     argv = [sys.executable, "-m", "fleetctl", "--fleet", str(fleet.info.fleet_file), "maintain", *args, "--yes"]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+
+    def begun_there() -> bool:
+        new = len(list(runs_dir(fleet).glob("*.jsonl"))) > runs and journal(fleet)[0]["event"] == "maintain_started"
+        return new and step in begun(journal(fleet), host)
+
+    try:
+        wait_for(begun_there)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
 
 
 @pytest.mark.lab
@@ -144,13 +152,7 @@ def test_a_driver_too_old_for_the_pools_profile_halts_with_the_host_drained_and_
 def test_sigkill_during_the_reboot_then_resume_finishes_the_host(fleet):
     with LoadGenerator(fleet.router, MODEL, clients=8) as load:
         load.wait_for_progress(16)
-        runs = len(list(runs_dir(fleet).glob("*.jsonl")))
-        first = maintain_in_background(fleet, "--limit", "gpu-03", "--reboot")
-        try:
-            wait_for(lambda: new_run(fleet, runs) and "back" in begun(journal(fleet), "gpu-03"))
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait()
+        killed_when_begun(fleet, "gpu-03", "back", "--limit", "gpu-03", "--reboot")  # the host reboots meanwhile
         assert not any(r["event"] == "run_finished" for r in journal(fleet))
         resumed = fleet.cli("maintain", "--resume")
         assert "resume" in resumed.stderr
@@ -166,13 +168,7 @@ def test_sigkill_during_the_reboot_then_resume_finishes_the_host(fleet):
 def test_abort_puts_back_a_host_whose_commands_had_not_begun_and_names_one_whose_had(fleet):
     with LoadGenerator(fleet.router, MODEL, clients=8) as load:
         load.wait_for_progress(16)
-        runs = len(list(runs_dir(fleet).glob("*.jsonl")))
-        first = maintain_in_background(fleet, "--limit", "gpu-03", "--run", "sleep 60")
-        try:
-            wait_for(lambda: new_run(fleet, runs) and "drain" in begun(journal(fleet), "gpu-03"))
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait()
+        killed_when_begun(fleet, "gpu-03", "drain", "--limit", "gpu-03", "--run", "sleep 60")
         ran = "run.0" in begun(journal(fleet), "gpu-03")  # killed this late, the command had begun
         aborted = fleet.cli("maintain", "--abort", ok=False)
         load.wait_for_progress(16)
