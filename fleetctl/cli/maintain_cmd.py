@@ -49,7 +49,7 @@ def maintain(
         float | None, typer.Option("--reboot-timeout", help="Seconds a host may take to come back (default 900).")
     ] = None,
     command_timeout: Annotated[float, typer.Option("--command-timeout", help="Seconds each command may take.")] = 3600,
-    bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override [rollout] bake_s.")] = None,
+    bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override \\[rollout] bake_s.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the rings, hosts and steps; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the maintenance that did not finish.")] = False,

@@ -64,7 +64,7 @@ def drain(
     reason: Annotated[str, typer.Option("--reason", help="Why; kept with the drain record.")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; change nothing.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Drain even below min_serving (the pool's, or [router]'s).")
+        bool, typer.Option("--force", help="Drain even below min_serving (the pool's, or \\[router]'s).")
     ] = False,
     force_unlock: ForceUnlockOpt = False,
 ) -> None:

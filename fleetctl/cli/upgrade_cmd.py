@@ -37,7 +37,7 @@ def upgrade(
     skip_incompatible: Annotated[
         bool, typer.Option("--skip-incompatible", help="Leave out hosts that fail the check.")
     ] = False,
-    bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override [rollout] bake_s.")] = None,
+    bake_s: Annotated[float | None, typer.Option("--bake-s", help="Override \\[rollout] bake_s.")] = None,
     as_json: JsonOpt = False,
     forks: ForksOpt = 32,
     accept_new_host_keys: AcceptNewOpt = False,
