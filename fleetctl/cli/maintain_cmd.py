@@ -60,6 +60,10 @@ def maintain(
         bool, typer.Option("--rerun", help="With --resume: run again a command that began but was not journaled done.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="One host at a time even below a pool's min_serving.")] = False,
+    abandon: Annotated[
+        bool, typer.Option("--abandon", help="Mark the unfinished run abandoned (changes no host); needs --reason.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the run is abandoned (journaled).")] = None,
     as_json: JsonOpt = False,
     accept_new_host_keys: AcceptNewOpt = False,
     force_unlock: ForceUnlockOpt = False,
@@ -70,6 +74,9 @@ def maintain(
     app_ctx = get_context(ctx)
     fleet = app_ctx.load_fleet()
     flags = Flags(plan, yes, as_json, accept_new_host_keys, force_unlock)
+    if abandon:
+        _abandon(app_ctx, fleet, reason, flags)
+        return
     if resume or abort:
         ui.continue_run(app_ctx, fleet, abort=abort, rerun=rerun, flags=flags)
         return
@@ -77,6 +84,15 @@ def maintain(
         raise typer.BadParameter("--rerun goes with --resume", param_hint="--rerun")
     request = _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force)
     _new_run(app_ctx, fleet, request, flags)
+
+
+def _abandon(app_ctx: AppContext, fleet: Fleet, reason: str | None, flags: Flags) -> None:
+    """``--abandon``: the unfinished run (a maintenance or an upgrade) is journaled finished; no host is touched."""
+    from fleetctl.cli.render_upgrade import abandon
+
+    if not reason:
+        raise typer.BadParameter("--abandon needs --reason TEXT (it is journaled)", param_hint="--reason")
+    abandon(app_ctx, fleet, reason, as_json=flags.as_json, force_unlock=flags.force_unlock)
 
 
 def _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force):

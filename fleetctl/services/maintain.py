@@ -394,8 +394,8 @@ def halt_message(run_id: str, halt: Halt) -> str:
 
 def _next_steps(run_id: str) -> str:
     return (
-        f"look at the host, then fleetctl maintain --resume (tries the step again) or --abort (puts back hosts "
-        f"whose commands did not run); the journal: runs/{run_id}.jsonl"
+        f"look at the host, then fleetctl maintain --resume (tries the step again), --abort (puts back hosts "
+        f"whose commands did not run) or --abandon --reason TEXT; the journal: runs/{run_id}.jsonl"
     )
 
 

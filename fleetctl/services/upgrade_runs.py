@@ -140,7 +140,7 @@ def abandon_run(fleet: Fleet, reason: str, *, force_unlock: bool = False, clock:
 
     pending = next((run for run in list_runs(fleet.state_dir) if not run.finished), None)
     if pending is None or (not pending.problems and not decisions.is_unfinished(pending.records)):
-        raise UsageError("no unfinished upgrade to abandon")
+        raise UsageError("no unfinished run to abandon")
     with fleet_lock(fleet.state_dir, command_line(), force=force_unlock, run_id=pending.run_id):
         journal = Journal(fleet.state_dir, pending.run_id, clock)
         try:

@@ -139,3 +139,17 @@ def test_history_lists_a_maintenance_run(tmp_path, profiles):  # noqa: F811
     doc = json.loads(invoke(["--fleet", str(path), "history", "--json"], profiles).stdout)
     row = doc["runs"][0]
     assert (row["kind"], row["outcome"], row["hosts"], row["maintenance"]) == ("maintain", "unfinished", 1, "run true")
+
+
+def test_abandon_ends_a_maintenance_run_without_touching_a_host(tmp_path, profiles):  # noqa: F811
+    path = tmp_path / "fleet.toml"
+    path.write_text(HOSTS)
+    unfinished(tmp_path, HEAD)
+    refused = invoke(["--fleet", str(path), "maintain", "--abandon"], profiles)
+    assert refused.exit_code == 2 and "--abandon needs --reason" in refused.output
+    done = invoke(["--fleet", str(path), "maintain", "--abandon", "--reason", "fixed by hand", "--json"], profiles)
+    assert done.exit_code == 0 and json.loads(done.stdout)["outcome"] == "abandoned"
+    row = json.loads(invoke(["--fleet", str(path), "history", "--json"], profiles).stdout)["runs"][0]
+    assert (row["kind"], row["outcome"]) == ("maintain", "abandoned")
+    again = invoke(["--fleet", str(path), "maintain", "--abandon", "--reason", "x"], profiles)
+    assert again.exit_code == 2 and first_line(again) == "error: no unfinished run to abandon"

@@ -85,7 +85,7 @@ def test_abandon_needs_a_reason_and_an_unfinished_run(tmp_path):
     fake = FakeFleet(tmp_path)
     assert cli(fake, "upgrade", "--abandon").exit_code == 2
     result = cli(fake, "upgrade", "--abandon", "--reason", "x")
-    assert result.exit_code == 2 and "no unfinished upgrade to abandon" in result.stderr
+    assert result.exit_code == 2 and "no unfinished run to abandon" in result.stderr
 
 
 def test_abort_of_a_run_whose_head_lost_its_profile_puts_the_old_version_back(tmp_path):
