@@ -256,3 +256,17 @@ def test_abort_puts_back_a_host_whose_commands_did_not_begin_and_names_the_other
         assert not [e for e in events.named("restore_step") if e["host"] == "gpu-01"]
     assert outcome(fake) == "aborted" and untouched(fake, hosts, "gpu-02")
     assert hosts.machines["gpu-01"].reboots == (1 if step == "reboot" else 0)
+
+
+def test_abort_after_a_failed_gate_names_the_hosts_the_gate_drained(tmp_path):
+    fake, hosts = fleet(tmp_path)
+
+    def bad(name):
+        fake.host_behaviours[(name, OLD_IMAGE)] = Behaviour(error_rate=0.5)
+
+    hosts.host_rules[("gpu-01", UPDATE)] = driver_update(NEWER, effect=bad)
+    with pytest.raises(Halted, match="gate of ring canary"):
+        maintain(fake, hosts)
+    with pytest.raises(Halted, match=r"aborted; gpu-01 stay"):
+        resume(fake, hosts, abort=True)
+    assert fake.state().is_drained("gpu-01") and outcome(fake) == "aborted"
