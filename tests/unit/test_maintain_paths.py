@@ -205,9 +205,11 @@ def crash_then_resume(fake, hosts, guard, n):
 @pytest.mark.parametrize("guard", [crash_after, crash_before_done])
 def test_a_crash_after_any_record_then_resume_completes_rebooting_each_host_once(tmp_path, no_fsync, guard):
     kind = RecordKind.ACTION_DONE if guard is crash_before_done else None
+    reruns = []
     for n in range(1, count(tmp_path, kind) + 1):
         fake, hosts = fleet(tmp_path / f"{guard.__name__}-{n}", SMALL)
         reran = crash_then_resume(fake, hosts, guard, n)
+        reruns += [reran] if reran else []
         assert reran is None or records(fake)[-1].kind is RecordKind.RUN_FINISHED
         assert outcome(fake) == "completed", (guard.__name__, n)
         for name, machine in hosts.machines.items():
@@ -216,6 +218,7 @@ def test_a_crash_after_any_record_then_resume_completes_rebooting_each_host_once
             assert machine.commands == [UPDATE] * (2 if ran_twice else 1), (guard.__name__, n, name)
             assert serving(fake, name), (guard.__name__, n, name)
         assert not fake.state().drained
+    assert reruns == ["gpu-01", "gpu-02"]  # only a crash between a command's begin and its done needs --rerun
 
 
 def position(tmp_path, kind, step):
@@ -237,6 +240,7 @@ def position(tmp_path, kind, step):
         (ActionDone, "stop", True),  # its container stopped
         (ActionBegin, "run.0", False),  # its command begun: it may have run
         (ActionDone, "reboot", False),  # going down
+        (ActionDone, "undrain", False),  # maintained and serving again: nothing to put back, nothing to name
     ],
 )
 def test_abort_puts_back_a_host_whose_commands_did_not_begin_and_names_the_others(tmp_path, kind, step, put_back):
@@ -245,7 +249,11 @@ def test_abort_puts_back_a_host_whose_commands_did_not_begin_and_names_the_other
     with pytest.raises(Crash), crash_after(crash):
         maintain(fake, hosts)
     events = Events()
-    if put_back:
+    if step == "undrain":
+        assert resume(fake, hosts, events, abort=True).finished == "aborted"
+        assert serving(fake, "gpu-01") and hosts.machines["gpu-01"].commands == [UPDATE]
+        assert not events.named("restore_step")
+    elif put_back:
         assert resume(fake, hosts, events, abort=True).finished == "aborted"
         assert serving(fake, "gpu-01") and hosts.machines["gpu-01"].commands == []
     else:
@@ -255,7 +263,7 @@ def test_abort_puts_back_a_host_whose_commands_did_not_begin_and_names_the_other
         assert fake.state().is_drained("gpu-01") and not fake.router.holds(fake.url("gpu-01"))
         assert not [e for e in events.named("restore_step") if e["host"] == "gpu-01"]
     assert outcome(fake) == "aborted" and untouched(fake, hosts, "gpu-02")
-    assert hosts.machines["gpu-01"].reboots == (1 if step == "reboot" else 0)
+    assert hosts.machines["gpu-01"].reboots == (1 if step in ("reboot", "undrain") else 0)
 
 
 def test_abort_after_a_failed_gate_names_the_hosts_the_gate_drained(tmp_path):
@@ -270,3 +278,31 @@ def test_abort_after_a_failed_gate_names_the_hosts_the_gate_drained(tmp_path):
     with pytest.raises(Halted, match=r"aborted; gpu-01 stay"):
         resume(fake, hosts, abort=True)
     assert fake.state().is_drained("gpu-01") and outcome(fake) == "aborted"
+
+
+def test_a_host_that_rebooted_while_fleetctl_was_dead_is_not_rebooted_again(tmp_path):
+    fake, hosts = fleet(tmp_path, SMALL)
+    reboot_done = 5  # after the done records of drain, stop, run.0 and boot_id: the reboot sent, not journaled
+    with pytest.raises(Crash), crash_before_done(reboot_done):
+        maintain(fake, hosts)
+    assert hosts.machines["gpu-01"].reboots == 1 and not hosts.machines["gpu-01"].up
+    fake.clock.sleep(REBOOT_S * 2)  # it came back while nobody watched
+    events = Events()
+    assert resume(fake, hosts, events).finished == "completed"
+    assert [e["detail"] for e in events.named("reboot")] == ["already rebooted", "going down"]  # gpu-01, gpu-02
+    assert [m.reboots for m in hosts.machines.values()] == [1, 1]
+    assert all(serving(fake, n) for n in hosts.machines)
+
+
+def test_abort_after_a_failed_gate_leaves_unnamed_a_host_a_person_undrained(tmp_path):
+    from fleetctl.services.serving import undrain_hosts
+
+    fake, hosts = fleet(tmp_path)
+    hosts.host_rules[("gpu-01", UPDATE)] = driver_update(
+        NEWER, effect=lambda name: fake.host_behaviours.update({(name, OLD_IMAGE): Behaviour(error_rate=0.5)})
+    )
+    with pytest.raises(Halted, match="gate of ring canary"):
+        maintain(fake, hosts)
+    undrain_hosts(fake.ports(), ["gpu-01"], Events(), serving=None)  # a person looked and put it back
+    assert resume(fake, hosts, abort=True).finished == "aborted"
+    assert serving(fake, "gpu-01") and untouched(fake, hosts, "gpu-02")
