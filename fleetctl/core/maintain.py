@@ -172,10 +172,11 @@ def _next_in_ring(state: MaintainState, ring: Ring) -> Action | None:
                 action = Action(ActionKind.MAINTAIN_STEP, ring=ring.name, host=host, step=step)
                 if action.key() not in state.done:
                     return action
-    if not any(state.before(h).serves for h in ring.hosts):
+    judged = tuple(h for h in ring.hosts if state.before(h).serves)  # a person's drain and a spare serve nothing
+    if not judged:
         return None  # a ring with no host serving has nothing to judge
     for kind in (ActionKind.BAKE, ActionKind.JUDGE):
-        action = Action(kind, ring=ring.name, hosts=ring.hosts)
+        action = Action(kind, ring=ring.name, hosts=judged)
         if action.key() not in state.done:
             return action
     return None
@@ -227,7 +228,7 @@ def host_finished(state: MaintainState, host: str) -> bool:
 def left_drained(state: MaintainState) -> tuple[str, ...]:
     """Hosts this run drained that it has not put back and will not by itself: a person looks at them. A host of a
     ring that failed its gate is one (its maintenance finished, then the gate took it out of service)."""
-    gated = {h for ring in state.head.plan.rings if ring.name in state.gated for h in ring.hosts}
+    gated = {h for r in state.head.plan.rings if r.name in state.gated for h in r.hosts if state.before(h).serves}
     return tuple(h for h in state.drained if changed_host(state, h) and (not host_finished(state, h) or h in gated))
 
 

@@ -306,3 +306,19 @@ def test_abort_after_a_failed_gate_leaves_unnamed_a_host_a_person_undrained(tmp_
     undrain_hosts(fake.ports(), ["gpu-01"], Events(), serving=None)  # a person looked and put it back
     assert resume(fake, hosts, abort=True).finished == "aborted"
     assert serving(fake, "gpu-01") and untouched(fake, hosts, "gpu-02")
+
+
+def test_a_host_a_person_drained_is_maintained_kept_drained_and_left_out_of_its_rings_gate(tmp_path):
+    from fleetctl.core.fleetstate import DrainRecord
+
+    fake, hosts = fleet(tmp_path)
+    person = DrainRecord("gpu-02", "disk check", "ops", "2026-11-30T07:00:00Z")
+    fake.ports().update_state(lambda state: state.with_drained(person))
+    fake.ports().sync_router()
+    events = Events()
+    assert maintain(fake, hosts, events).finished == "completed"
+    assert hosts.machines["gpu-02"].commands == [UPDATE] and hosts.machines["gpu-02"].reboots == 1
+    assert fake.state().drained["gpu-02"] == person and not fake.router.holds(fake.url("gpu-02"))
+    assert serving(fake, "gpu-01") and serving(fake, "gpu-03")
+    main = next(e for e in events.named("gate") if e["ring"] == "main")
+    assert all(c["hosts"] == ["gpu-03"] for c in main["checks"] if "hosts" in c)
