@@ -34,13 +34,15 @@ REBOOT_COMMANDS = ("systemctl reboot",)
 @dataclass(frozen=True)
 class Command:
     """What a person's command does on a fake host: its exit status and output; on success it installs
-    ``driver`` (loaded at the next boot) and ``fabric_manager``, and calls ``effect(host)``."""
+    ``driver`` (loaded at the next boot) and ``fabric_manager``, and calls ``effect(host)``. ``drops``: the SSH
+    connection drops once it took effect (fleetctl never learns its exit status)."""
 
     status: int = 0
     output: str = ""
     driver: str | None = None
     fabric_manager: str | None = None
     effect: Callable[[str], None] | None = None
+    drops: bool = False
 
 
 def driver_update(version: str, **kw: Any) -> Command:
@@ -120,6 +122,8 @@ class FakeMaintenance:
             machine.fabric_manager = rule.fabric_manager or machine.fabric_manager
             if rule.effect is not None:
                 rule.effect(machine.name)
+        if rule.drops:
+            raise HostError(machine.name, "disconnected", "SSH connection dropped")
         return RunResult(rule.status, rule.output.encode(), b"")
 
     def reboot(self, machine: Machine) -> None:

@@ -322,3 +322,40 @@ def test_a_host_a_person_drained_is_maintained_kept_drained_and_left_out_of_its_
     assert serving(fake, "gpu-01") and serving(fake, "gpu-03")
     main = next(e for e in events.named("gate") if e["ring"] == "main")
     assert all(c["hosts"] == ["gpu-03"] for c in main["checks"] if "hosts" in c)
+
+
+def test_a_connection_lost_during_a_command_is_never_reconnected_and_run_again_blindly(tmp_path):
+    fake, hosts = fleet(tmp_path)
+    hosts.host_rules[("gpu-01", UPDATE)] = driver_update(NEWER, drops=True)
+    with pytest.raises(Halted, match=r"gpu-01: run\.0: disconnected"):
+        maintain(fake, hosts)
+    assert hosts.machines["gpu-01"].commands == [UPDATE] and drained(fake, "gpu-01")
+    with pytest.raises(Halted, match="began and was not journaled as finished"):
+        resume(fake, hosts)
+    hosts.host_rules[("gpu-01", UPDATE)] = driver_update(NEWER)
+    assert resume(fake, hosts, rerun=True).finished == "completed"
+    assert hosts.machines["gpu-01"].commands == [UPDATE, UPDATE] and hosts.machines["gpu-01"].reboots == 1
+
+
+@pytest.mark.parametrize("operation", ["stop", "start", "wait_healthy"])
+def test_a_connection_dropped_during_a_container_step_is_reopened_and_the_step_repeated(tmp_path, operation):
+    fake, hosts = fleet(tmp_path)
+    fake.hosts["gpu-02"].drop(operation, after=True)
+    events = Events()
+    assert maintain(fake, hosts, events).finished == "completed"
+    assert [(e["host"], e["attempt"]) for e in events.named("reconnect")] == [("gpu-02", 2)]
+    assert all(serving(fake, n) for n in hosts.machines)
+
+
+def test_a_spare_host_is_maintained_without_a_container_or_a_gate(tmp_path):
+    fake, hosts = fleet(tmp_path, ("canary", "main", "spare"))
+    fake.hosts["gpu-03"].containers.clear()
+    fake.ports().update_state(lambda state: state.without_serving("gpu-03"))
+    fake.ports().sync_router()
+    events = Events()
+    assert maintain(fake, hosts, events).finished == "completed"
+    steps = [e["step"] for e in events.named("maintain_step") if e["host"] == "gpu-03"]
+    assert steps == ["drain", "run.0", "boot_id", "reboot", "back", "verify", "undrain"]
+    assert [e["ring"] for e in events.named("gate")] == ["canary", "main"]  # ring spare: nothing to judge
+    assert hosts.machines["gpu-03"].driver_loaded == NEWER and not fake.state().drained
+    assert fake.hosts["gpu-03"].containers == {} and serving(fake, "gpu-01") and serving(fake, "gpu-02")
