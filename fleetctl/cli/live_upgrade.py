@@ -60,7 +60,17 @@ NOTES = {
     "drained": lambda e: "no requests in flight",
     "not_answering": lambda e: f"not answering: {e.get('detail')}",
 }
-SETTLED = ("waiting", "done", "rolled back", "put back", "not upgraded", "pending", "skipped", "gate passed", "gate FAILED")
+SETTLED = (
+    "waiting",
+    "done",
+    "rolled back",
+    "put back",
+    "not upgraded",
+    "pending",
+    "skipped",
+    "gate passed",
+    "gate FAILED",
+)
 
 
 @dataclass

@@ -105,6 +105,7 @@ class MaintainState:
     touched: tuple[str, ...] = ()  # hosts whose maintenance (past the drain) began: not the gate's baseline
     boot_ids: Mapping[str, str] = field(default_factory=dict)  # host → boot id before its reboot
     failure: Halt | None = None  # the last step that failed (cleared when a step begins again)
+    gated: tuple[str, ...] = ()  # rings that failed their gate: the executor drained their hosts (min_serving allowing)
     abort: bool = False
     finished: Outcome | None = None
 
@@ -136,6 +137,8 @@ def apply(state: MaintainState, record: Record) -> MaintainState:
     elif isinstance(body, ActionFailed):
         step = body.ref.step or f"gate of ring {body.ref.ring}"
         state = replace(state, failure=Halt(body.ref.host, step, body.reason))
+        if body.ref.action is ActionKind.JUDGE and body.ref.ring and body.ref.ring not in state.gated:
+            state = replace(state, gated=(*state.gated, body.ref.ring))
     elif isinstance(body, AbortRequested):
         state = replace(state, abort=True)
     elif isinstance(body, RunFinished):
@@ -169,10 +172,11 @@ def _next_in_ring(state: MaintainState, ring: Ring) -> Action | None:
                 action = Action(ActionKind.MAINTAIN_STEP, ring=ring.name, host=host, step=step)
                 if action.key() not in state.done:
                     return action
-    if not any(state.before(h).serves for h in ring.hosts):
+    judged = tuple(h for h in ring.hosts if state.before(h).serves)  # a person's drain and a spare serve nothing
+    if not judged:
         return None  # a ring with no host serving has nothing to judge
     for kind in (ActionKind.BAKE, ActionKind.JUDGE):
-        action = Action(kind, ring=ring.name, hosts=ring.hosts)
+        action = Action(kind, ring=ring.name, hosts=judged)
         if action.key() not in state.done:
             return action
     return None
@@ -222,8 +226,10 @@ def host_finished(state: MaintainState, host: str) -> bool:
 
 
 def left_drained(state: MaintainState) -> tuple[str, ...]:
-    """Hosts this run drained that it has not put back and will not by itself: a person looks at them."""
-    return tuple(h for h in state.drained if changed_host(state, h) and not host_finished(state, h))
+    """Hosts this run drained that it has not put back and will not by itself: a person looks at them. A host of a
+    ring that failed its gate is one (its maintenance finished, then the gate took it out of service)."""
+    gated = {h for r in state.head.plan.rings if r.name in state.gated for h in r.hosts if state.before(h).serves}
+    return tuple(h for h in state.drained if changed_host(state, h) and (not host_finished(state, h) or h in gated))
 
 
 # -- planning --------------------------------------------------------------------------------------------------

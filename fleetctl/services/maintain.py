@@ -399,11 +399,6 @@ def _next_steps(run_id: str) -> str:
     )
 
 
-def drained_by(state: Any, run_id: str) -> tuple[str, ...]:
-    """Hosts that stay drained by this run (its drain records): a step or gate failed, or their commands ran."""
-    return tuple(sorted(h for h, r in state.drained.items() if r.reason.startswith(f"maintain {run_id}")))
-
-
 # -- lifecycle -------------------------------------------------------------------------------------------------
 
 
@@ -477,10 +472,12 @@ def _execute(ctx: Ctx, journal: Journal, records: list[Record], on_event: Event,
     finally:
         restore()
         journal.close()
-    left = drained_by(ctx.ports.load_state(), journal.run_id) if state.finished is Outcome.ABORTED else ()
-    if left:
-        raise Halted(
-            f"maintenance {journal.run_id} aborted; {', '.join(left)} stay drained: their commands ran",
-            hint="look at each, then fleetctl undrain HOST once it serves as it should",
-        )
+    if state.finished is Outcome.ABORTED:
+        drained = ctx.ports.load_state()  # a ring that failed its gate keeps the hosts min_serving needs
+        left = [h for h in rules.left_drained(state) if drained.is_drained(h)]
+        if left:
+            raise Halted(
+                f"maintenance {journal.run_id} aborted; {', '.join(left)} stay drained: their commands ran",
+                hint="look at each, then fleetctl undrain HOST once it serves as it should",
+            )
     return state

@@ -126,6 +126,7 @@ class FakeHost:
         self.images: set[str] = set()
         self.refuse_pull: set[str] = set()
         self.generation = 0
+        self.down = False  # powered off or rebooting (tests/fake/maintain.py): it answers nothing
         self.drops: dict[str, list[bool]] = {}  # operation → queued drops (True: after the operation took effect)
         self.log: list[str] = []  # operations as carried out, for tests
 
@@ -141,6 +142,8 @@ class FakeHost:
         self.drops.setdefault(operation, []).extend([after] * times)
 
     def call(self, handle: FakeHostOps, operation: str, fn: Callable[[], T]) -> T:
+        if self.down:
+            raise HostError(self.name, "unreachable", "connect: no route to host")
         if handle.generation != self.generation:
             raise HostError(self.name, "disconnected", "SSH connection closed")
         queued = self.drops.get(operation) or []
