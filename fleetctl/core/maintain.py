@@ -305,6 +305,9 @@ def progress(records: list[Record]) -> list[dict[str, Any]] | None:
 
 
 def _standing(state: MaintainState, host: str) -> str:
+    ring = next((r.name for r in state.head.plan.rings if host in r.hosts), None)
+    if ring in state.gated and state.before(host).serves:
+        return "maintained; its ring failed its gate (drained unless min_serving kept it)"
     if host_finished(state, host):
         return "done" + (" (kept drained, as before the run)" if state.before(host).drained else "")
     if state.failure is not None and state.failure.host == host:
