@@ -12,22 +12,24 @@ class FakeClock:
     """Implements ``fleetctl.services.clock.Clock``. ``on_advance(dt)`` callbacks run on every step of time
     (the fake fleet serves traffic there); ``at(t, fn)`` runs ``fn`` once when the clock reaches ``t``."""
 
-    def __init__(self, start: datetime = START) -> None:
-        self.now = 1000.0
+    def __init__(self, start: datetime = START, *, mono: float = 1000.0, step: float = 0.0) -> None:
+        self.now = mono
         self.start_mono, self.start_utc = self.now, start
         self.on_advance: list[Callable[[float], None]] = []
         self._timers: list[tuple[float, Callable[[], None]]] = []
-        self.slept = 0.0
+        self.slept: list[float] = []  # every pause, in order
+        self.step = step  # time that passes at each reading (a slow question), 0: none
 
     def monotonic(self) -> float:
+        self.now += self.step
         return self.now
 
     def utc_now(self) -> datetime:
         return self.start_utc + timedelta(seconds=self.now - self.start_mono)
 
     def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.advance(max(0.0, seconds))
-        self.slept += max(0.0, seconds)
 
     def advance(self, seconds: float) -> None:
         """Time moves by ``seconds`` in steps of at most 0.5 s, so traffic and timers see every step."""

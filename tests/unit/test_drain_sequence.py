@@ -16,6 +16,7 @@ from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.errors import HostError, RouterError
 from fleetctl.services.serving import DrainOptions, DrainTarget, FleetLedger, drain_hosts, undrain_hosts
 from fleetctl.services.statefile import load_state, update_state
+from tests.fake.clock import FakeClock
 
 URLS = {"a": "http://10.0.0.1:8000", "b": "http://10.0.0.2:8000", "c": "http://10.0.0.3:8000"}
 
@@ -74,17 +75,6 @@ def fleet(tmp_path, router):
     return fleet
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += s
-
-
 class Container:
     def __init__(self, running):
         self.running = running
@@ -94,7 +84,7 @@ class Ops:
     """A host as the sequence uses it: in-flight counts from a script, a container that runs or not."""
 
     def __init__(self, fleet, name, script=((0.0, 0.0),), running=True, router=None):
-        self.host, self.script, self.clock = fleet.host(name), list(script), FakeClock()
+        self.host, self.script, self.clock = fleet.host(name), list(script), FakeClock(mono=0.0)
         self.running, self.asked, self.stopped, self.router = running, 0, False, router
         self.runtime = self
 

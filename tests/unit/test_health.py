@@ -5,6 +5,7 @@ import pytest
 from fleetctl.errors import HostError
 from fleetctl.services.health import wait_healthy
 from fleetctl.services.poll import HEALTH
+from tests.fake.clock import FakeClock
 
 
 class FakeVllm:
@@ -27,20 +28,8 @@ class FakeVllm:
             raise HostError("gpu-01", "unhealthy", "completion answered 500")
 
 
-class Clock:
-    def __init__(self):
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, s):
-        self.slept.append(s)
-        self.now += s
-
-
 def wait(vllm, timeout=10, still_running=None):
-    clock = Clock()
+    clock = FakeClock(mono=0.0)
     return wait_healthy(vllm, "m", timeout, still_running=still_running, clock=clock)
 
 

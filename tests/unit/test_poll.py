@@ -3,23 +3,7 @@
 import pytest
 
 from fleetctl.services.poll import DRAIN, Cadence, poll
-
-
-class FakeClock:
-    """``sleep`` advances ``monotonic``; every pause is recorded."""
-
-    def __init__(self):
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def utc_now(self):  # pragma: no cover - the Clock protocol; poll does not read it
-        raise AssertionError
+from tests.fake.clock import FakeClock
 
 
 def answers(*script):
@@ -30,7 +14,7 @@ def answers(*script):
         calls.append(clock.now)
         return script[len(calls) - 1]
 
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     return ask, calls, clock
 
 
@@ -80,4 +64,4 @@ def test_ask_may_end_the_wait_by_raising():
         raise RuntimeError("container exited")
 
     with pytest.raises(RuntimeError, match="container exited"):
-        poll(ask, 60, DRAIN, FakeClock())
+        poll(ask, 60, DRAIN, FakeClock(mono=0.0))

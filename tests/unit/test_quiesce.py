@@ -5,19 +5,7 @@ import pytest
 
 import fleetctl.services.serving as serving
 from fleetctl.errors import HostError
-
-
-class FakeClock:
-    def __init__(self, step=0.0):
-        self.now, self.slept, self.step = 0.0, [], step
-
-    def monotonic(self):
-        self.now += self.step  # time that passes while asking
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fake.clock import FakeClock
 
 
 class Ops:
@@ -25,7 +13,7 @@ class Ops:
 
     def __init__(self, script, clock=None):
         self.host, self.script = type("H", (), {"name": "gpu-01"})(), list(script)
-        self.clock = clock or FakeClock()
+        self.clock = clock or FakeClock(mono=0.0)
 
     def in_flight(self, port):
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
@@ -50,7 +38,7 @@ def test_a_vllm_that_is_gone_has_nothing_in_flight():
 
 def test_a_vllm_that_stays_too_busy_times_out_and_says_so():
     with pytest.raises(HostError, match="too busy to answer /metrics after 30s; the host stays out") as e:
-        serving.quiesce(Ops(["vllm_slow"], FakeClock(step=10)), 8000, 30, False, lambda e: None)
+        serving.quiesce(Ops(["vllm_slow"], FakeClock(mono=0.0, step=10)), 8000, 30, False, lambda e: None)
     assert e.value.kind == "drain_timeout"
 
 

@@ -8,18 +8,7 @@ import pytest
 from fleetctl.core.router import RouterWorker
 from fleetctl.errors import RouterError
 from fleetctl.services import router_sync as router
-
-
-class FakeClock:
-    def __init__(self):
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fake.clock import FakeClock
 
 
 class Client:
@@ -52,7 +41,7 @@ def supervised(monkeypatch):
 
 def test_a_restarting_router_is_waited_for(supervised):
     supervised(True)
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     held = router._held_waiting(Fleet(), Client(down=5), clock)
     assert held == [RouterWorker("http://10.0.0.1:8000")]
     assert len(clock.slept) == 4  # asked once at first, then 5 more times through the poll
@@ -60,7 +49,7 @@ def test_a_restarting_router_is_waited_for(supervised):
 
 def test_a_restart_that_never_ends_is_an_error_after_the_bound(supervised):
     supervised(True)
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     with pytest.raises(RouterError, match=r"still not answering after 30s of restart: unreachable"):
         router._held_waiting(Fleet(), Client(down=10**6), clock)
     assert sum(clock.slept) >= router.RESTART_WAIT_S
@@ -68,7 +57,7 @@ def test_a_restart_that_never_ends_is_an_error_after_the_bound(supervised):
 
 def test_an_unsupervised_router_that_does_not_answer_fails_at_once(supervised):
     supervised(False)
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     with pytest.raises(RouterError, match="unreachable: connection refused"):
         router._held_waiting(Fleet(), Client(down=1), clock)
     assert clock.slept == []

@@ -14,18 +14,7 @@ import pytest
 from fleetctl.errors import RouterError
 from fleetctl.services import router, router_process
 from fleetctl.services.poll import ROUTER_START
-
-
-class FakeClock:
-    def __init__(self):
-        self.now, self.slept = 0.0, []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.fake.clock import FakeClock
 
 
 class Proc:
@@ -65,7 +54,7 @@ def write_status(fleet, pid, **fields):
 def test_a_supervisor_that_says_ready_has_started(tmp_path):
     fleet = fleet_in(tmp_path)
     write_status(fleet, Proc.pid, phase="ready", mode="single")
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     assert router._wait_ready(fleet, Proc(), 0, clock)["phase"] == "ready"
     assert clock.slept == []
 
@@ -75,7 +64,7 @@ def test_a_supervisor_that_exits_while_starting_fails_at_once_with_its_log(tmp_p
     log = tmp_path / ".fleetctl" / "router.log"
     log.parent.mkdir(exist_ok=True)
     log.write_text("starting\nError: \x1b[31mAddress already in use\x1b[0m\n")
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     with pytest.raises(RouterError, match="its supervisor exited with status 3 while starting; its last log") as e:
         router._wait_ready(fleet, Proc(3), 0, clock)
     assert "Address already in use" in e.value.reason and "\x1b" not in e.value.reason
@@ -87,13 +76,13 @@ def test_a_first_start_that_fails_is_the_error_not_a_wait(tmp_path):
     last = {"at": "2026-01-01T00:00:00Z", "reason": "exited with status 1 while starting"}
     write_status(fleet, Proc.pid, phase="restarting", restarts=1, last_restart=last)
     with pytest.raises(RouterError, match="vllm-router exited with status 1 while starting"):
-        router._wait_ready(fleet, Proc(), 0, FakeClock())
+        router._wait_ready(fleet, Proc(), 0, FakeClock(mono=0.0))
 
 
 def test_a_supervisor_that_never_gets_ready_times_out(tmp_path):
     fleet = fleet_in(tmp_path)
     write_status(fleet, Proc.pid, phase="starting")
-    clock = FakeClock()
+    clock = FakeClock(mono=0.0)
     with pytest.raises(RouterError, match=r"did not answer with its workers registered within 90s"):
         router._wait_ready(fleet, Proc(), 0, clock)
     assert set(clock.slept) == {ROUTER_START.every_s} and sum(clock.slept) >= router.UP_TIMEOUT_S
@@ -122,7 +111,7 @@ def test_a_signalled_process_that_goes_away_is_gone():
 def test_a_process_that_ignores_the_signal_is_still_there_when_time_is_up():
     proc = child(ignore_term=True)
     try:
-        clock = FakeClock()
+        clock = FakeClock(mono=0.0)
         ticks = router_process.start_ticks(proc.pid)
         assert router_process._signal_and_wait(proc.pid, ticks, signal.SIGTERM, 5.0, clock) is False
         assert proc.poll() is None and sum(clock.slept) >= 5.0
@@ -132,4 +121,4 @@ def test_a_process_that_ignores_the_signal_is_still_there_when_time_is_up():
 
 
 def test_a_process_already_gone_needs_no_signal():
-    assert router_process._signal_and_wait(2**22 + 1, None, signal.SIGTERM, 5.0, FakeClock()) is True
+    assert router_process._signal_and_wait(2**22 + 1, None, signal.SIGTERM, 5.0, FakeClock(mono=0.0)) is True
