@@ -11,7 +11,7 @@ from fleetctl.cli.context import AppContext, get_context
 from fleetctl.cli.options import AcceptNewOpt, JsonOpt, LimitOpt
 
 if TYPE_CHECKING:
-    from fleetctl.core.fleet import Fleet
+    from fleetctl.core.fleet import Fleet, Host, Pool
     from fleetctl.services.maintain import MaintainRequest
 
 ForceUnlockOpt = Annotated[bool, typer.Option("--force-unlock", help="Take over a stale fleet lock.")]
@@ -82,7 +82,14 @@ def maintain(
         return
     if rerun:
         raise typer.BadParameter("--rerun goes with --resume", param_hint="--rerun")
-    request = _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force)
+    from fleetctl.services.maintain import MaintainRequest
+
+    _seconds(reboot_timeout=reboot_timeout, command_timeout=command_timeout, bake_s=bake_s)
+    chosen, targets = _scope(fleet, pool, limit)
+    commands, expected = tuple(run or ()), tuple(expect or ())
+    request = MaintainRequest(
+        targets, chosen, commands, sudo, reboot, expected, reboot_timeout, bake_s, command_timeout, force
+    )
     _new_run(app_ctx, fleet, request, flags)
 
 
@@ -95,37 +102,27 @@ def _abandon(app_ctx: AppContext, fleet: Fleet, reason: str | None, flags: Flags
     abandon(app_ctx, fleet, reason, as_json=flags.as_json, force_unlock=flags.force_unlock)
 
 
-def _request(fleet, pool, limit, run, sudo, reboot, expect, reboot_timeout, bake_s, command_timeout, force):
+def _scope(fleet: Fleet, pool: str | None, limit: str | None) -> tuple[Pool | None, tuple[Host, ...]]:
+    """The pool (if named) and the hosts: ``--pool``, ``--limit`` or both (their intersection), never every host
+    by default."""
     from fleetctl.core.pools import pool_named
     from fleetctl.core.selector import select_hosts
     from fleetctl.errors import UsageError
-    from fleetctl.services.maintain import MaintainRequest
 
     if pool is None and limit is None:
         raise UsageError("say which hosts: --pool NAME or --limit PATTERN (maintenance never defaults to every host)")
     chosen = pool_named(fleet, pool) if pool is not None else None
     hosts = tuple(h for h in fleet.hosts if chosen is None or h.name in chosen.members)
     where = fleet.name if chosen is None else f"{fleet.name}, pool {chosen.name}"
-    targets = select_hosts(hosts, limit, fleet_name=where)
-    for name, value in (
-        ("--reboot-timeout", reboot_timeout),
-        ("--command-timeout", command_timeout),
-        ("--bake-s", bake_s),
-    ):
-        if value is not None and not value > 0 and not (name == "--bake-s" and value == 0):
-            raise typer.BadParameter(f"must be a positive number of seconds, not {value:g}", param_hint=name)
-    return MaintainRequest(
-        targets=targets,
-        pool=chosen,
-        commands=tuple(run or ()),
-        sudo=sudo,
-        reboot=reboot,
-        expect=tuple(expect or ()),
-        reboot_timeout_s=reboot_timeout,
-        bake_s=bake_s,
-        command_timeout_s=command_timeout,
-        force=force,
-    )
+    return chosen, select_hosts(hosts, limit, fleet_name=where)
+
+
+def _seconds(**values: float | None) -> None:
+    """Each given number of seconds is positive (``bake_s`` may be 0: no bake)."""
+    for name, value in values.items():
+        if value is not None and not (value > 0 or (name == "bake_s" and value == 0)):
+            flag = "--" + name.replace("_", "-")
+            raise typer.BadParameter(f"must be a positive number of seconds, not {value:g}", param_hint=flag)
 
 
 def _new_run(app_ctx: AppContext, fleet: Fleet, request: MaintainRequest, flags: Flags) -> None:
