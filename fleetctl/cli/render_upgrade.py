@@ -279,14 +279,19 @@ def history_table(console: Console, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     pooled = any(r.get("pool") for r in rows)
-    table = Table("run", "started", *(["pool"] if pooled else []), "profile", "image", "hosts", "outcome")
+    kinds = any(r.get("kind") for r in rows)  # maintenance runs among them: say each run's kind and what it did
+    columns = ("run", "started", *(["kind"] if kinds else []), *(["pool"] if pooled else []), "profile", "image")
+    table = Table(*columns, "hosts", "outcome")
     for r in rows:
+        kind = [r.get("kind") or "upgrade"] if kinds else []
         pool = [r.get("pool") or "-"] if pooled else []
+        what = r.get("maintenance") if r.get("kind") == "maintain" else r["profile"]
         table.add_row(
             text(r["run_id"]),
             text(r["started"] or "-"),
+            *(text(k) for k in kind),
             *(text(p) for p in pool),
-            text(r["profile"] or "-"),
+            text(what or "-"),
             text(r["image"] or "-"),
             str(r["hosts"]),
             text(r["outcome"]),

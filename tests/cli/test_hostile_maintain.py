@@ -139,6 +139,8 @@ def test_history_lists_a_maintenance_run(tmp_path, profiles):  # noqa: F811
     doc = json.loads(invoke(["--fleet", str(path), "history", "--json"], profiles).stdout)
     row = doc["runs"][0]
     assert (row["kind"], row["outcome"], row["hosts"], row["maintenance"]) == ("maintain", "unfinished", 1, "run true")
+    table = invoke(["--fleet", str(path), "history"], profiles).stdout
+    assert "maintain" in table and "run true" in table and "unfinished" in table
 
 
 def test_abandon_ends_a_maintenance_run_without_touching_a_host(tmp_path, profiles):  # noqa: F811
