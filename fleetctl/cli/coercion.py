@@ -2,11 +2,11 @@
 
 typer (0.29 and later) coerces every option value, the defaults included, through a pydantic ``TypeAdapter``
 built on first use; importing pydantic and building the adapters is ~0.2 s of every command's start, more than
-most commands' own work. fleetctl's options are plain: strings, flags, bounded integers, floats, an Enum, lists of
-strings. ``quicken`` gives each such parameter a coercion that answers the values whose result is certain (a
-string for a string option, a flag's boolean, an in-range integer, an Enum member or an exact choice, a list of strings) exactly
-as typer's adapter would, and hands every other value (a bad one, an out-of-range one, one typer might read
-differently) to typer's own coercion, built then, so errors read as typer writes them. With a typer whose
+most commands' own work. fleetctl's options are plain: strings, flags, bounded integers, floats, an Enum, lists
+of strings. ``quicken`` gives each such parameter a coercion that answers the values whose result is certain (a
+string for a string option, a flag's boolean, an in-range integer, an Enum member or an exact choice, a list of
+strings) exactly as typer's adapter would, and hands every other value (a bad one, an out-of-range one, one
+typer might read differently) to typer's own coercion, built then, so errors read as typer writes them. With a typer whose
 internals differ, ``quicken`` does nothing and typer coerces as it always does.
 """
 
