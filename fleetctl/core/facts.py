@@ -68,7 +68,10 @@ class HostFacts:
     def from_dict(cls, d: dict[str, Any]) -> HostFacts:
         if not isinstance(d, dict):
             raise ProbeOutputError("facts must be an object")
-        known = {k: _typed(d, k, _HOST_TYPES[k]) for k in _HOST_TYPES}
+        values = _host_values(d)
+        known = (
+            {k: _typed(d, k, _HOST_TYPES[k]) for k in _HOST_TYPES} if values is None else dict(zip(_HOST_KEYS, values))
+        )
         gpus = d.get("gpus") or []
         if not isinstance(gpus, list):
             raise ProbeOutputError("facts.gpus must be a list")
@@ -108,6 +111,21 @@ _GPU_TYPES: dict[str, tuple[type, ...]] = {
     "mig_mode": (bool,),
     "lost": (bool,),
 }
+
+
+_HOST_KEYS = tuple(_HOST_TYPES)
+_PICK_HOST = operator.itemgetter(*_HOST_KEYS)
+_STR_OR_NONE = {str, type(None)}
+
+
+def _host_values(d: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Every host field's value when the document names them all and each is a string or None (what ``_typed``
+    passes unchanged), found in C; None otherwise."""
+    try:
+        values: tuple[Any, ...] = _PICK_HOST(d)
+    except KeyError:
+        return None
+    return values if {*map(type, values)} <= _STR_OR_NONE else None
 
 
 def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:

@@ -197,3 +197,25 @@ def test_a_whole_gpu_entry_read_at_once_is_read_as_field_by_field(doc):
         except facts.ProbeOutputError as e:
             outcomes.append(("error", str(e)))
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"kernel": None}, {"kernel": 6}, {"os": True}, {"extra": 1}, {"driver_version": ["550"]}],
+)
+def test_host_facts_read_at_once_are_read_as_field_by_field(changes):
+    from fleetctl.core import facts
+
+    doc = {k: f"v-{k}" for k in facts._HOST_TYPES}
+    doc.update(changes)
+    doc.pop("hostname") if "extra" in changes else None  # a missing key: the field-by-field path, same answer
+    outcomes = []
+    for read in (
+        lambda d: facts.HostFacts.from_dict(d),
+        lambda d: facts.HostFacts(**{k: facts._typed(d, k, t) for k, t in facts._HOST_TYPES.items()}),
+    ):
+        try:
+            outcomes.append(("ok", read(doc)))
+        except facts.ProbeOutputError as e:
+            outcomes.append(("error", str(e)))
+    assert outcomes[0] == outcomes[1]
