@@ -7,15 +7,16 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.exceptions import ClickException
-from typer.core import TyperGroup
 
 from fleetctl import __version__
+from fleetctl.cli.coercion import QuickGroup, use_quick_commands
 from fleetctl.cli.context import AppContext
 from fleetctl.errors import ExitCode, FleetError
 
 
-class FleetGroup(TyperGroup):
-    """Translates errors at the edge: one clear line on stderr and a documented exit code."""
+class FleetGroup(QuickGroup):
+    """Translates errors at the edge: one clear line on stderr and a documented exit code. Option values are
+    coerced without pydantic where the result is certain (``fleetctl.cli.coercion``)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -95,6 +96,7 @@ def _register() -> None:
     from fleetctl.cli import commands
 
     commands.register(app)
+    use_quick_commands(app)
 
 
 _register()

@@ -90,12 +90,15 @@ def check(
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """A large snapshot is millions of acyclic objects; the collector's passes over them are pure overhead."""
+    """A large snapshot is millions of acyclic objects; the collector's passes over them are pure overhead. They
+    stay out of its passes afterwards too (``gc.freeze``: kept until the command exits, which it soon does), else
+    its first pass once enabled would walk them all."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
 

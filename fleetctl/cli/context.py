@@ -49,10 +49,12 @@ class AppContext:
     def load_fleet(self) -> Fleet:
         """The fleet file, its pools' profiles checked (each exists, no model name served by two pools)."""
         from fleetctl.services.files import load_fleet
-        from fleetctl.services.pools import pool_profiles
 
         fleet = load_fleet(self.resolved_fleet_path)
-        pool_profiles(self.env, fleet)
+        if fleet.pools:  # a fleet without pools has no profile to check (nor to import the profile code for)
+            from fleetctl.services.pools import pool_profiles
+
+            pool_profiles(self.env, fleet)
         return fleet
 
 

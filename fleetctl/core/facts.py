@@ -7,6 +7,7 @@ into typed facts or raises ``ProbeOutputError``; it never invents a value: what 
 from __future__ import annotations
 
 import json
+import operator
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -71,7 +72,10 @@ class HostFacts:
     def from_dict(cls, d: dict[str, Any]) -> HostFacts:
         if not isinstance(d, dict):
             raise ProbeOutputError("facts must be an object")
-        known = {k: _typed(d, k, _HOST_TYPES[k]) for k in _HOST_TYPES}
+        values = _host_values(d)
+        known = (
+            {k: _typed(d, k, _HOST_TYPES[k]) for k in _HOST_TYPES} if values is None else dict(zip(_HOST_KEYS, values))
+        )
         gpus = d.get("gpus") or []
         if not isinstance(gpus, list):
             raise ProbeOutputError("facts.gpus must be a list")
@@ -113,6 +117,21 @@ _GPU_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_HOST_KEYS = tuple(_HOST_TYPES)
+_PICK_HOST = operator.itemgetter(*_HOST_KEYS)
+_STR_OR_NONE = {str, type(None)}
+
+
+def _host_values(d: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Every host field's value when the document names them all and each is a string or None (what ``_typed``
+    passes unchanged), found in C; None otherwise."""
+    try:
+        values: tuple[Any, ...] = _PICK_HOST(d)
+    except KeyError:
+        return None
+    return values if {*map(type, values)} <= _STR_OR_NONE else None
+
+
 def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
     """The value of ``key`` if it is None or of one of ``types`` (bool is never taken for int)."""
     value = d.get(key)
@@ -125,16 +144,48 @@ def _typed(d: dict[str, Any], key: str, types: tuple[type, ...]) -> Any:
     return value
 
 
+_GPU_KEYS = tuple(_GPU_TYPES)
+_PICK_GPU = operator.itemgetter(*_GPU_KEYS)
+#: per field, the exact types ``_typed`` passes unchanged (None included)
+_GPU_EXACT = tuple(frozenset((type(None), *types)) for types in _GPU_TYPES.values())
+_GOOD_KINDS: set[tuple[type, ...]] = set()  # the types of whole GPU entries already found all exact
+
+
 def gpu_from_dict(d: dict[str, Any]) -> GpuFacts:
-    if not isinstance(d, dict) or not isinstance(d.get("index"), int):
-        raise ProbeOutputError(f"GPU entry without an integer index: {str(d)[:80]}")
-    known = {k: _typed(d, k, t) for k, t in _GPU_TYPES.items()}
+    values = _exact_values(d)
+    known = _typed_gpu(d) if values is None else dict(zip(_GPU_KEYS, values))
     known["lost"] = bool(known["lost"])
     reasons = known["throttle_reasons"]
     if reasons is not None and not all(isinstance(r, str) for r in reasons):
         raise ProbeOutputError("throttle_reasons: expected a list of names")
     _check_gpu_values(known)
     return _gpu_facts(known)
+
+
+def _exact_values(d: Any) -> tuple[Any, ...] | None:
+    """Every field's value when the entry names them all and each is of a type ``_typed`` passes unchanged (any
+    GPU fleetctl wrote), found in C with the entry's types looked up whole; None otherwise (``_typed_gpu`` then
+    says what is wrong, or passes what ``_typed`` passes)."""
+    if type(d) is not dict:
+        return None
+    try:
+        values: tuple[Any, ...] = _PICK_GPU(d)
+    except KeyError:
+        return None
+    kinds = tuple(map(type, values))
+    if kinds not in _GOOD_KINDS:
+        if kinds[0] is not int or not all(map(frozenset.__contains__, _GPU_EXACT, kinds)):
+            return None
+        if len(_GOOD_KINDS) < 4096:
+            _GOOD_KINDS.add(kinds)
+    return values
+
+
+def _typed_gpu(d: Any) -> dict[str, Any]:
+    """Each field through ``_typed``: its value, or the ProbeOutputError that says what is wrong with it."""
+    if not isinstance(d, dict) or not isinstance(d.get("index"), int):
+        raise ProbeOutputError(f"GPU entry without an integer index: {str(d)[:80]}")
+    return {k: _typed(d, k, t) for k, t in _GPU_TYPES.items()}
 
 
 def _gpu_facts(known: dict[str, Any]) -> GpuFacts:
@@ -148,22 +199,29 @@ def _gpu_facts(known: dict[str, Any]) -> GpuFacts:
 
 _COMPUTE_CAPABILITY = re.compile(r"\d{1,3}\.\d{1,3}")
 _NOT_NEGATIVE = ("index", "memory_total_mib", "memory_used_mib", "ecc_uncorrected_volatile")
+_INFINITY = float("inf")
 
 
 def _check_gpu_values(gpu: dict[str, Any]) -> None:
     """Values no GPU can have (a hand-edited or corrupted snapshot): a bad compute capability, negative sizes."""
-    where = f"gpus[{gpu['index']}]"
     cc = gpu["compute_capability"]
     if cc is not None and _COMPUTE_CAPABILITY.fullmatch(cc) is None:
-        raise ProbeOutputError(f'{where}.compute_capability: expected MAJOR.MINOR like "9.0", got {cc[:40]!r}')
+        raise ProbeOutputError(f'{_at(gpu)}.compute_capability: expected MAJOR.MINOR like "9.0", got {cc[:40]!r}')
     for key in _NOT_NEGATIVE:
-        if gpu[key] is not None and gpu[key] < 0:
-            raise ProbeOutputError(f"{where}.{key}: must not be negative, got {gpu[key]}")
+        value = gpu[key]
+        if value is not None and value < 0:
+            raise ProbeOutputError(f"{_at(gpu)}.{key}: must not be negative, got {value}")
     for key in ("power_draw_w", "power_limit_w"):
-        if gpu[key] is not None and not 0 <= gpu[key] < float("inf"):
-            raise ProbeOutputError(f"{where}.{key}: expected watts (0 or more), got {gpu[key]}")
-    if gpu["utilization_pct"] is not None and not 0 <= gpu["utilization_pct"] <= 100:
-        raise ProbeOutputError(f"{where}.utilization_pct: expected 0 to 100, got {gpu['utilization_pct']}")
+        value = gpu[key]
+        if value is not None and not 0 <= value < _INFINITY:
+            raise ProbeOutputError(f"{_at(gpu)}.{key}: expected watts (0 or more), got {value}")
+    utilization = gpu["utilization_pct"]
+    if utilization is not None and not 0 <= utilization <= 100:
+        raise ProbeOutputError(f"{_at(gpu)}.utilization_pct: expected 0 to 100, got {utilization}")
+
+
+def _at(gpu: dict[str, Any]) -> str:
+    return f"gpus[{gpu['index']}]"
 
 
 @dataclass(frozen=True)

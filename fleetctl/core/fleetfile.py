@@ -44,8 +44,11 @@ def _non_empty_prompts(v: list[str]) -> str | None:
     return None if v and all(p.strip() for p in v) else "must be non-empty prompts (at least one)"
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _token(v: str) -> str | None:
-    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v)
+    ok = _TOKEN.fullmatch(v)
     return None if ok else f'must be letters, digits, ".", "_" or "-" (starting with a letter or digit), got {shown(v)}'
 
 

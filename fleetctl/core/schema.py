@@ -89,8 +89,8 @@ def unknown_table(name: str, known: Collection[str]) -> str:
 
 def check_table(doc: TomlDocument, table: Mapping[str, Any], fields: Mapping[str, Field], at: Where) -> None:
     """Unknown keys first (a typo explains the rest), then each value against its field."""
-    unknown = next((key for key in table if key not in fields), None)
-    if unknown is not None:
+    if not fields.keys() >= table.keys():
+        unknown = next(key for key in table if key not in fields)
         raise doc.error(unknown_key((*at, unknown), fields), (*at, unknown))
     for key, value in table.items():
         message = check_value(value, fields[key])
@@ -98,14 +98,24 @@ def check_table(doc: TomlDocument, table: Mapping[str, Any], fields: Mapping[str
             raise doc.error(f"{dotted((*at, key))}{message}", (*at, key))
 
 
+#: the one type a value of each kind has in the common case (booleans, which are ints, are never of these)
+_PLAIN: dict[str, type] = {"string": str, "text": str, "integer": int, "boolean": bool, "table": dict}
+_STR = {str}
+
+
 def check_value(value: Any, field: Field) -> str | None:
     """``": what is wrong"`` (or ``"[i]: ..."``/``".sub: ..."`` for a list item or a sub-key), or None."""
     kind = field.kind
+    if type(value) is _PLAIN.get(kind) and (value or kind != "string"):  # the common case, decided at once
+        problem = field.check(value) if field.check else None
+        return f": {problem}" if problem else None
     if kind == "strings" and isinstance(value, list):
         bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), None)
         if bad is not None:
             return f"[{bad}]: expected a string, got {toml_type(value[bad])}"
     elif kind == "string-table" and isinstance(value, dict):
+        if {*map(type, value.values())} <= _STR:  # every value a plain string: found in C
+            return f": {problem}" if field.check and (problem := field.check(value)) else None
         bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
         if bad is not None:
             return f".{bad}: expected a string, got {toml_type(value[bad])}"

@@ -140,3 +140,82 @@ def test_gpu_from_dict_builds_the_same_frozen_record_as_the_constructor():
     assert {f.name for f in fields(GpuFacts)} == set(vars(gpu))  # every field set, nothing more
     with pytest.raises(FrozenInstanceError):
         gpu.name = "x"  # type: ignore[misc]
+
+
+def _full_gpu(**changes):
+    from fleetctl.core.facts import _GPU_KEYS
+
+    doc = dict.fromkeys(_GPU_KEYS)
+    doc.update(index=0, name="NVIDIA H100", memory_total_mib=81559, power_draw_w=70, lost=False, throttle_reasons=[])
+    doc.update(changes)
+    return doc
+
+
+class _Dict(dict):
+    pass
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        _full_gpu(),
+        _full_gpu(power_draw_w=71.5, power_limit_w=700, throttle_reasons=["idle"], ecc_mode=True, lost=None),
+        _full_gpu(index=True),
+        _full_gpu(index=None),
+        _full_gpu(memory_total_mib=1.5),
+        _full_gpu(memory_used_mib=True),
+        _full_gpu(name=3),
+        _full_gpu(lost=1),
+        _full_gpu(throttle_reasons=[1]),
+        _full_gpu(throttle_reasons="idle"),
+        _full_gpu(compute_capability="nine"),
+        _full_gpu(memory_used_mib=-1),
+        _full_gpu(power_draw_w=float("inf")),
+        _full_gpu(utilization_pct=101),
+        _full_gpu(extra="a newer probe's field"),
+        {k: v for k, v in _full_gpu().items() if k != "uuid"},
+        _Dict(_full_gpu()),
+        [1, 2],
+    ],
+)
+def test_a_whole_gpu_entry_read_at_once_is_read_as_field_by_field(doc):
+    """The quick path (every value of an exact type, found in C) and the field-by-field one agree, errors too."""
+    from fleetctl.core import facts
+
+    def field_by_field(d):
+        known = facts._typed_gpu(d)
+        known["lost"] = bool(known["lost"])
+        if known["throttle_reasons"] is not None and not all(isinstance(r, str) for r in known["throttle_reasons"]):
+            raise facts.ProbeOutputError("throttle_reasons: expected a list of names")
+        facts._check_gpu_values(known)
+        return facts.GpuFacts(**known)
+
+    outcomes = []
+    for read in (facts.gpu_from_dict, field_by_field, facts.gpu_from_dict):  # twice: the second finds it known
+        try:
+            outcomes.append(("ok", read(doc)))
+        except facts.ProbeOutputError as e:
+            outcomes.append(("error", str(e)))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"kernel": None}, {"kernel": 6}, {"os": True}, {"extra": 1}, {"driver_version": ["550"]}],
+)
+def test_host_facts_read_at_once_are_read_as_field_by_field(changes):
+    from fleetctl.core import facts
+
+    doc = {k: f"v-{k}" for k in facts._HOST_TYPES}
+    doc.update(changes)
+    doc.pop("hostname") if "extra" in changes else None  # a missing key: the field-by-field path, same answer
+    outcomes = []
+    for read in (
+        lambda d: facts.HostFacts.from_dict(d),
+        lambda d: facts.HostFacts(**{k: facts._typed(d, k, t) for k, t in facts._HOST_TYPES.items()}),
+    ):
+        try:
+            outcomes.append(("ok", read(doc)))
+        except facts.ProbeOutputError as e:
+            outcomes.append(("error", str(e)))
+    assert outcomes[0] == outcomes[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from packaging.version import InvalidVersion, Version
 
@@ -43,7 +44,7 @@ class HostCheck:
     def probed(self) -> bool:
         return self.error is None
 
-    @property
+    @cached_property  # a frozen record's status never changes; reports ask it of 10,000 hosts several times
     def status(self) -> str:
         """``fail``, ``warn`` or ``pass`` over the results; ``unprobed`` when the host was not probed."""
         if self.error is not None:
@@ -64,15 +65,15 @@ class CheckReport:
     rules: tuple[str, ...]
     hosts: tuple[HostCheck, ...]
 
-    @property
+    @cached_property  # frozen: asked several times of one report (verdict, summary, exit message)
     def failed(self) -> tuple[HostCheck, ...]:
         return tuple(h for h in self.hosts if h.status == FAIL)
 
-    @property
+    @cached_property
     def unprobed(self) -> tuple[HostCheck, ...]:
         return tuple(h for h in self.hosts if not h.probed)
 
-    @property
+    @cached_property
     def verdict(self) -> str:
         """``fail`` if any host failed a rule, else ``unprobed`` if any host could not be probed, else ``pass``."""
         statuses = {h.status for h in self.hosts}
