@@ -7,6 +7,7 @@ Samples are summed over label sets (engines, models) except the labels a caller 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,12 @@ SUCCESS = "vllm:request_success_total"
 TTFT = "vllm:time_to_first_token_seconds"
 E2E = "vllm:e2e_request_latency_seconds"
 HTTP = "http_requests_total"  # prometheus_fastapi_instrumentator, served by vLLM's API server
+# The families fleetctl reads (by name prefix: a counter's samples end in _total and _created); the parser sees
+# only their lines. A real vLLM page has dozens more, and prometheus_client's parser costs per line: a drain polls
+# every 0.1 s, a bake samples every host every interval.
+READ = (RUNNING, WAITING, KV_CACHE, "vllm:request_success", TTFT, E2E, "http_requests")
+IN_FLIGHT = (RUNNING, WAITING)
+_SAMPLE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?[ \t]+\S")
 
 
 class MetricsError(ValueError):
@@ -81,9 +88,29 @@ class MetricsSample:
         return sum(v for (n, _), v in self.counters.items() if n == name)
 
 
-def parse_metrics(text: str) -> MetricsSample:
-    """Gauges, counters (split by ``finished_reason``) and histograms of every ``vllm:`` family."""
+def relevant(text: str, families: tuple[str, ...] = READ) -> str:
+    """The lines of ``families`` (their samples, HELP and TYPE) for the parser. Every other line must still look
+    like a sample or a comment: a page that is not Prometheus text is a MetricsError, as the parser would say."""
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            words = line.split(None, 3)
+            if len(words) < 3 or words[1] not in ("HELP", "TYPE") or words[2].startswith(families):
+                kept.append(line)
+        elif line.startswith(families):
+            kept.append(line)
+        elif not _SAMPLE.match(line):
+            raise MetricsError(f"not Prometheus text: line {number}: {line[:60]!r}")
+    return "\n".join(kept) + "\n"
+
+
+def parse_metrics(text: str, families: tuple[str, ...] = READ) -> MetricsSample:
+    """Gauges, counters (split by ``finished_reason``) and histograms of ``families`` (every one fleetctl reads)."""
     from prometheus_client.parser import text_string_to_metric_families
+
+    text = relevant(text, families)
 
     gauges: dict[str, float] = {}
     counters: dict[tuple[str, str], float] = {}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fleetctl.core.compat.profile import Profile
 from fleetctl.core.fleet import Fleet, Host
 from fleetctl.core.fleetstate import DrainRecord, FleetState, ServingRecord, url_port, worker_url
-from fleetctl.core.metrics import in_flight
+from fleetctl.core.metrics import IN_FLIGHT, in_flight
 from fleetctl.core.router import RouterDiff
 from fleetctl.core.serve import ContainerSpec, EnvMissing, ServeSettings, container_spec
 from fleetctl.core.timefmt import utc_iso
@@ -110,7 +110,7 @@ class HostOps:
     def in_flight(self, port: int) -> tuple[float, float]:
         client = self.vllm(port)
         try:
-            return in_flight(client.metrics())
+            return in_flight(client.metrics(IN_FLIGHT))
         finally:
             client.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fleetctl.core.metrics import MetricsError, MetricsSample, parse_metrics
+from fleetctl.core.metrics import READ, MetricsError, MetricsSample, parse_metrics
 from fleetctl.errors import HostError
 
 if TYPE_CHECKING:
@@ -86,10 +86,10 @@ class VllmClient:
             raise HostError(self.host, "vllm_unreachable", f"/metrics answered {response.status_code}")
         return response.text
 
-    def metrics(self) -> MetricsSample:
-        """/metrics parsed; HostError ``metrics_unreadable`` when it is not Prometheus text."""
+    def metrics(self, families: tuple[str, ...] = READ) -> MetricsSample:
+        """/metrics parsed (``families`` of it); HostError ``metrics_unreadable`` when it is not Prometheus text."""
         try:
-            return parse_metrics(self.metrics_text())
+            return parse_metrics(self.metrics_text(), families)
         except MetricsError as e:
             raise HostError(self.host, "metrics_unreadable", f"/metrics: {_first_line(str(e))}") from e
 

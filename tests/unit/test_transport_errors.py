@@ -15,6 +15,7 @@ import pytest
 import requests
 import urllib3.exceptions
 
+from fleetctl.core.metrics import TTFT
 from fleetctl.errors import HostError
 from fleetctl.services.runtime import HostRuntime
 from fleetctl.transport.vllm import VllmClient
@@ -113,13 +114,20 @@ def test_a_good_completion(vllm):
     [
         "<html>this is not prometheus</html>",
         "vllm:num_requests_running{engine=0} 1\n",
-        "# TYPE vllm:x histogram\nvllm:x_bucket 1\n",  # a bucket without its le label
-        '# TYPE vllm:x histogram\nvllm:x_bucket{le="abc"} 1\n',
+        f"# TYPE {TTFT} histogram\n{TTFT}_bucket 1\n",  # a bucket without its le label
+        f'# TYPE {TTFT} histogram\n{TTFT}_bucket{{le="abc"}} 1\n',
         "\x00\x01\x02",
     ],
 )
 def test_a_metrics_page_that_does_not_parse_is_the_hosts_error(vllm, page):
     assert kind_of(vllm({"/metrics": (200, page)}).metrics) == "metrics_unreadable"
+
+
+def test_a_family_fleetctl_does_not_read_is_not_parsed_but_the_page_must_still_be_prometheus(vllm):
+    page = '# TYPE vllm:x histogram\nvllm:x_bucket{le="abc"} 1\n# TYPE vllm:num_requests_running gauge\n'
+    page += 'vllm:num_requests_running{engine="0"} 2\n'
+    assert vllm({"/metrics": (200, page)}).metrics().gauge("vllm:num_requests_running") == 2.0
+    assert kind_of(vllm({"/metrics": (200, page + "<html>\n")}).metrics) == "metrics_unreadable"
 
 
 def test_a_metrics_page_that_parses(vllm):
