@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetctl.core import maintain as rules
-from fleetctl.core.events import ActionEnded, ActionStarted, Note, Reconnecting, Resumed, RunEnded, StepFailed
+from fleetctl.core.events import ActionEnded, ActionStarted, Note, Resumed, RunEnded, StepFailed
 from fleetctl.core.fleet import Fleet, Host, Pool
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import gate_settings
@@ -39,7 +39,7 @@ from fleetctl.services.clock import SYSTEM
 from fleetctl.services.journal import Journal, new_run_id
 from fleetctl.services.maintain_host import MaintainHostOps
 from fleetctl.services.ring_gate import RingGate
-from fleetctl.services.rollout import DRAIN_TIMEOUT_S, RECONNECT_TRIES, Interrupt
+from fleetctl.services.rollout import DRAIN_TIMEOUT_S, Interrupt, reconnecting
 from fleetctl.services.rollout_ports import HostPort, RolloutPorts
 from fleetctl.services.serving import DrainOptions, DrainTarget, drain_hosts, now, undrain_hosts
 
@@ -194,17 +194,9 @@ class MaintainExecutor:
         self, state: MaintainState, action: Action
     ) -> tuple[dict[str, str] | None, GateOutcome | None]:
         """A dropped connection is reopened and the step done again, except a person's command (it may have run)."""
-        for attempt in range(1, RECONNECT_TRIES + 1):
-            try:
-                return self._act(state, action)
-            except HostError as e:
-                if e.kind != "disconnected" or (action.step or "").startswith("run."):
-                    raise
-                self.ops.pop(e.host, None)
-                if attempt == RECONNECT_TRIES:
-                    raise
-                self.on_event(Reconnecting(e.host, e.reason, attempt + 1).to_dict())
-        raise AssertionError("unreachable")
+        if (action.step or "").startswith("run."):
+            return self._act(state, action)
+        return reconnecting(lambda: self._act(state, action), self.ops, self.on_event)
 
     def _act(self, state: MaintainState, action: Action) -> tuple[dict[str, str] | None, GateOutcome | None]:
         if action.kind is ActionKind.BAKE:

@@ -11,7 +11,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fleetctl.core.events import (
     ActionEnded,
@@ -104,6 +104,26 @@ class Interrupt:
         return restore
 
 
+T = TypeVar("T")
+
+
+def reconnecting(act: Callable[[], T], ops: dict[str, Any], on_event: Sink) -> T:
+    """``act()``; when a host's SSH connection dropped (``disconnected``), its handle in ``ops`` is forgotten (the
+    next use opens a new connection) and ``act`` is done again, up to RECONNECT_TRIES times in all. Only for steps
+    that are safe to repeat."""
+    for attempt in range(1, RECONNECT_TRIES + 1):
+        try:
+            return act()
+        except HostError as e:
+            if e.kind != "disconnected":
+                raise
+            ops.pop(e.host, None)
+            if attempt == RECONNECT_TRIES:
+                raise
+            on_event(Reconnecting(e.host, e.reason, attempt + 1).to_dict())
+    raise AssertionError("unreachable")
+
+
 class Executor:
     def __init__(
         self, ctx: RunContext, journal: Journal, ports: RolloutPorts, on_event: Sink, interrupt: Interrupt
@@ -149,19 +169,8 @@ class Executor:
         return state
 
     def _act_reconnecting(self, state: RunState, action: Action) -> GateOutcome | None:
-        """``_act``; a dropped SSH connection (``disconnected``) is reopened and the step done again (each step
-        is idempotent), up to RECONNECT_TRIES times in all."""
-        for attempt in range(1, RECONNECT_TRIES + 1):
-            try:
-                return self._act(state, action)
-            except HostError as e:
-                if e.kind != "disconnected":
-                    raise
-                self.ops.pop(e.host, None)  # the next use (a repeat, or the rollback) opens a new connection
-                if attempt == RECONNECT_TRIES:
-                    raise
-                self.emit(Reconnecting(e.host, e.reason, attempt + 1))
-        raise AssertionError("unreachable")
+        """``_act``; a dropped SSH connection is reopened and the step done again (each step is idempotent)."""
+        return reconnecting(lambda: self._act(state, action), self.ops, self.on_event)
 
     def _act(self, state: RunState, action: Action) -> GateOutcome | None:
         handlers: dict[ActionKind, Callable[[RunState, Action], GateOutcome | None]] = {
