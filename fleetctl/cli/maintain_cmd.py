@@ -132,7 +132,7 @@ def _new_run(app_ctx: AppContext, fleet: Fleet, request: MaintainRequest, flags:
     from fleetctl.services.upgrade import connections
     from fleetctl.services.upgrade_prepare import locked
 
-    head = plan_head(fleet, request)
+    head = plan_head(fleet, request)  # a bad request is refused before the lock is taken (exit 2, never 6)
     if flags.plan:  # changes nothing, so it takes no lock
         ui.show_plan(app_ctx, head, flags.as_json)
         return

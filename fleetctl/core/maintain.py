@@ -103,6 +103,7 @@ class MaintainState:
     begun: frozenset[str] = frozenset()
     drained: tuple[str, ...] = ()  # hosts this run drained, in order
     touched: tuple[str, ...] = ()  # hosts whose maintenance (past the drain) began: not the gate's baseline
+    changed: frozenset[str] = frozenset()  # hosts on which a step that may change the host began (HOST_CHANGING)
     boot_ids: Mapping[str, str] = field(default_factory=dict)  # host → boot id before its reboot
     failure: Halt | None = None  # the last step that failed (cleared when a step begins again)
     gated: tuple[str, ...] = ()  # rings that failed their gate: the executor drained their hosts (min_serving allowing)
@@ -130,6 +131,8 @@ def apply(state: MaintainState, record: Record) -> MaintainState:
                 state = replace(state, drained=(*state.drained, ref.host))
             elif ref.step != "drain" and ref.host not in state.touched:
                 state = replace(state, touched=(*state.touched, ref.host))
+            if (ref.step or "").startswith(HOST_CHANGING):
+                state = replace(state, changed=state.changed | {ref.host})
     elif isinstance(body, ActionDone):
         state = replace(state, done=state.done | {body.ref.key})
         if body.detail and "boot_id" in body.detail and body.ref.host:
@@ -210,12 +213,7 @@ def _next_restore(state: MaintainState) -> Action:
 
 def changed_host(state: MaintainState, host: str) -> bool:
     """Whether a step that may have changed the host (a command, a reboot) began on it."""
-    prefix = f"{ActionKind.MAINTAIN_STEP.value}:"
-    for key in state.begun:
-        parts = key.split(":")
-        if key.startswith(prefix) and len(parts) == 4 and parts[2] == host and parts[3].startswith(HOST_CHANGING):
-            return True
-    return False
+    return host in state.changed
 
 
 def host_finished(state: MaintainState, host: str) -> bool:

@@ -122,7 +122,8 @@ def _one_pool(fleet: Fleet, request: MaintainRequest) -> None:
 
     if not fleet.pools:
         return
-    found = sorted({p.name for h, p in pool_by_host(fleet).items() if h in {t.name for t in request.targets}})
+    targets = {t.name for t in request.targets}
+    found = sorted({p.name for h, p in pool_by_host(fleet).items() if h in targets})
     if len(found) > 1:
         raise UsageError(f"the hosts are in pools {', '.join(found)}: maintain one pool at a time (--pool NAME)")
 
