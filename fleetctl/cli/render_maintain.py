@@ -68,11 +68,11 @@ def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, rerun: bool,
     from fleetctl.core.records import MaintainStarted
     from fleetctl.services.maintain import resume_maintenance
     from fleetctl.services.upgrade_prepare import continuing
-    from fleetctl.services.upgrade_runs import unfinished_run
+    from fleetctl.services.upgrade_runs import require_kind
 
     with continuing(fleet, flags.force_unlock, abort=abort) as pending:
         if pending is not None:  # an upgrade run is upgrade's to continue: say so before anything else
-            unfinished_run(fleet, kind="maintain")
+            require_kind(pending, "maintain")
         head = pending.records[0].body if pending is not None and pending.records else None
         view = (
             event_view(app_ctx, flags.as_json, head, pending.records if pending else ())

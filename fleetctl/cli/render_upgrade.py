@@ -206,11 +206,11 @@ def run(
 def continue_run(app_ctx: AppContext, fleet: Fleet, *, abort: bool, as_json: bool, force_unlock: bool) -> None:
     from fleetctl.services.upgrade import resume_run
     from fleetctl.services.upgrade_prepare import continuing
-    from fleetctl.services.upgrade_runs import unfinished_run
+    from fleetctl.services.upgrade_runs import require_kind
 
     with continuing(fleet, force_unlock, abort=abort) as pending:
         if pending is not None:  # a maintenance run is maintain's to continue: say so before anything else
-            unfinished_run(fleet, salvage=abort, kind="upgrade")
+            require_kind(pending, "upgrade")
         said: list[dict[str, Any]] = []
         try:
             with _resumed_view(app_ctx, as_json, pending) as sink:

@@ -31,16 +31,20 @@ def unfinished_run(fleet: Fleet, *, salvage: bool = False, kind: str | None = No
     ``maintain``: the command that continues it), an unfinished run of the other kind is a UsageError naming the
     command that does."""
     found = _unfinished(fleet, salvage)
-    if found is None or kind is None:
-        return found
-    other = unfinished_kind(found)
+    if found is not None and kind is not None:
+        require_kind(found, kind)
+    return found
+
+
+def require_kind(run: RunJournal, kind: str) -> None:
+    """UsageError naming the command that continues ``run`` when it is not of ``kind`` (``upgrade``/``maintain``)."""
+    other = unfinished_kind(run)
     if other != kind:
         what = "a maintenance" if other == "maintain" else "an upgrade"
         raise UsageError(
-            f"the unfinished run {found.run_id} is {what}: continue it with fleetctl {other} --resume, "
+            f"the unfinished run {run.run_id} is {what}: continue it with fleetctl {other} --resume, "
             f"or end it with fleetctl {other} --abort"
         )
-    return found
 
 
 def unfinished_kind(run: RunJournal) -> str:
