@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetctl.core import maintain as rules
+from fleetctl.core.compat.matrix import Matrix
+from fleetctl.core.compat.profile import Profile
 from fleetctl.core.events import ActionEnded, ActionStarted, Note, Resumed, RunEnded, StepFailed
 from fleetctl.core.fleet import Fleet, Host, Pool
 from fleetctl.core.fleetstate import DrainRecord, ServingRecord
 from fleetctl.core.gate import gate_settings
+from fleetctl.core.inventory import HostReport
 from fleetctl.core.maintain import Halt, HostBefore, MaintainState
 from fleetctl.core.records import (
     AbortRequested,
@@ -151,6 +154,7 @@ class MaintainExecutor:
         self.ctx, self.journal, self.on_event, self.interrupt = ctx, journal, on_event, interrupt
         self.ports = ctx.ports
         self.ops: dict[str, HostPort] = {}
+        self.profiles: dict[str, tuple[Profile, Matrix]] = {}  # name → (profile, matrix), see ``_profile``
         peers = _peers(ctx.fleet, ctx.head)
         self.gate = RingGate(
             self.ports, ctx.head.gate, ctx.head.bake_s, _model(ctx.head), interrupt.requested, on_event, peers=peers
@@ -275,7 +279,7 @@ class MaintainExecutor:
             raise HostError(host.name, "expectation_unmet", "; ".join(missing))
         if before.profile is None:
             return
-        failed = _check(self.ctx, report, before.profile)
+        failed = _check(self.ctx.fleet.name, report, *self._profile(before.profile))
         if failed:
             raise HostError(host.name, "check_failed", f"against {before.profile}: {failed}")
 
@@ -283,10 +287,21 @@ class MaintainExecutor:
         if before.profile is None:
             return HEALTH_TIMEOUT_S
         try:
-            profile = _load_profile(self.ctx, before.profile)
+            profile, _ = self._profile(before.profile)
         except (FleetError, OSError):  # a profile that no longer loads: the default wait
             return HEALTH_TIMEOUT_S
         return profile.serve.health_timeout_s if profile.serve is not None else HEALTH_TIMEOUT_S
+
+    def _profile(self, name: str) -> tuple[Profile, Matrix]:
+        """A pool's profile and the compatibility matrix, read once for the run (every host's verify and health
+        wait use them)."""
+        if name not in self.profiles:
+            from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
+
+            dirs = profile_dirs(self.ctx.environ, self.ctx.fleet.path)
+            matrix = load_matrix(dirs)
+            self.profiles[name] = (load_profile(name, dirs, matrix), matrix)
+        return self.profiles[name]
 
     def _ops(self, name: str) -> HostPort:
         if name not in self.ops:
@@ -355,22 +370,12 @@ def _peers(fleet: Fleet, head: MaintainStarted) -> frozenset[str] | None:
     return frozenset(pool.members) if pool is not None else None
 
 
-def _load_profile(ctx: Ctx, name: str):
-    from fleetctl.services.profiles import load_matrix, load_profile, profile_dirs
-
-    dirs = profile_dirs(ctx.environ, ctx.fleet.path)
-    return load_profile(name, dirs, load_matrix(dirs))
-
-
-def _check(ctx: Ctx, report: Any, profile_name: str) -> str:
+def _check(fleet_name: str, report: HostReport, profile: Profile, matrix: Matrix) -> str:
     """The failed rules of the host's check against the profile, as one line (empty: it passes)."""
     from fleetctl.core.compat.rules import check_snapshot
     from fleetctl.core.inventory import Snapshot
-    from fleetctl.services.profiles import load_matrix, profile_dirs
 
-    profile = _load_profile(ctx, profile_name)
-    matrix = load_matrix(profile_dirs(ctx.environ, ctx.fleet.path))
-    checked = check_snapshot(Snapshot(taken_at="", fleet=ctx.fleet.name, hosts=(report,)), profile, matrix)
+    checked = check_snapshot(Snapshot(taken_at="", fleet=fleet_name, hosts=(report,)), profile, matrix)
     host = checked.hosts[0]
     if host.error is not None:
         return f"{host.error.kind}: {host.error.message}"
