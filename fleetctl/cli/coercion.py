@@ -35,30 +35,28 @@ _INT = re.compile(r"0|[1-9][0-9]{0,17}")
 _FLOAT = re.compile(r"(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 
 
-class QuickCommand(TyperCommand):
-    """A command whose options (its ``--help`` too, made on first use) get the quick coercion."""
+class _Quick:
+    """Its options (its ``--help`` too, made on first use) get the quick coercion: a mixin for typer's command and
+    group classes."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quicken(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         quicken([option])
         return option
 
 
-class QuickGroup(TyperGroup):
+class QuickCommand(_Quick, TyperCommand):
+    """A command whose options get the quick coercion."""
+
+
+class QuickGroup(_Quick, TyperGroup):
     """A command group whose options get the quick coercion."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        quicken(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        quicken([option])
-        return option
 
 
 def use_quick_commands(app: typer.Typer) -> None:
