@@ -38,6 +38,7 @@ HEALTH = Cadence(every_s=0.2)  # /health, /v1/models and a small completion: a s
 MODEL = Cadence(every_s=0.1)  # /v1/models of a container that may be just starting
 ROUTER_START = Cadence(every_s=0.2)  # the router's /health after it was spawned
 PROCESS_EXIT = Cadence(every_s=0.1)  # a signalled process going away
+REBOOT_BACK = Cadence(every_s=2.0)  # a rebooting host's boot id over SSH (each ask may wait for a connect timeout)
 
 
 def poll(ask: Callable[[], T | None], timeout_s: float, cadence: Cadence, clock: Clock = SYSTEM) -> T | None:
